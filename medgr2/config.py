@@ -1,0 +1,398 @@
+"""The run configuration: one pydantic tree, loaded from YAML or TOML plus ``--set`` overrides.
+
+Precedence: defaults < file < ``--set a.b.c=value``. Validation has two phases, and every error
+of both is reported together in one :class:`ConfigError`:
+
+1. structure: unknown keys, wrong types (pydantic);
+2. components: each ``{name, options}`` is looked up in the registry (unknown names get a
+   "did you mean") and its ``options`` are validated against the options model the plugin
+   registered. Phase 2 walks the raw data, so it runs even when phase 1 found errors.
+
+Secrets (API keys) are never read from config: components read them from the environment
+with :func:`env_secret` and they are never written anywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from medgr2.registry import OptionsError, Registry, UnknownComponentError
+
+
+class ConfigError(ValueError):
+    """Every problem found in a config, reported at once (the CLI exits 2 on it)."""
+
+    def __init__(self, problems: Sequence[str], source: str = ""):
+        self.problems = list(problems)
+        head = f"{len(self.problems)} problem(s) in the configuration" + (f" {source}" if source else "")
+        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ComponentSpec(Section):
+    """A component chosen by name, with its options (validated by the component's own model)."""
+
+    kind: ClassVar[str] = ""
+    name: str = Field(description="The registered name of the component.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options for this component.")
+
+
+class DatasetSpec(ComponentSpec):
+    kind: ClassVar[str] = "dataset"
+
+
+class GeneratorSpec(ComponentSpec):
+    kind: ClassVar[str] = "generator"
+
+
+class RewardModelSpec(ComponentSpec):
+    kind: ClassVar[str] = "reward_model"
+
+
+class FilterSpec(ComponentSpec):
+    kind: ClassVar[str] = "filter"
+
+
+class TrainerSpec(ComponentSpec):
+    kind: ClassVar[str] = "trainer"
+
+
+class EvaluatorSpec(ComponentSpec):
+    kind: ClassVar[str] = "evaluator"
+
+
+class DataSection(Section):
+    """Seed data."""
+
+    sources: list[DatasetSpec] = Field(
+        default_factory=lambda: [DatasetSpec(name="demo")],
+        description="Dataset sources whose train split seeds generation and whose test split is evaluated.",
+    )
+    seed_set: bool = Field(default=False, description="Start D_gen from the sources' ready-made VQA samples.")
+    max_items: int | None = Field(default=None, ge=1, description="Cap on seed items per cycle (None: all).")
+
+
+class GenerationSection(Section):
+    """Step 1: the generator G."""
+
+    generator: GeneratorSpec = Field(default_factory=lambda: GeneratorSpec(name="labels"),
+                                     description="The generator backend and its options.")
+    limit: int | None = Field(default=None, ge=1, description="Stop after this many seed items.")
+
+
+class RewardSection(Section):
+    """Step 2a and 4: the reward model R_φ and its graded training data."""
+
+    model: RewardModelSpec = Field(default_factory=lambda: RewardModelSpec(name="minilm"),
+                                   description="The reward model and its options.")
+    grade_sources: list[DatasetSpec] = Field(
+        default_factory=list,
+        description="Sources of reference texts (reports) for the 4-grade set; empty: the seed samples' answers.",
+    )
+    retrain_each_cycle: bool = Field(default=True, description="Refresh R_φ on policy samples after each cycle.")
+    replay_fraction: float = Field(default=0.5, ge=0, le=1, description="Share of earlier RM data replayed.")
+    labelling: Literal["match", "judge", "grade"] = Field(
+        default="match", description="How policy samples are labelled for RM retraining.")
+    judge: GeneratorSpec | None = Field(default=None, description="The judge backend when labelling='judge'.")
+
+
+class FilterSection(Section):
+    """Step 2b: which scored samples are kept."""
+
+    steps: list[FilterSpec] = Field(
+        default_factory=lambda: [FilterSpec(name="threshold", options={"tau": 5.0}), FilterSpec(name="dedup"),
+                                 FilterSpec(name="overlap")],
+        description="Filters applied in order; a sample is kept only if every step keeps it.",
+    )
+    allow_overlap: bool = Field(default=False, description="Keep samples already in D_gen (Algorithm 1, l. 6-8).")
+
+
+class PolicySection(Section):
+    """Step 3: the policy and how it is trained."""
+
+    model: str | None = Field(default=None, description="Local model folder; None builds a tiny VLM.")
+    tiny_arch: Literal["qwen2_5_vl", "llava"] = Field(default="qwen2_5_vl",
+                                                      description="Tiny architecture when model is None.")
+    answer_format: Literal["letter", "text", "think"] = Field(
+        default="text", description="How the policy answers: option letter, option text, or <think>/<answer>.")
+    sft: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="sft"), description="SFT trainer.")
+    grpo: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="grpo"), description="GRPO trainer.")
+    distil_generator: bool = Field(default=False, description="Distil kept data into a local generator.")
+
+
+class EvaluationSection(Section):
+    """Evaluation of the policy after each cycle."""
+
+    evaluator: EvaluatorSpec | None = Field(default_factory=lambda: EvaluatorSpec(name="vqa"),
+                                            description="The evaluator; None skips evaluation.")
+    scorer: str = Field(default="medgr2", description="The scoring protocol (see `medgr2 eval scorers`).")
+    sources: list[DatasetSpec] = Field(default_factory=list,
+                                       description="Evaluation sets; empty: the test split of data.sources.")
+    max_samples: int | None = Field(default=None, ge=1, description="Cap on evaluated samples.")
+
+
+class RunConfig(Section):
+    """The whole run: one tree, every field documented."""
+
+    name: str = Field(default="quickstart", description="Run name: the run directory is runs_dir/name.")
+    runs_dir: Path = Field(default=Path("runs"), description="Where run directories live.")
+    seed: int = Field(default=0, description="Seed of every random choice in the run.")
+    cycles: int = Field(default=1, ge=1, description="Number of MedGR2 cycles T.")
+    plugins: list[str] = Field(default_factory=list, description="Extra plugin specs to load (like --plugin).")
+    data: DataSection = Field(default_factory=DataSection)
+    generation: GenerationSection = Field(default_factory=GenerationSection)
+    reward: RewardSection = Field(default_factory=RewardSection)
+    filters: FilterSection = Field(default_factory=FilterSection)
+    policy: PolicySection = Field(default_factory=PolicySection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a dict."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([f"config file {str(p)!r} does not exist"])
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as exc:  # noqa: BLE001 - parse errors become config errors
+        raise ConfigError([f"cannot parse {p}: {exc}"]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError([f"{p}: the top level must be a mapping, not {type(data).__name__}"])
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"a.b.c=value"`` → (["a", "b", "c"], value) with the value parsed as a YAML scalar."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError([f"override {item!r} must look like key.path=value"])
+    import yaml
+
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply dotted overrides to a copy of ``data`` (numeric parts index lists)."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        path, value = parse_override(item)
+        node: Any = out
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, list):
+                try:
+                    idx = int(part)
+                    node[idx]
+                except (ValueError, IndexError):
+                    raise ConfigError([f"override {item!r}: {part!r} is not an index of a {len(node)}-item list"]) \
+                        from None
+                if last:
+                    node[idx] = value
+                else:
+                    node = node[idx]
+            else:
+                if last:
+                    node[part] = value
+                else:
+                    if not isinstance(node.get(part), (dict, list)):
+                        node[part] = _default_subtree(path[: i + 1])
+                    node = node[part]
+    return out
+
+
+def _default_subtree(path: list[str]) -> Any:
+    """The default value at ``path`` of RunConfig as plain data (so overrides merge into defaults)."""
+    node: Any = RunConfig().model_dump(mode="json")
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return {}
+    return copy.deepcopy(node) if isinstance(node, (dict, list)) else {}
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict) and k != "options":
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _spec_types(annotation: Any) -> tuple[type[ComponentSpec] | None, bool]:
+    """(ComponentSpec subclass, is_list) for a field annotation, else (None, False)."""
+    origin = get_origin(annotation)
+    if origin in (list, Sequence):
+        inner, _ = _spec_types(get_args(annotation)[0])
+        return inner, inner is not None
+    if origin is Union or str(origin) == "types.UnionType":
+        for arg in get_args(annotation):
+            t, is_list = _spec_types(arg)
+            if t is not None:
+                return t, is_list
+        return None, False
+    if isinstance(annotation, type) and issubclass(annotation, ComponentSpec):
+        return annotation, False
+    return None, False
+
+
+def iter_component_specs(model: type[BaseModel], raw: Any, loc: str = "") -> Iterator[tuple[str, str, Any]]:
+    """Yield ``(location, kind, raw_spec)`` for every component spec in raw config data."""
+    if not isinstance(raw, Mapping):
+        return
+    for name, field in model.model_fields.items():
+        if name not in raw:
+            continue
+        value, where = raw[name], f"{loc}{name}"
+        spec_type, is_list = _spec_types(field.annotation)
+        if spec_type is not None:
+            items = list(enumerate(value)) if is_list and isinstance(value, list) else [(None, value)]
+            for idx, item in items:
+                if item is not None:
+                    yield (where if idx is None else f"{where}.{idx}"), spec_type.kind, item
+            continue
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, Section):
+            yield from iter_component_specs(ann, value, where + ".")
+
+
+def _component_problems(raw: Mapping[str, Any], registry: Registry) -> list[str]:
+    problems = []
+    for loc, kind, spec in iter_component_specs(RunConfig, raw):
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+            continue  # phase 1 reports the shape error
+        try:
+            entry = registry.entry(kind, spec["name"])
+            entry.validate_options(spec.get("options") or {})
+        except UnknownComponentError as e:
+            problems.append(f"{loc}.name: {e}")
+        except OptionsError as e:
+            for err in e.error.errors():
+                where = ".".join(str(p) for p in err["loc"])
+                problems.append(f"{loc}.options.{where}: {err['msg']} ({kind} {spec['name']!r})")
+    return problems
+
+
+def _structure_problems(error: ValidationError) -> list[str]:
+    out = []
+    for err in error.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            from medgr2.registry import suggest
+
+            model: Any = RunConfig
+            for part in err["loc"][:-1]:
+                f = getattr(model, "model_fields", {}).get(part)
+                ann = f.annotation if f is not None else None
+                model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+                if model is None:
+                    break
+            hint = suggest(str(err["loc"][-1]), model.model_fields) if model is not None else ""
+            msg = "unknown key." + hint
+        elif "input" in err and not isinstance(err["input"], (dict, list)):
+            msg += f" (got {err['input']!r})"
+        out.append(f"{where}: {msg}")
+    return out
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    registry: Registry | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Build the :class:`RunConfig` (defaults < file/``data`` < overrides) and validate it.
+
+    With a ``registry``, component names and options are checked too. Raises one
+    :class:`ConfigError` listing every problem.
+    """
+    raw: dict[str, Any] = {}
+    source = ""
+    if path is not None:
+        raw = read_config_file(path)
+        source = str(path)
+    if data is not None:
+        raw = _deep_merge(raw, data)
+    raw = apply_overrides(raw, overrides)
+    problems: list[str] = []
+    config: RunConfig | None = None
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as e:
+        problems += _structure_problems(e)
+    if registry is not None:
+        resolved = config.model_dump(mode="json") if config is not None else raw
+        problems += _component_problems(resolved, registry)
+    if problems or config is None:
+        raise ConfigError(problems, source)
+    return config
+
+
+def resolved_options(spec: ComponentSpec, registry: Registry) -> BaseModel:
+    """The validated options model of a component spec (defaults filled in)."""
+    return registry.entry(spec.kind, spec.name).validate_options(spec.options)
+
+
+def resolved_dict(config: RunConfig, registry: Registry | None = None) -> dict[str, Any]:
+    """The config as plain data; with a registry, every component's options with defaults filled in."""
+    data = config.model_dump(mode="json")
+    if registry is None:
+        return data
+    for loc, kind, spec in iter_component_specs(RunConfig, data):
+        opts = registry.entry(kind, spec["name"]).validate_options(spec.get("options") or {})
+        spec["options"] = json.loads(opts.model_dump_json())
+    return data
+
+
+def dump_yaml(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def env_secret(*names: str) -> SecretStr | None:
+    """The first set environment variable of ``names`` as a ``SecretStr`` (``None`` if unset).
+
+    Use it as ``Field(default_factory=lambda: env_secret("GEMINI_API_KEY"), exclude=True)`` so the
+    secret is read from the environment only and never serialised.
+    """
+    for n in names:
+        v = os.environ.get(n)
+        if v:
+            return SecretStr(v)
+    return None

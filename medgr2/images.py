@@ -1,0 +1,56 @@
+"""Image access for every stage: safe path resolution and lazy decoding through loaders.
+
+Pixels are decoded only here, by the image loader registered under ``ImageRef.loader`` (plugins
+register ``file``, ``dicom``, ``nifti``, ``npz`` ...). Paths never escape their dataset root.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medgr2.data import ImageRef
+    from medgr2.registry import Registry
+
+
+class UnsafePathError(ValueError):
+    """An image path escapes its dataset root (traversal, absolute path, symlink)."""
+
+
+def resolve_inside(root: str | os.PathLike[str], relative: str, *, record: str = "") -> Path:
+    """Resolve ``relative`` under ``root``; refuse anything that ends up outside it.
+
+    Refused: absolute paths, drive letters, ``..`` components, NUL bytes, backslash tricks, and
+    symlinks (anywhere on the way) whose target lies outside the root.
+    """
+    where = f" (record {record})" if record else ""
+    if not relative or "\x00" in relative:
+        raise UnsafePathError(f"empty or NUL-containing image path {relative!r}{where}")
+    normalised = relative.replace("\\", "/")
+    if normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":"):
+        raise UnsafePathError(
+            f"absolute image path {relative!r}{where}: paths must be relative to the dataset root {root}"
+        )
+    parts = normalised.split("/")
+    if any(p == ".." for p in parts):
+        raise UnsafePathError(f"image path {relative!r}{where} climbs out of the dataset root with '..'")
+    root_real = Path(os.path.realpath(root))
+    candidate = Path(os.path.realpath(root_real.joinpath(*[p for p in parts if p not in ("", ".")])))
+    if candidate != root_real and root_real not in candidate.parents:
+        raise UnsafePathError(
+            f"image path {relative!r}{where} resolves to {candidate}, outside the dataset root {root_real} "
+            "(a symlink that escapes the root?)"
+        )
+    return candidate
+
+
+def open_image(ref: ImageRef, registry: Registry | None = None) -> Any:
+    """Decode ``ref`` to a ``PIL.Image.Image`` with the loader it names."""
+    if registry is None:
+        from medgr2.plugins import get_registry
+
+        registry = get_registry()
+    loader = registry.get("image_loader", ref.loader)
+    return loader(ref)

@@ -1,0 +1,205 @@
+"""Plugin loading: entry points, ad hoc modules and files, and the registry they fill.
+
+Loading order (each step after the previous one):
+
+1. blocked names (``--no-plugin NAME``; ``MEDGR2_DISABLE_PLUGIN_AUTOLOAD=1`` blocks every
+   entry point);
+2. entry points of the ``medgr2`` group, each wrapped: one that fails to import prints a
+   warning and is skipped (``MEDGR2_STRICT_PLUGINS=1`` or ``strict=True`` makes it an error);
+3. ``MEDGR2_PLUGINS`` (comma-separated specs);
+4. ``--plugin`` specs: an entry-point name, a dotted module, or a path to a ``.py`` file;
+5. ``check_pending()``: an implementation of a hook that does not exist is an error.
+
+Then every registrar hook is called once, plugin by plugin, so each entry knows its plugin.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import importlib.util
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from medgr2 import hookspecs
+from medgr2.registry import Registry, RegistryError
+
+ENTRY_POINT_GROUP = "medgr2"
+
+
+class PluginLoadError(RuntimeError):
+    """A plugin could not be loaded (raised only in strict mode)."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load and was skipped."""
+
+
+@dataclass
+class PluginInfo:
+    """A loaded plugin, for ``medgr2 plugins list``."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    source: str = "entry-point"
+
+
+@dataclass
+class PluginSet:
+    """A plugin manager plus what was loaded into it and what failed."""
+
+    pm: pluggy.PluginManager
+    infos: dict[str, PluginInfo] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _split_env(name: str) -> list[str]:
+    return [s.strip() for s in os.environ.get(name, "").split(",") if s.strip()]
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _import_file(path: Path) -> ModuleType:
+    path = path.resolve()
+    name = "medgr2_adhoc_" + path.stem.replace("-", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_plugins(
+    plugins: Sequence[str] = (),
+    *,
+    disabled: Sequence[str] = (),
+    autoload: bool | None = None,
+    strict: bool | None = None,
+) -> PluginSet:
+    """Build a fresh plugin manager and load plugins into it (see the module docstring)."""
+    strict = _env_flag("MEDGR2_STRICT_PLUGINS") if strict is None else strict
+    autoload = (not _env_flag("MEDGR2_DISABLE_PLUGIN_AUTOLOAD")) if autoload is None else autoload
+    ps = PluginSet(new_plugin_manager())
+    for name in disabled:
+        ps.pm.set_blocked(name)
+
+    def fail(what: str, exc: BaseException) -> None:
+        msg = f"medgr2: plugin {what} failed to load and was skipped: {type(exc).__name__}: {exc}"
+        if strict:
+            raise PluginLoadError(msg.replace(" and was skipped", "")) from exc
+        ps.failures.append(msg)
+        warnings.warn(msg, PluginWarning, stacklevel=3)
+
+    eps = {ep.name: ep for ep in md.entry_points(group=ENTRY_POINT_GROUP)}
+    if autoload:
+        for ep in sorted(eps.values(), key=lambda e: e.name):
+            if ps.pm.is_blocked(ep.name) or ps.pm.has_plugin(ep.name):
+                continue
+            try:
+                module = ep.load()
+                ps.pm.register(module, name=ep.name)
+            except Exception as exc:  # noqa: BLE001 - any import error degrades to a warning
+                fail(repr(ep.name), exc)
+                continue
+            dist = ep.dist
+            ps.infos[ep.name] = PluginInfo(ep.name, ep.value, dist.name if dist else None,
+                                           dist.version if dist else None)
+
+    for spec in [*_split_env("MEDGR2_PLUGINS"), *plugins]:
+        try:
+            _load_spec(ps, spec, eps)
+        except Exception as exc:  # noqa: BLE001
+            fail(repr(spec), exc)
+
+    ps.pm.check_pending()
+    return ps
+
+
+def _load_spec(ps: PluginSet, spec: str, eps: dict[str, md.EntryPoint]) -> None:
+    if spec.endswith(".py") or os.sep in spec or "/" in spec:
+        path = Path(spec)
+        if not path.is_file():
+            raise FileNotFoundError(f"no plugin file {spec!r}")
+        module, name, source = _import_file(path), path.stem, f"file {path}"
+    elif spec in eps:
+        module, name, source = eps[spec].load(), spec, "entry-point"
+    else:
+        module, name, source = importlib.import_module(spec), spec, "module"
+    if ps.pm.is_blocked(name) or ps.pm.has_plugin(name) or ps.pm.is_registered(module):
+        return
+    ps.pm.register(module, name=name)
+    ps.infos[name] = PluginInfo(name, getattr(module, "__name__", spec), source=source)
+
+
+def build_registry(ps: PluginSet) -> Registry:
+    """Call every registrar hook once, plugin by plugin, into a new :class:`Registry`."""
+    registry = Registry()
+    registry.warnings.extend(ps.failures)
+    for kind, hook_name in hookspecs.REGISTRAR_HOOKS.items():
+        hook = getattr(ps.pm.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            info = ps.infos.get(impl.plugin_name) or PluginInfo(impl.plugin_name, impl.plugin_name)
+            registrar = registry.registrar(kind, impl.plugin_name, info.distribution, info.version)
+            try:
+                impl.function(**{a: registrar for a in impl.argnames})
+            except RegistryError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                msg = f"medgr2: plugin {impl.plugin_name!r} failed in {hook_name}: {exc}"
+                if _env_flag("MEDGR2_STRICT_PLUGINS"):
+                    raise PluginLoadError(msg) from exc
+                registry.warnings.append(msg)
+                warnings.warn(msg, PluginWarning, stacklevel=2)
+    return registry
+
+
+def load_registry(plugins: Sequence[str] = (), **kwargs: Any) -> Registry:
+    """Load plugins and return their registry (a fresh one on every call)."""
+    return build_registry(load_plugins(plugins, **kwargs))
+
+
+_default: tuple[PluginSet, Registry] | None = None
+_default_args: dict[str, Any] = {}
+
+
+def configure(plugins: Sequence[str] = (), disabled: Sequence[str] = (), strict: bool | None = None) -> None:
+    """Set the plugin specs the process-wide registry is built with (the CLI calls this once)."""
+    global _default, _default_args
+    _default = None
+    _default_args = {"plugins": list(plugins), "disabled": list(disabled), "strict": strict}
+
+
+def default_plugins() -> PluginSet:
+    """The process-wide plugin set, loaded on first use."""
+    global _default
+    if _default is None:
+        ps = load_plugins(**_default_args)
+        _default = (ps, build_registry(ps))
+    return _default[0]
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use (library users may pass their own)."""
+    default_plugins()
+    assert _default is not None
+    return _default[1]
