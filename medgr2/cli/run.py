@@ -1,9 +1,51 @@
-"""CLI commands of the run area (filled in by the run issue)."""
+"""``medgr2 run`` (Algorithm 1 end to end) and ``medgr2 report``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from medgr2.cli.common import ConfigArg, SetOpt, fail, load_run_config, reporter
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to ``app``."""
+    @app.command("run")
+    def run_cmd(
+        config: ConfigArg = None,
+        set_: SetOpt = None,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue the run: skip stages done with the "
+                                             "same inputs and config, redo the rest.")] = False,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Move an existing run directory aside "
+                                                "and start again.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    ) -> None:
+        """Run the MedGR2 loop. With no config: the offline CPU quickstart (demo corpus, tiny policy)."""
+        from medgr2.loop import RunDirectoryExists, run
+
+        cfg = load_run_config(config, set_)
+        rep = reporter(quiet)
+        try:
+            result = run(cfg, reporter=rep, resume=resume, overwrite=overwrite)
+        except RunDirectoryExists as e:
+            fail(str(e))
+        for c in result.cycles:
+            acc = c.evaluation.overall.accuracy if c.evaluation else None
+            rep.log(f"cycle {c.cycle}: kept {c.ledger.get('kept')} of {c.ledger.get('generated')} generated; "
+                    f"accuracy {acc if acc is None else f'{acc:.3f}'}")
+        typer.echo(f"run directory: {result.run_dir}")
+        typer.echo(f"report: {result.report}")
+
+    @app.command("report")
+    def report_cmd(
+        run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/<name>).")],
+        out: Annotated[Path | None, typer.Option("--out", help="Where to write the HTML (default RUN_DIR/report.html).")] = None,
+    ) -> None:
+        """Write the self-contained HTML report of a run."""
+        from medgr2.plugins import get_registry
+        from medgr2.report import write_report
+
+        if not (run_dir / "manifest.json").exists():
+            fail(f"{run_dir} is not a run directory (no manifest.json): pass runs/<name>")
+        typer.echo(f"report: {write_report(run_dir, registry=get_registry(), out=out)}")

@@ -1,0 +1,257 @@
+"""The run report: one self-contained HTML file (inline SVG charts, base64 thumbnails), viewable offline.
+
+``write_report(run_dir)`` reads only the run directory's artifacts, so it can be rebuilt at any time
+(``medgr2 report RUN_DIR``). Sections: config; per cycle the funnel, reward histograms by modality,
+galleries of accepted and rejected samples, training curves and evaluation tables; RM calibration
+(with rewards by grade); the ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from medgr2.data import EvalReport, FilterDecision, VQASample
+from medgr2.report import svg
+from medgr2.store import atomic_write_text, read_json, read_jsonl
+
+GRADE_NAMES = {1: "1 original (10)", 2: "2 synonyms (6)", 3: "3 deletions (0)", 4: "4 irrelevant (−6)", 0: "labelled"}
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222}
+h1{margin-bottom:0} .sub{color:#666;margin-top:4px} h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;margin:8px 0;font-size:13px} td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
+.charts{display:flex;flex-wrap:wrap;gap:12px} .gallery{display:flex;flex-wrap:wrap;gap:8px}
+.card{border:1px solid #ddd;border-radius:6px;padding:6px;width:240px;font-size:12px;background:#fafafa}
+.card img{width:96px;height:96px;object-fit:cover;float:left;margin-right:6px;image-rendering:pixelated}
+.card .q{font-weight:600} .card .ok{color:#2a7} .card .no{color:#c33} .card ol{margin:2px 0;padding-left:18px;clear:both}
+pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px;max-height:400px} .muted{color:#888}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if v is None:
+        return "–"
+    return str(v)
+
+
+def _thumb(sample: VQASample, registry: Any, size: int = 96) -> str:
+    try:
+        from medgr2.images import open_image
+
+        img = open_image(sample.images[0], registry).convert("RGB")
+        img.thumbnail((size, size))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    except Exception:  # noqa: BLE001 - a missing image must not break the report
+        return ""
+
+
+def _card(s: VQASample, registry: Any, reason: str = "") -> str:
+    src = _thumb(s, registry)
+    img = f'<img src="{src}" alt="{_e(s.modality.value)} image">' if src else '<div class="muted">no image</div>'
+    opts = "".join(f'<li class="{"ok" if o == s.answer else ""}">{_e(o)}</li>' for o in s.options)
+    score = f"r = {s.reward.total:.2f}" if s.reward else "unscored"
+    why = f'<div class="no">{_e(reason)}</div>' if reason else ""
+    return (f'<div class="card">{img}<div class="q">{_e(s.question)}</div><div class="muted">{_e(s.modality.value)} · '
+            f'{_e(s.question_type.label)} · {score}</div><ol type="A">{opts}</ol>{why}</div>')
+
+
+def _eval_section(report: EvalReport, title: str) -> str:
+    parts = [f"<h3>{_e(title)} — scorer <code>{_e(report.scorer)}</code></h3>"]
+    o = report.overall
+    parts.append(_table(["", "n", "accuracy", "95% CI", "valid-only acc.", "invalid", "macro F1", "bal. acc.", "AUROC"],
+                        [["overall", o.n, o.accuracy, _ci(o.ci95), o.accuracy_valid_only, o.invalid, o.macro_f1,
+                          o.balanced_accuracy, o.auroc]]))
+    for label, groups in (("modality", report.by_modality), ("question type", report.by_question_type),
+                          ("dataset", report.by_dataset)):
+        if groups:
+            parts.append(_table([label, "n", "accuracy", "95% CI", "invalid", "macro F1"],
+                                [[k, g.n, g.accuracy, _ci(g.ci95), g.invalid, g.macro_f1]
+                                 for k, g in sorted(groups.items())]))
+    return "".join(parts)
+
+
+def _ci(ci: Any) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "–"
+
+
+def _history_curves(result_path: Path, title: str) -> str:
+    if not result_path.exists():
+        return ""
+    hist = read_json(result_path).get("history") or []
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for i, row in enumerate(hist):
+        step = float(row.get("step", i))
+        for k, v in row.items():
+            if k in ("step", "epoch") or not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            if "loss" in k or "reward" in k or "corr" in k or "tie" in k:
+                series[k].append((step, float(v)))
+    if not series:
+        return ""
+    return svg.line_chart(dict(sorted(series.items())[:9]), title=title)
+
+
+def _funnel(cycle_dir: Path) -> str:
+    path = cycle_dir / "filter" / "funnel.json"
+    gen_ledger = cycle_dir / "generate" / "ledger.json"
+    stages: list[tuple[str, int]] = []
+    if gen_ledger.exists():
+        led = read_json(gen_ledger)
+        stages.append(("generated", int(led.get("successes", 0)) + sum(led.get("rejects", {}).values())))
+        stages.append(("valid", int(led.get("successes", 0))))
+    rows = []
+    if path.exists():
+        f = read_json(path)
+        steps = f.get("steps", f) if isinstance(f, dict) else f
+        for st in steps if isinstance(steps, list) else []:
+            stages.append((f"after {st.get('step', st.get('name', '?'))}", int(st.get("kept", 0))))
+            rows.append([st.get("step", st.get("name", "?")), st.get("in"), st.get("kept"),
+                         ", ".join(f"{k}: {v}" for k, v in (st.get("dropped") or st.get("reasons") or {}).items())])
+    out = svg.funnel(stages, title="funnel") if stages else ""
+    if rows:
+        out += _table(["step", "in", "kept", "dropped by reason"], rows)
+    return out
+
+
+def _galleries(cycle_dir: Path, registry: Any, n: int = 8) -> str:
+    scored = read_jsonl(cycle_dir / "score" / "scored.jsonl", VQASample)
+    if not scored:
+        return ""
+    decisions = read_jsonl(cycle_dir / "filter" / "decisions.jsonl", FilterDecision)
+    dropped: dict[str, str] = {}
+    for d in decisions:
+        if not d.keep and d.sample_id not in dropped:
+            dropped[d.sample_id] = f"{d.filter}: {d.reason}"
+    kept_ids = {s.id for s in read_jsonl(cycle_dir / "filter" / "kept.jsonl", VQASample)}
+    accepted = sorted((s for s in scored if s.id in kept_ids), key=lambda s: -(s.reward.total if s.reward else 0))[:n]
+    rejected = sorted((s for s in scored if s.id not in kept_ids), key=lambda s: s.reward.total if s.reward else 0)[:n]
+    by_mod: dict[str, list[float]] = defaultdict(list)
+    for s in scored:
+        if s.reward:
+            by_mod[s.modality.value].append(s.reward.total)
+    parts = [f'<div class="charts">{svg.histogram(by_mod, title="R_φ of candidates by modality")}</div>']
+    parts.append(f"<h4>Accepted ({len(kept_ids)})</h4><div class='gallery'>"
+                 + "".join(_card(s, registry) for s in accepted) + "</div>")
+    parts.append(f"<h4>Rejected ({len(scored) - len(kept_ids)})</h4><div class='gallery'>"
+                 + "".join(_card(s, registry, dropped.get(s.id, "")) for s in rejected) + "</div>")
+    return "".join(parts)
+
+
+def _calibration(stage_dir: Path, title: str) -> str:
+    result = stage_dir / "result.json"
+    if not result.exists():
+        return ""
+    ckpt = Path(read_json(result).get("checkpoint", ""))
+    parts = [f"<h3>{_e(title)}</h3>"]
+    for cand in (ckpt / "calibration.json", stage_dir / "calibration.json"):
+        if cand.exists():
+            cal = read_json(cand)
+            flat = [[k, v] for k, v in cal.items() if isinstance(v, (int, float, str))]
+            parts.append(_table(["metric", "value"], flat))
+            per = cal.get("per_grade") or cal.get("by_grade") or {}
+            if isinstance(per, dict) and per:
+                parts.append(_table(["grade", "n", "mean", "std"], [
+                    [k, v.get("n"), v.get("mean"), v.get("std")] for k, v in per.items() if isinstance(v, dict)]))
+            break
+    for png in (ckpt / "calibration.png", stage_dir / "calibration.png"):
+        if png.exists():
+            parts.append(f'<img alt="calibration plot" style="max-width:460px" '
+                         f'src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">')
+            break
+    scores = _grade_scores(stage_dir, ckpt)
+    if scores:
+        parts.append(svg.histogram(scores, title="R_φ on held-out graded examples, by grade"))
+    return "".join(parts)
+
+
+def _grade_scores(stage_dir: Path, ckpt: Path) -> dict[str, list[float]]:
+    """Held-out scores by grade when the RM stage wrote them (``heldout_scores.jsonl``)."""
+    for path in (ckpt / "heldout_scores.jsonl", stage_dir / "heldout_scores.jsonl"):
+        rows = read_jsonl(path)
+        if rows:
+            out: dict[str, list[float]] = defaultdict(list)
+            for r in rows:
+                out[GRADE_NAMES.get(int(r.get("grade", 0)), str(r.get("grade")))].append(float(r["score"]))
+            return dict(sorted(out.items()))
+    return {}
+
+
+def build_html(run_dir: Path, registry: Any = None) -> str:
+    """The report of ``run_dir`` as one HTML string."""
+    run_dir = Path(run_dir)
+    cfg = (run_dir / "config.yaml").read_text(encoding="utf-8") if (run_dir / "config.yaml").exists() else ""
+    versions = read_json(run_dir / "versions.json") if (run_dir / "versions.json").exists() else {}
+    ledgers = read_json(run_dir / "ledger.json") if (run_dir / "ledger.json").exists() else []
+    body = [f"<h1>MedGR2 run <code>{_e(run_dir.name)}</code></h1>",
+            f'<p class="sub">medgr2 {_e(versions.get("medgr2", "?"))} · {len(ledgers)} cycle(s)</p>']
+
+    if ledgers:
+        body.append("<h2>Ledger</h2>")
+        body.append(_table(
+            ["cycle", "generated", "valid", "kept", "requests", "tokens in/out", "cost $", "SFT s", "GRPO s",
+             "RM version", "accuracy"],
+            [[c["cycle"], c.get("generated"), c.get("valid"), c.get("kept"), c.get("generation", {}).get("requests"),
+              f'{c.get("generation", {}).get("input_tokens", 0)}/{c.get("generation", {}).get("output_tokens", 0)}',
+              c.get("generation", {}).get("cost_usd"), c.get("train_s", {}).get("sft"),
+              c.get("train_s", {}).get("grpo"), Path(str(c.get("rm_version") or "")).name,
+              (c.get("evaluation") or {}).get("accuracy")] for c in ledgers]))
+
+    base = run_dir / "cycle-000" / "evaluate-baseline" / "report.json"
+    body.append("<h2>Reward model</h2>")
+    body.append(_calibration(run_dir / "cycle-000" / "reward-init", "R_φ v0 (initial grade set)"))
+    for cycle_dir in sorted(run_dir.glob("cycle-[0-9][0-9][0-9]")):
+        if cycle_dir.name != "cycle-000":
+            body.append(_calibration(cycle_dir / "reward-update", f"R_φ after {cycle_dir.name}"))
+
+    if base.exists():
+        body.append("<h2>Evaluation before training</h2>")
+        body.append(_eval_section(read_json(base, EvalReport), "zero-shot policy"))
+
+    for cycle_dir in sorted(run_dir.glob("cycle-[0-9][0-9][0-9]")):
+        if cycle_dir.name == "cycle-000":
+            continue
+        body.append(f"<h2>{_e(cycle_dir.name)}</h2><h3>Funnel</h3>{_funnel(cycle_dir)}")
+        body.append(_galleries(cycle_dir, registry))
+        curves = [_history_curves(cycle_dir / s / "result.json", f"{s.upper()} curves") for s in ("sft", "grpo")]
+        if any(curves):
+            body.append("<h3>Training</h3><div class='charts'>" + "".join(curves) + "</div>")
+        rep = cycle_dir / "evaluate" / "report.json"
+        if rep.exists():
+            body.append(_eval_section(read_json(rep, EvalReport), "Evaluation"))
+
+    body.append(f"<h2>Config</h2><pre>{_e(cfg)}</pre>")
+    body.append(f"<h2>Versions</h2><pre>{_e(json.dumps(versions, indent=2))}</pre>")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>MedGR2 run {_e(run_dir.name)}"
+            f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+
+
+def write_report(run_dir: str | Path, registry: Any = None, out: str | Path | None = None) -> Path:
+    """Write ``report.html`` into ``run_dir`` (or ``out``) and return its path."""
+    run_dir = Path(run_dir)
+    path = Path(out) if out else run_dir / "report.html"
+    atomic_write_text(path, build_html(run_dir, registry))
+    return path
+
+
+__all__ = ["build_html", "write_report"]
