@@ -30,7 +30,7 @@ from typing import Any
 import pluggy
 
 from medgr2 import hookspecs
-from medgr2.registry import Registry, RegistryError
+from medgr2.registry import Registry, RegistryError, suggest
 
 ENTRY_POINT_GROUP = "medgr2"
 
@@ -61,6 +61,21 @@ class PluginSet:
     pm: pluggy.PluginManager
     infos: dict[str, PluginInfo] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    strict: bool = False
+
+    def fail(self, what: str, problem: str, exc: BaseException | None = None) -> None:
+        """Record that plugin ``what`` was skipped because of ``problem``.
+
+        Strict mode raises :class:`PluginLoadError`; otherwise the problem is kept in
+        :attr:`failures` (one line) and issued once as a :class:`PluginWarning`.
+        """
+        line = " ".join(f"plugin {what} {problem}".split())
+        if self.strict:
+            raise PluginLoadError(f"{line} (strict plugin mode; pass --no-plugin NAME to skip it)") from exc
+        if line in self.failures:
+            return
+        self.failures.append(line)
+        warnings.warn(f"medgr2: {line} and was skipped", PluginWarning, stacklevel=4)
 
 
 def _env_flag(name: str) -> bool:
@@ -78,15 +93,26 @@ def new_plugin_manager() -> pluggy.PluginManager:
 
 
 def _import_file(path: Path) -> ModuleType:
+    """Import a single-file plugin as module ``medgr2_adhoc_<stem>``."""
     path = path.resolve()
     name = "medgr2_adhoc_" + path.stem.replace("-", "_")
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    sys.modules[name] = module  # so lazy targets "medgr2_adhoc_<stem>:Obj" resolve
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
     return module
+
+
+def _describe(exc: BaseException) -> str:
+    """One line: the exception type and its first message line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def load_plugins(
@@ -95,20 +121,23 @@ def load_plugins(
     disabled: Sequence[str] = (),
     autoload: bool | None = None,
     strict: bool | None = None,
+    env: bool = True,
 ) -> PluginSet:
-    """Build a fresh plugin manager and load plugins into it (see the module docstring)."""
+    """Build a fresh plugin manager and load plugins into it (see the module docstring).
+
+    Args:
+        plugins: ``--plugin`` specs: entry-point names, dotted modules or ``.py`` paths.
+        disabled: Plugin names not to load (``--no-plugin``).
+        autoload: Load the ``medgr2`` entry points (default: unless
+            ``MEDGR2_DISABLE_PLUGIN_AUTOLOAD=1``).
+        strict: A plugin that fails is an error (default: ``MEDGR2_STRICT_PLUGINS=1``).
+        env: Read extra specs from ``MEDGR2_PLUGINS``.
+    """
     strict = _env_flag("MEDGR2_STRICT_PLUGINS") if strict is None else strict
     autoload = (not _env_flag("MEDGR2_DISABLE_PLUGIN_AUTOLOAD")) if autoload is None else autoload
-    ps = PluginSet(new_plugin_manager())
+    ps = PluginSet(new_plugin_manager(), strict=strict)
     for name in disabled:
         ps.pm.set_blocked(name)
-
-    def fail(what: str, exc: BaseException) -> None:
-        msg = f"medgr2: plugin {what} failed to load and was skipped: {type(exc).__name__}: {exc}"
-        if strict:
-            raise PluginLoadError(msg.replace(" and was skipped", "")) from exc
-        ps.failures.append(msg)
-        warnings.warn(msg, PluginWarning, stacklevel=3)
 
     eps = {ep.name: ep for ep in md.entry_points(group=ENTRY_POINT_GROUP)}
     if autoload:
@@ -116,23 +145,45 @@ def load_plugins(
             if ps.pm.is_blocked(ep.name) or ps.pm.has_plugin(ep.name):
                 continue
             try:
-                module = ep.load()
-                ps.pm.register(module, name=ep.name)
+                _register(ps, ep.load(), ep.name, "entry-point", ep)
             except Exception as exc:  # noqa: BLE001 - any import error degrades to a warning
-                fail(repr(ep.name), exc)
-                continue
-            dist = ep.dist
-            ps.infos[ep.name] = PluginInfo(ep.name, ep.value, dist.name if dist else None,
-                                           dist.version if dist else None)
+                ps.fail(repr(ep.name), f"failed to load: {_describe(exc)}", exc)
 
-    for spec in [*_split_env("MEDGR2_PLUGINS"), *plugins]:
+    for spec in [*(_split_env("MEDGR2_PLUGINS") if env else []), *plugins]:
         try:
             _load_spec(ps, spec, eps)
         except Exception as exc:  # noqa: BLE001
-            fail(repr(spec), exc)
+            ps.fail(repr(spec), f"failed to load: {_describe(exc)}", exc)
 
-    ps.pm.check_pending()
+    _check_pending(ps)
     return ps
+
+
+def _check_pending(ps: PluginSet) -> None:
+    """Unregister (with a warning) every plugin implementing a hook that does not exist."""
+    while True:
+        try:
+            ps.pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            name = ps.pm.get_name(exc.plugin) or repr(exc.plugin)
+            unknown = [
+                hc.name for hc in ps.pm.get_hookcallers(exc.plugin) or [] if not hc.has_spec()
+            ]
+            hint = suggest(unknown[0], [n for n in dir(hookspecs) if n.startswith("medgr2_")]) if unknown else ""
+            ps.pm.unregister(exc.plugin)
+            ps.infos.pop(name, None)
+            ps.fail(repr(name), f"implements unknown hook(s) {', '.join(unknown)}.{hint}", exc)
+
+
+def _register(ps: PluginSet, module: Any, name: str, source: str, ep: md.EntryPoint | None = None) -> None:
+    """Register ``module`` as plugin ``name`` and record where it came from."""
+    if ps.pm.is_blocked(name) or ps.pm.has_plugin(name) or ps.pm.is_registered(module):
+        return
+    ps.pm.register(module, name=name)
+    dist = ep.dist if ep is not None else None
+    ps.infos[name] = PluginInfo(name, getattr(module, "__name__", name), dist.name if dist else None,
+                                dist.version if dist else None, source)
 
 
 def _load_spec(ps: PluginSet, spec: str, eps: dict[str, md.EntryPoint]) -> None:
@@ -140,21 +191,16 @@ def _load_spec(ps: PluginSet, spec: str, eps: dict[str, md.EntryPoint]) -> None:
         path = Path(spec)
         if not path.is_file():
             raise FileNotFoundError(f"no plugin file {spec!r}")
-        module, name, source = _import_file(path), path.stem, f"file {path}"
+        _register(ps, _import_file(path), path.stem, f"file {path}")
     elif spec in eps:
-        module, name, source = eps[spec].load(), spec, "entry-point"
+        _register(ps, eps[spec].load(), spec, "entry-point", eps[spec])
     else:
-        module, name, source = importlib.import_module(spec), spec, "module"
-    if ps.pm.is_blocked(name) or ps.pm.has_plugin(name) or ps.pm.is_registered(module):
-        return
-    ps.pm.register(module, name=name)
-    ps.infos[name] = PluginInfo(name, getattr(module, "__name__", spec), source=source)
+        _register(ps, importlib.import_module(spec), spec, "module")
 
 
 def build_registry(ps: PluginSet) -> Registry:
     """Call every registrar hook once, plugin by plugin, into a new :class:`Registry`."""
     registry = Registry()
-    registry.warnings.extend(ps.failures)
     for kind, hook_name in hookspecs.REGISTRAR_HOOKS.items():
         hook = getattr(ps.pm.hook, hook_name)
         for impl in reversed(hook.get_hookimpls()):  # registration order
@@ -165,11 +211,8 @@ def build_registry(ps: PluginSet) -> Registry:
             except RegistryError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                msg = f"medgr2: plugin {impl.plugin_name!r} failed in {hook_name}: {exc}"
-                if _env_flag("MEDGR2_STRICT_PLUGINS"):
-                    raise PluginLoadError(msg) from exc
-                registry.warnings.append(msg)
-                warnings.warn(msg, PluginWarning, stacklevel=2)
+                ps.fail(repr(impl.plugin_name), f"failed in {hook_name}: {_describe(exc)}", exc)
+    registry.warnings[:] = ps.failures
     return registry
 
 

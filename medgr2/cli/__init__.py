@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import typer
 
 from medgr2.cli import common
+from medgr2.registry import RegistryError
 
 AREAS = ("plugins_cmd", "config_cmd", "data", "generate", "reward", "train", "eval", "run")
 
@@ -48,14 +49,36 @@ def build_app(argv: Sequence[str] = ()) -> typer.Typer:
     p, d, strict = _prescan(argv)
     plugins.configure(p, d, strict or None)
     try:
-        plugins.default_plugins().pm.hook.medgr2_register_commands(cli=app)
-    except plugins.PluginLoadError as exc:
+        _load_plugin_commands(app)
+    except (plugins.PluginLoadError, RegistryError) as exc:
         common.fail(str(exc))
     return app
+
+
+def _load_plugin_commands(app: typer.Typer) -> None:
+    """Load the plugins and their commands; each plugin failure becomes one line on stderr."""
+    import warnings
+
+    from medgr2 import plugins
+
+    with warnings.catch_warnings():
+        # the CLI prints failures itself, once each and on one line (below)
+        warnings.simplefilter("ignore", plugins.PluginWarning)
+        ps = plugins.default_plugins()
+        for impl in ps.pm.hook.medgr2_register_commands.get_hookimpls():
+            try:
+                impl.function(**{a: app for a in impl.argnames})
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+                ps.fail(repr(impl.plugin_name), f"failed in medgr2_register_commands: {exc!r}", exc)
+    for line in ps.failures:
+        sys.stderr.write(f"medgr2: warning: {line} (skipped; MEDGR2_STRICT_PLUGINS=1 makes this an error)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``medgr2`` script."""
     args = list(sys.argv[1:] if argv is None else argv)
-    app = build_app(args)
+    try:
+        app = build_app(args)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
     app(args=args, prog_name="medgr2")
