@@ -136,6 +136,9 @@ class EvaluationSection(Section):
     evaluator: EvaluatorSpec | None = Field(default_factory=lambda: EvaluatorSpec(name="vqa"),
                                             description="The evaluator; None skips evaluation.")
     scorer: str = Field(default="medgr2", description="The scoring protocol (see `medgr2 eval scorers`).")
+    question_builder: GeneratorSpec = Field(
+        default_factory=lambda: GeneratorSpec(name="labels"),
+        description="Builds ground-truth questions from held-out labelled items (and RM reference samples).")
     sources: list[DatasetSpec] = Field(default_factory=list,
                                        description="Evaluation sets; empty: the test split of data.sources.")
     max_samples: int | None = Field(default=None, ge=1, description="Cap on evaluated samples.")

@@ -138,8 +138,7 @@ class Loop:
                 samples = [s for s in seed.samples if s.split == "test"]
                 items = [i for i in seed.items if i.split == "test"]
             if items:  # label-built questions are correct by construction
-                labels = self.registry.create("generator", "labels", {"seed": self.config.seed})
-                samples += list(labels.generate(items, ctx).samples)
+                samples += list(self.create(cfg.question_builder).generate(items, ctx).samples)
             samples = _cap(samples, cfg.max_samples, self.config.seed)
             return {"samples": write_jsonl(ctx.work_dir / "samples.jsonl", samples)}
 
@@ -155,7 +154,7 @@ class Loop:
 
         def body(ctx: StageContext) -> dict:
             train, held_out = rstage.build_grade_set(
-                cfg.grade_sources, self.registry, samples=_train_samples(seed, self.registry, ctx, self.config.seed),
+                cfg.grade_sources, self.registry, samples=self.reference_samples(seed, ctx),
                 seed=self.config.seed, reporter=self.reporter)
             write_jsonl(ctx.work_dir / "grades-train.jsonl", train)
             write_jsonl(ctx.work_dir / "grades-heldout.jsonl", held_out)
@@ -166,8 +165,17 @@ class Loop:
                     **{f"calibration_{k}": v for k, v in result.metrics.items()}}
 
         out = self.stage(0, "reward-init", hash_files(seed_dir / "items.jsonl", seed_dir / "samples.jsonl"),
-                         _spec_hash(cfg.model, cfg.grade_sources, self.config.seed), body)
+                         _spec_hash(cfg.model, cfg.grade_sources, self.config.evaluation.question_builder,
+                                    self.config.seed), body)
         return Path(out["checkpoint"])
+
+    def reference_samples(self, seed: SeedSet, ctx: StageContext) -> list[VQASample]:
+        """Train-split VQA samples whose answers and rationales seed the grade set (no reports needed)."""
+        samples = [s for s in seed.samples if s.split == "train"]
+        items = [i for i in seed.items if i.split == "train"]
+        if items:
+            samples += list(self.create(self.config.evaluation.question_builder).generate(items, ctx).samples)
+        return samples
 
     def policy_init(self) -> Path:
         from medgr2.stages.train import ensure_policy
@@ -350,16 +358,6 @@ def _ledger_outputs(result: Any) -> dict[str, Any]:
     ledger: Ledger = result.ledger
     return {"samples": len(result.samples), "rejects": len(result.rejects), "requests": ledger.requests,
             "cost_usd": ledger.cost_usd}
-
-
-def _train_samples(seed: SeedSet, registry: Registry, ctx: StageContext, run_seed: int) -> list[VQASample]:
-    """Reference VQA samples for the grade set when no report source is configured."""
-    samples = [s for s in seed.samples if s.split == "train"]
-    items = [i for i in seed.items if i.split == "train"]
-    if items and ("generator", "labels") in registry:
-        labels = registry.create("generator", "labels", {"seed": run_seed})
-        samples += list(labels.generate(items, ctx).samples)
-    return samples
 
 
 def _cap(seq: Sequence[Any], n: int | None, seed: int) -> list[Any]:
