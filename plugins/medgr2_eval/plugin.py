@@ -1,0 +1,28 @@
+"""Registration of the evaluation built-ins (light: no torch, lazy targets only)."""
+
+from __future__ import annotations
+
+from medgr2 import hookimpl
+
+SCORER_TARGETS = {
+    "medgr2": "medgr2_eval.scorers:medgr2",
+    "med-r1": "medgr2_eval.scorers:med_r1",
+    "omnimedvqa": "medgr2_eval.scorers:omnimedvqa",
+    "medevalkit": "medgr2_eval.scorers:medevalkit",
+    "vlmevalkit": "medgr2_eval.scorers:vlmevalkit",
+}
+
+
+@hookimpl
+def medgr2_register_scorers(registry) -> None:
+    """The published scoring protocols (see ``medgr2 eval scorers``)."""
+    for name, target in SCORER_TARGETS.items():
+        config = "medgr2_eval.options:VLMEvalKitOptions" if name == "vlmevalkit" else None
+        registry.add(name, target, config=config)
+
+
+@hookimpl
+def medgr2_register_evaluators(registry) -> None:
+    """The ``vqa`` evaluator: batched greedy generation over VQA samples, then a named scorer."""
+    registry.add("vqa", "medgr2_eval.evaluator:VQAEvaluator", config="medgr2_eval.options:VQAEvaluatorOptions",
+                 description="Run a policy over VQA samples (batched greedy), write predictions + report")

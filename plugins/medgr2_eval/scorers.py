@@ -1,0 +1,347 @@
+"""The published answer-scoring protocols for multiple-choice medical VQA.
+
+Every scorer has the same signature::
+
+    score(model_answer: str, options: Sequence[str], gt_answer: str) -> Verdict
+
+``options`` are the option texts in letter order (A, B, ...), possibly empty when unknown;
+``gt_answer`` is the ground truth as option text (a bare letter is also understood). A
+:class:`Verdict` says whether the answer is correct, whether it was a *valid* answer at all
+(it named an option under the protocol's rule), and which option it chose.
+
+Published OmniMedVQA numbers differ by many points between these rules (NOTES §4): always
+report the scorer's name with a number. Invariant of every scorer: ``correct`` implies ``valid``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from medgr2.data import LETTERS
+from medgr2_eval.parsing import gt_index, normalize
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One scored answer.
+
+    Attributes:
+        correct: The protocol counts the answer as right.
+        valid: The answer named an option (or a token, for tag-based rules) under the protocol.
+        chosen: The option text chosen (or the extracted token when no option matches it).
+        index: The chosen option's index, when the answer maps to an option.
+    """
+
+    correct: bool
+    valid: bool
+    chosen: str | None = None
+    index: int | None = None
+
+
+INVALID = Verdict(False, False)
+
+
+def _verdict(index: int | None, options: Sequence[str], gt: int | None) -> Verdict:
+    if index is None:
+        return INVALID
+    return Verdict(gt is not None and index == gt, True, options[index], index)
+
+
+# ------------------------------------------------------------------------------ medgr2
+
+
+def medgr2(model_answer: str, options: Sequence[str], gt_answer: str) -> Verdict:
+    """MedGR2 authors' rule: normalised exact match of the answer text with the gt option text.
+
+    Source: the MedGR2 authors' released evaluation script. It uses option-text answers, the
+    prompt "Please choose one of the following: X or Y or Z. You must pick only one answer." and
+    greedy decoding. Both sides are lowercased, ASCII punctuation is removed and whitespace
+    collapsed; the answer is correct when it equals the ground-truth option. An answer equal to no option is *invalid* (the report gives
+    accuracy with invalid answers counted wrong and with them skipped). Without options, any
+    non-empty answer is valid and compared with the ground truth.
+
+    >>> medgr2("Pneumonia.", ["normal", "pneumonia"], "pneumonia")
+    Verdict(correct=True, valid=True, chosen='pneumonia', index=1)
+    """
+    a = normalize(model_answer)
+    if not options:
+        return Verdict(bool(a) and a == normalize(gt_answer), bool(a), model_answer.strip() or None)
+    gt = gt_index(options, gt_answer)
+    for i, o in enumerate(options):
+        if normalize(o) == a:
+            return _verdict(i, options, gt)
+    return INVALID
+
+
+# ------------------------------------------------------------------------------ med-r1
+
+_MED_R1 = re.compile(r"<answer>\s*(\w+)\s*</answer>")
+
+
+def med_r1(model_answer: str, options: Sequence[str], gt_answer: str) -> Verdict:
+    r"""Med-R1 rule: ``<answer>\s*(\w+)\s*</answer>`` from prediction and ground truth, exact equality.
+
+    Source: Med-R1 (Lai et al. 2025) accuracy reward / evaluation script. The token inside the
+    answer tag must equal the ground-truth token exactly (case-sensitive). A prediction without
+    a matching tag is wrong and invalid. A ground truth without a tag is taken as its option
+    letter (when it names an option) or its stripped text.
+
+    >>> med_r1("<think>...</think><answer> B </answer>", ["normal", "pneumonia"], "pneumonia").correct
+    True
+    """
+    m = _MED_R1.search(model_answer)
+    if not m:
+        return INVALID
+    token = m.group(1)
+    g = _MED_R1.search(gt_answer)
+    if g:
+        gt_token = g.group(1)
+    else:
+        idx = gt_index(options, gt_answer) if options else None
+        gt_token = LETTERS[idx] if idx is not None else gt_answer.strip()
+    index = LETTERS.index(token) if len(token) == 1 and token in LETTERS[: len(options)] else None
+    chosen = options[index] if index is not None else token
+    return Verdict(token == gt_token, True, chosen, index)
+
+
+# ------------------------------------------------------------------------------ omnimedvqa
+
+
+def _most_similar(options: tuple[str, ...], text: str, default: int | None) -> int | None:
+    """Index of the option with the highest ``SequenceMatcher`` ratio (first wins ties; a ratio
+    must exceed 0, else ``default``)."""
+    if text in options:  # ratio 1.0 is the maximum and options are unique: same result, no difflib
+        return options.index(text)
+    best, best_ratio = default, 0.0
+    for i, o in enumerate(options):
+        r = difflib.SequenceMatcher(None, o, text).ratio()
+        if r > best_ratio:
+            best, best_ratio = i, r
+    return best
+
+
+@functools.lru_cache(maxsize=65536)
+def _omni_choice(model_answer: str, options: tuple[str, ...]) -> int | None:
+    return _most_similar(options, model_answer, None) if model_answer else None
+
+
+def omnimedvqa(model_answer: str, options: Sequence[str], gt_answer: str) -> Verdict:
+    """OmniMedVQA official rule: the option most similar to the output is the model's choice.
+
+    Source: OmniMedVQA (Hu et al., CVPR 2024) official evaluation code. It computes
+    ``difflib.SequenceMatcher(None, option, output).ratio()`` for every option; the highest ratio wins (the first one on ties),
+    and the choice is correct when it is the ground-truth option. Strings are compared as they
+    are (case-sensitive). An empty output, or one with zero similarity to every option, chooses
+    nothing and is invalid; without options nothing can be chosen.
+
+    >>> omnimedvqa("I think it shows pneumonia", ["normal", "pneumonia"], "pneumonia").correct
+    True
+    """
+    if not options:
+        return INVALID
+    return _verdict(_omni_choice(model_answer.strip(), tuple(options)), options,
+                    gt_index(options, gt_answer))
+
+
+# ------------------------------------------------------------------------------ medevalkit
+
+_ANSWER_PATTERNS = ("**answer**:", "**answer**", "*answer*:", "**answer:**", "answer is", "answer:",
+                    "答案:", "final answer", "final answer is")
+
+
+def _last_boxed(text: str) -> str | None:
+    """Contents of the last ``\\boxed{...}`` (nested braces balanced), or ``None``."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    i, depth = start + len("\\boxed{"), 1
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i:j]
+    return None
+
+
+def _tag_contents(text: str, tag: str) -> str:
+    parts = re.findall(rf"<{tag}>(.*?)</{tag}>", text, flags=re.DOTALL)
+    return " ".join(p for p in parts).strip()
+
+
+def _medevalkit_parse(response: str) -> str:
+    response = response.lower()
+    if "boxed" in response:
+        response = _last_boxed(response) or "none"
+    elif "<answer>" in response:
+        response = _tag_contents(response, "answer") or response
+    for pattern in _ANSWER_PATTERNS:
+        if pattern in response:
+            response = response.split(pattern)[-1]
+    return response
+
+
+def medevalkit(model_answer: str, options: Sequence[str], gt_answer: str) -> Verdict:
+    """MedEvalKit rule (``judge_multi_choice``): tags first, then letter, then text, then difflib.
+
+    Source: MedEvalKit (alibaba-damo-academy) ``utils/utils.py``. The response is lowercased;
+    a bare letter paragraph is taken as is; otherwise the contents of the last ``\\boxed{}``
+    or of the ``<answer>`` tags are used, cut after "answer:" / "answer is" and similar markers.
+    Newlines are removed, the text is cut at the first "." and after the last ":". That string
+    is then compared with the ground truth, read as an option letter, read as an option text,
+    and finally the option most similar to the whole parsed response (``SequenceMatcher``) is
+    chosen. MedEvalKit never yields an invalid answer: when nothing is similar the fallback
+    picks option A. Only an empty option list gives an invalid verdict here.
+
+    >>> medevalkit("The answer is B.", ["normal", "pneumonia"], "pneumonia").correct
+    True
+    """
+    if not options:
+        return INVALID
+    letters = [c.lower() for c in LETTERS[: len(options)]]
+    response = model_answer.lower()
+    paragraphs = response.split("\n\n")
+    if paragraphs[0] in letters:
+        response = paragraphs[0]
+    elif paragraphs[-1].split(".")[0] in letters:
+        response = paragraphs[-1].split(".")[0]
+    response = _medevalkit_parse(response).strip().lower().replace("\n", "")
+    split_response = response.split(".")[0].split(":")[-1]
+    choices = [c.lower() for c in options]
+    gt = gt_index(options, gt_answer)
+    gt_text = gt_answer.strip().lower()
+    if split_response == gt_text and gt is not None:
+        return _verdict(gt, options, gt)
+    if split_response in letters:
+        return _verdict(letters.index(split_response), options, gt)
+    if split_response in choices:
+        return _verdict(choices.index(split_response), options, gt)
+    return _verdict(_most_similar(tuple(choices), response, 0), options, gt)
+
+
+# ------------------------------------------------------------------------------ vlmevalkit
+
+_VLM_STRIP = str.maketrans({c: " " for c in ".()[],:;!*#{}"})
+_DECORATED_A = re.compile(r"(?:\(\s*A\b|\bA\s*[.):\]]|\[\s*A\b|^\s*A\s*$)")
+
+
+def _letter_is_article(answer: str, n_tokens: int) -> bool:
+    """True when every standalone "A" in ``answer`` reads as the article ("A lesion is ...")."""
+    if n_tokens <= 3 or _DECORATED_A.search(answer):
+        return False
+    uses = list(re.finditer(r"(?<![A-Za-z0-9])A(?![A-Za-z0-9])", answer))
+    return bool(uses) and all(re.match(r"\s+[a-z]", answer[m.end():]) for m in uses)
+
+
+def infer_option_letter(answer: str, n_options: int) -> int | None:
+    """VLMEvalKit ``can_infer_option``: the index of the only option letter appearing as a token."""
+    letters = LETTERS[:n_options]
+    tokens = answer.translate(_VLM_STRIP).split()
+    found = [c for c in letters if c in tokens]
+    if len(found) != 1:
+        return None
+    if found[0] == "A" and _letter_is_article(answer, len(tokens)):
+        return None
+    return letters.index(found[0])
+
+
+def infer_option_text(answer: str, options: Sequence[str]) -> int | None:
+    """VLMEvalKit ``can_infer_text``: the index of the only option whose text is in the answer."""
+    low = answer.lower()
+    hits = [i for i, o in enumerate(options) if o.lower() in low]
+    return hits[0] if len(hits) == 1 else None
+
+
+JUDGE_PROMPT = (
+    "You are an AI assistant who will help me to match an answer with several options of a single-choice "
+    "question. You are provided with a question, several options, and an answer, and you need to find "
+    "which option is most similar to the answer. If the meaning of all options are significantly "
+    "different from the answer, output Z. Your should output a single uppercase character in {letters} "
+    "(if they are valid options), and Z.\nQuestion: {question}\nOptions:\n{options}\nAnswer: {answer}\n"
+    "Your output:"
+)
+"""The extraction prompt (VLMEvalKit ``build_prompt`` for multiple choice, shortened)."""
+
+
+@functools.lru_cache(maxsize=8)
+def openai_judge(base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
+                 timeout_s: float = 60.0) -> Callable[[str], str]:
+    """A judge callable posting to an OpenAI-compatible ``/chat/completions`` endpoint (greedy).
+
+    The API key is read from the environment variable ``api_key_env`` (never from config).
+    """
+    import os
+
+    import httpx
+
+    client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+    key = os.environ.get(api_key_env, "")
+
+    def ask(prompt: str) -> str:
+        reply = client.post("/chat/completions", headers={"Authorization": f"Bearer {key}"} if key else {},
+                            json={"model": model, "temperature": 0,
+                                  "messages": [{"role": "user", "content": prompt}]})
+        reply.raise_for_status()
+        return str(reply.json()["choices"][0]["message"]["content"] or "")
+
+    return ask
+
+
+def vlmevalkit(model_answer: str, options: Sequence[str], gt_answer: str, *,
+               judge_base_url: str | None = None, judge_model: str = "gpt-4o-mini",
+               judge_api_key_env: str = "OPENAI_API_KEY", question: str = "",
+               judge: Callable[[str], str] | None = None) -> Verdict:
+    """VLMEvalKit rule (``can_infer``): a unique option letter, else a unique option text, else invalid.
+
+    Source: VLMEvalKit ``vlmeval/utils/matching_util.py``. The characters ``.()[],:;!*#{}`` are
+    replaced by spaces and the answer split into tokens; exactly one option letter among the
+    tokens is the choice, except a bare "A" used as the article in a sentence of more than three
+    tokens ("A small lesion is visible"). Failing that, exactly one option text contained in the
+    lowercased answer is the choice. Otherwise the answer is invalid, unless a judge is configured
+    (``judge_base_url`` of an OpenAI-compatible server, or a ``judge`` callable prompt -> reply):
+    it is then asked to map the answer to a letter, as VLMEvalKit does with its GPT extractor.
+
+    >>> vlmevalkit("(B) pneumonia", ["normal", "pneumonia"], "pneumonia").correct
+    True
+    >>> vlmevalkit("A normal lung would look different", ["normal", "pneumonia", "edema"], "edema").chosen
+    'normal'
+    """
+    if not options:
+        return INVALID
+    gt = gt_index(options, gt_answer)
+    index = infer_option_letter(model_answer, len(options))
+    if index is None:
+        index = infer_option_text(model_answer, options)
+    if judge is None and judge_base_url:
+        judge = openai_judge(judge_base_url, judge_model, judge_api_key_env)
+    if index is None and judge is not None and model_answer.strip():
+        listed = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
+        reply = judge(JUDGE_PROMPT.format(letters=", ".join(LETTERS[: len(options)]), question=question,
+                                          options=listed, answer=model_answer))
+        index = infer_option_letter(reply.strip(), len(options))
+    return _verdict(index, options, gt)
+
+
+Scorer = Callable[[str, Sequence[str], str], Verdict]
+
+SCORERS: dict[str, Scorer] = {
+    "medgr2": medgr2,
+    "med-r1": med_r1,
+    "omnimedvqa": omnimedvqa,
+    "medevalkit": medevalkit,
+    "vlmevalkit": vlmevalkit,
+}
+"""Built-in scorers by registered name."""
+
+
+def source_rule(fn: Callable[..., object]) -> str:
+    """The first line of a scorer's docstring plus its "Source:" sentence, for listings."""
+    doc = (getattr(fn, "__doc__", None) or "").strip()
+    first = doc.splitlines()[0] if doc else ""
+    m = re.search(r"Source:\s*(.+?)(?<!al)\.(?:\s+[A-Z]|$)", " ".join(doc.split()))
+    return first + (f" [source: {m.group(1)}]" if m else "")
