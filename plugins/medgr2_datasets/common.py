@@ -1,0 +1,204 @@
+"""Pieces every dataset source shares: hashing, grouped splits, modality parsing, rejects.
+
+Splits are deterministic and grouped: every subject (patient, lesion, volume ...) is ranked by
+a hash of ``(seed, subject)`` and the ranked list is cut by the split fractions, so all of a
+subject's images land in one split and the result does not depend on file order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from medgr2.data import Modality, QuestionType, Reject, SeedItem, stable_hash
+from medgr2.images import UnsafePathError, resolve_inside
+
+STAGE = "data"
+"""``Reject.stage`` of everything refused while loading data."""
+
+T = TypeVar("T")
+
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, cached per process by (real path, size, mtime)."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (real, st.st_size, st.st_mtime_ns)
+    cached = _HASH_CACHE.get(key)
+    if cached is None:
+        h = hashlib.sha256()
+        with open(real, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        cached = _HASH_CACHE[key] = h.hexdigest()
+    return cached
+
+
+def frame_sha256(file_digest: str, frame: int | None) -> str:
+    """Content hash of one frame of a multi-image file: the file's sha256 plus the frame index."""
+    if frame is None:
+        return file_digest
+    return hashlib.sha256(f"{file_digest}#frame={frame}".encode()).hexdigest()
+
+
+def bytes_sha256(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def safe_path(root: str | os.PathLike[str], relative: str, record: str) -> Path:
+    """:func:`medgr2.images.resolve_inside`, re-exported for the sources."""
+    return resolve_inside(root, relative, record=record)
+
+
+def reject(record: str, reason: str, detail: Any = "") -> Reject:
+    """A :class:`Reject` of the data stage."""
+    return Reject(stage=STAGE, id=record, reason=reason, detail=str(detail)[:500])
+
+
+def reject_from_exception(record: str, exc: BaseException) -> Reject:
+    """A reject whose reason names the kind of failure (unsafe path, missing, unreadable)."""
+    if isinstance(exc, UnsafePathError):
+        return reject(record, "unsafe_path", exc)
+    if isinstance(exc, FileNotFoundError):
+        return reject(record, "missing_file", exc)
+    return reject(record, "unreadable", f"{type(exc).__name__}: {exc}")
+
+
+# ------------------------------------------------------------------------------------ splits
+
+DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def split_counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
+    """How many subjects each split gets. Val and test get at least one subject each when
+    their fraction is positive and there are enough subjects (3+, or 2 for test alone)."""
+    total = sum(fractions.values()) or 1.0
+    f = {k: fractions.get(k, 0.0) / total for k in ("train", "val", "test")}
+    test = round(n * f["test"])
+    val = round(n * f["val"])
+    if f["test"] > 0 and n >= 2:
+        test = max(test, 1)
+    if f["val"] > 0 and n >= 3:
+        val = max(val, 1)
+    if f["train"] > 0 and n >= 1:
+        while test + val >= n and (test + val) > 0:
+            if val >= test and val > 0:
+                val -= 1
+            else:
+                test -= 1
+    return {"train": n - val - test, "val": val, "test": test}
+
+
+def grouped_splits(subjects: Iterable[str], seed: int, fractions: dict[str, float] | None = None) -> dict[str, str]:
+    """Map each distinct subject to ``train``/``val``/``test``, deterministically by ``seed``."""
+    unique = sorted(set(subjects))
+    ranked = sorted(unique, key=lambda s: (stable_hash(seed, s, length=32), s))
+    counts = split_counts(len(ranked), fractions or DEFAULT_FRACTIONS)
+    out: dict[str, str] = {}
+    i = 0
+    for split in ("test", "val", "train"):
+        for s in ranked[i:i + counts[split]]:
+            out[s] = split
+        i += counts[split]
+    return out
+
+
+def assign_splits(items: Sequence[SeedItem], seed: int, fractions: dict[str, float] | None = None) -> list[SeedItem]:
+    """Give every item without a split one, grouped by ``subject_id`` (else the item id)."""
+    todo = [it.subject_id or it.id for it in items if it.split is None]
+    table = grouped_splits(todo, seed, fractions)
+    return [it if it.split is not None else it.model_copy(update={"split": table[it.subject_id or it.id]})
+            for it in items]
+
+
+def by_key(rows: Iterable[T], key: Callable[[T], str]) -> dict[str, list[T]]:
+    """Group ``rows`` by ``key`` (insertion order kept)."""
+    out: dict[str, list[T]] = {}
+    for r in rows:
+        out.setdefault(key(r), []).append(r)
+    return out
+
+
+# ------------------------------------------------------------------------- vocabulary parsing
+
+_MODALITY_PATTERNS: list[tuple[str, Modality]] = [
+    (r"\boct\b|optical\s*coherence", Modality.OCT),
+    (r"\bct\b|computed\s*tomograph|\bcta\b", Modality.CT),
+    (r"\bmri?\b|mag-?\s*netic|\bt1\b|\bt2\b|\bflair\b", Modality.MRI),
+    (r"x-?\s*ray|radiograph|\bcxr\b|\bcr\b|\bdx\b|mammograph", Modality.XRAY),
+    (r"ultrasound|sonograph|\bus\b|echocardiograph", Modality.ULTRASOUND),
+    (r"dermoscop|dermatoscop|\bder\b", Modality.DERMOSCOPY),
+    (r"fundus|retina|\bfp\b", Modality.FUNDUS),
+    (r"microscop|patholog|histolog|\bh&e\b|cytolog|\bmicro\b", Modality.MICROSCOPY),
+]
+
+
+def parse_modality(raw: str | None) -> Modality:
+    """Map a free-form modality string (OmniMedVQA's typo'd ones included) to :class:`Modality`.
+
+    >>> parse_modality("MR (Mag-netic Resonance Imaging)").value
+    'mri'
+    >>> parse_modality("OCT (Optical Coherence Tomography").value
+    'oct'
+    """
+    text = (raw or "").strip().lower()
+    if not text:
+        return Modality.OTHER
+    for member in Modality:
+        if text == member.value or text == member.label.lower():
+            return member
+    text = text.replace("_", " ")
+    for pattern, modality in _MODALITY_PATTERNS:
+        if re.search(pattern, text):
+            return modality
+    return Modality.OTHER
+
+
+def parse_question_type(raw: str | None) -> QuestionType | None:
+    """Map an OmniMedVQA/Med-R1 question-type string (or abbreviation) to :class:`QuestionType`."""
+    text = re.sub(r"[^a-z]", "", (raw or "").lower())
+    if not text:
+        return None
+    abbreviations = {"ai": QuestionType.ANATOMY_IDENTIFICATION, "dd": QuestionType.DISEASE_DIAGNOSIS,
+                     "lg": QuestionType.LESION_GRADING, "mr": QuestionType.MODALITY_RECOGNITION,
+                     "oba": QuestionType.OTHER_BIOLOGICAL_ATTRIBUTES}
+    if text in abbreviations:
+        return abbreviations[text]
+    for qt in QuestionType:
+        if re.sub(r"[^a-z]", "", qt.value) in text:
+            return qt
+    if "biolog" in text or "attribute" in text:
+        return QuestionType.OTHER_BIOLOGICAL_ATTRIBUTES
+    if "anatom" in text:
+        return QuestionType.ANATOMY_IDENTIFICATION
+    if "diagnos" in text or "disease" in text:
+        return QuestionType.DISEASE_DIAGNOSIS
+    if "grad" in text:
+        return QuestionType.LESION_GRADING
+    if "modalit" in text:
+        return QuestionType.MODALITY_RECOGNITION
+    return None
+
+
+def item_id(dataset: str, local: str) -> str:
+    """The id of a seed item: ``<dataset>:<local id>``."""
+    return f"{dataset}:{local}"
+
+
+def clean_labels(labels: dict[str, Any]) -> dict[str, str]:
+    """Drop empty/unknown label values and stringify the rest."""
+    out = {}
+    for k, v in labels.items():
+        if v is None:
+            continue
+        s = str(v).strip()
+        if s and s.lower() not in {"nan", "unknown", "none", "null"}:
+            out[k] = s
+    return out
