@@ -292,20 +292,48 @@ def iter_component_specs(model: type[BaseModel], raw: Any, loc: str = "") -> Ite
             yield from iter_component_specs(ann, value, where + ".")
 
 
+def _secret_fields(model: type[BaseModel]) -> list[str]:
+    """Names of the fields of ``model`` that hold a ``SecretStr``."""
+    out = []
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if ann is SecretStr or SecretStr in get_args(ann):
+            out.append(name)
+    return out
+
+
 def _component_problems(raw: Mapping[str, Any], registry: Registry) -> list[str]:
+    from medgr2.registry import suggest
+
     problems = []
     for loc, kind, spec in iter_component_specs(RunConfig, raw):
         if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
             continue  # phase 1 reports the shape error
+        options = spec.get("options") or {}
+        if not isinstance(options, Mapping):
+            continue  # phase 1 reports the shape error
         try:
             entry = registry.entry(kind, spec["name"])
-            entry.validate_options(spec.get("options") or {})
+            model = entry.options_model()
+            for secret in _secret_fields(model):
+                if secret in options:
+                    problems.append(
+                        f"{loc}.options.{secret}: secrets are never read from config files; remove it and set "
+                        f"the environment variable instead ({kind} {spec['name']!r}: "
+                        f"{model.model_fields[secret].description or 'see its docs'})"
+                    )
+            entry.validate_options({k: v for k, v in options.items() if k not in _secret_fields(model)})
         except UnknownComponentError as e:
             problems.append(f"{loc}.name: {e}")
         except OptionsError as e:
             for err in e.error.errors():
                 where = ".".join(str(p) for p in err["loc"])
-                problems.append(f"{loc}.options.{where}: {err['msg']} ({kind} {spec['name']!r})")
+                msg = err["msg"]
+                if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+                    msg = "unknown option." + suggest(str(err["loc"][0]), model.model_fields)
+                elif "input" in err and not isinstance(err["input"], (dict, list)):
+                    msg += f" (got {err['input']!r})"
+                problems.append(f"{loc}.options.{where}: {msg} ({kind} {spec['name']!r})")
     return problems
 
 
@@ -359,7 +387,9 @@ def load_config(
     except ValidationError as e:
         problems += _structure_problems(e)
     if registry is not None:
-        resolved = config.model_dump(mode="json") if config is not None else raw
+        # phase 2 sees every component that will be used: the defaults too, even when phase 1 failed
+        resolved = config.model_dump(mode="json") if config is not None else \
+            _deep_merge(RunConfig().model_dump(mode="json"), raw)
         problems += _component_problems(resolved, registry)
     if problems or config is None:
         raise ConfigError(problems, source)

@@ -8,13 +8,15 @@ Loading order (each step after the previous one):
    warning and is skipped (``MEDGR2_STRICT_PLUGINS=1`` or ``strict=True`` makes it an error);
 3. ``MEDGR2_PLUGINS`` (comma-separated specs);
 4. ``--plugin`` specs: an entry-point name, a dotted module, or a path to a ``.py`` file;
-5. ``check_pending()``: an implementation of a hook that does not exist is an error.
+5. :func:`check_pending`: a plugin implementing a hook that does not exist (a typo such as
+   ``medgr2_register_generator``) is unregistered with a warning (an error in strict mode).
 
 Then every registrar hook is called once, plugin by plugin, so each entry knows its plugin.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata as md
 import importlib.util
@@ -30,7 +32,7 @@ from typing import Any
 import pluggy
 
 from medgr2 import hookspecs
-from medgr2.registry import Registry, RegistryError, suggest
+from medgr2.registry import Registry, RegistryError
 
 ENTRY_POINT_GROUP = "medgr2"
 
@@ -75,7 +77,7 @@ class PluginSet:
         if line in self.failures:
             return
         self.failures.append(line)
-        warnings.warn(f"medgr2: {line} and was skipped", PluginWarning, stacklevel=4)
+        warnings.warn(f"medgr2: {line} (skipped)", PluginWarning, stacklevel=4)
 
 
 def _env_flag(name: str) -> bool:
@@ -155,11 +157,11 @@ def load_plugins(
         except Exception as exc:  # noqa: BLE001
             ps.fail(repr(spec), f"failed to load: {_describe(exc)}", exc)
 
-    _check_pending(ps)
+    check_pending(ps)
     return ps
 
 
-def _check_pending(ps: PluginSet) -> None:
+def check_pending(ps: PluginSet) -> None:
     """Unregister (with a warning) every plugin implementing a hook that does not exist."""
     while True:
         try:
@@ -170,7 +172,8 @@ def _check_pending(ps: PluginSet) -> None:
             unknown = [
                 hc.name for hc in ps.pm.get_hookcallers(exc.plugin) or [] if not hc.has_spec()
             ]
-            hint = suggest(unknown[0], [n for n in dir(hookspecs) if n.startswith("medgr2_")]) if unknown else ""
+            close = difflib.get_close_matches(unknown[0], hook_names(), n=1) if unknown else []
+            hint = f" Did you mean {close[0]!r}?" if close else ""
             ps.pm.unregister(exc.plugin)
             ps.infos.pop(name, None)
             ps.fail(repr(name), f"implements unknown hook(s) {', '.join(unknown)}.{hint}", exc)
@@ -186,8 +189,17 @@ def _register(ps: PluginSet, module: Any, name: str, source: str, ep: md.EntryPo
                                 dist.version if dist else None, source)
 
 
+def hook_names() -> list[str]:
+    """The names of every hook a plugin may implement."""
+    return sorted(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
+
+
 def _load_spec(ps: PluginSet, spec: str, eps: dict[str, md.EntryPoint]) -> None:
-    if spec.endswith(".py") or os.sep in spec or "/" in spec:
+    """Load one ``--plugin`` spec: a ``.py`` path, an entry-point name or a dotted module."""
+    is_file = spec.endswith(".py") or os.sep in spec or "/" in spec
+    if ps.pm.is_blocked(Path(spec).stem if is_file else spec):
+        return
+    if is_file:
         path = Path(spec)
         if not path.is_file():
             raise FileNotFoundError(f"no plugin file {spec!r}")

@@ -64,7 +64,7 @@ def import_target(spec: Any) -> Any:
 
 def suggest(name: str, choices: Any) -> str:
     """A "did you mean" hint for ``name`` among ``choices`` ("" when nothing is close)."""
-    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.6)
     if not close:
         return ""
     return " Did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -16,7 +16,8 @@ The fakes satisfy the Protocols of :mod:`medgr2.interfaces` and are deterministi
 offline: :class:`FakeDatasetSource`, :class:`FakeGenerator`, :class:`FakeRewardModel`,
 :class:`FakeFilter`, :class:`FakeTrainer`, :class:`FakeEvaluator`, plus the reward term
 :func:`fake_reward_term`, the scorer :func:`fake_scorer` and the image loader
-:func:`fake_image_loader`. Builders: :func:`make_image_ref`, :func:`make_seed_item`,
+:func:`fake_image_loader`, all registered by this module's hooks (so
+``medgr2 --plugin medgr2.testing ...`` runs the CLI on fakes). Builders: :func:`make_image_ref`, :func:`make_seed_item`,
 :func:`make_sample`.
 
 Importing this module is cheap (pytest loads it in every session): it imports pydantic and
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FAKE_NAME", "FakeDatasetOptions", "FakeDatasetSource", "FakeEvaluator", "FakeEvaluatorOptions", "FakeFilter",
     "FakeFilterOptions", "FakeGenerator", "FakeGeneratorOptions", "FakeRewardModel", "FakeRewardOptions",
-    "FakeTrainer", "FakeTrainerOptions", "FakesPlugin", "fake_image_loader", "fake_reward_term", "fake_scorer",
+    "FakeTrainer", "FakeTrainerOptions", "fake_image_loader", "fake_reward_term", "fake_scorer",
     "make_context", "make_image_ref", "make_registry", "make_sample", "make_seed_item",
 ]
 
@@ -403,53 +405,61 @@ def fake_image_loader(ref: ImageRef) -> Any:
     return Image.new("RGB", (ref.width or 32, ref.height or 32), (shade, shade, shade))
 
 
-class FakesPlugin:
-    """A plugin object registering every fake under the name ``fake`` (see :func:`make_registry`)."""
+# The fakes' registrations: module-level hooks, so ``--plugin medgr2.testing`` loads them too.
 
-    @hookimpl
-    def medgr2_register_datasets(self, registry: Any) -> None:
-        """The fake dataset source."""
-        registry.add(FAKE_NAME, FakeDatasetSource, config=FakeDatasetOptions)
 
-    @hookimpl
-    def medgr2_register_generators(self, registry: Any) -> None:
-        """The fake generator."""
-        registry.add(FAKE_NAME, FakeGenerator, config=FakeGeneratorOptions)
+@hookimpl
+def medgr2_register_datasets(registry: Any) -> None:
+    """The fake dataset source."""
+    registry.add(FAKE_NAME, FakeDatasetSource, config=FakeDatasetOptions)
 
-    @hookimpl
-    def medgr2_register_reward_models(self, registry: Any) -> None:
-        """The fake reward model."""
-        registry.add(FAKE_NAME, FakeRewardModel, config=FakeRewardOptions)
 
-    @hookimpl
-    def medgr2_register_filters(self, registry: Any) -> None:
-        """The fake threshold filter."""
-        registry.add(FAKE_NAME, FakeFilter, config=FakeFilterOptions)
+@hookimpl
+def medgr2_register_generators(registry: Any) -> None:
+    """The fake generator."""
+    registry.add(FAKE_NAME, FakeGenerator, config=FakeGeneratorOptions)
 
-    @hookimpl
-    def medgr2_register_trainers(self, registry: Any) -> None:
-        """The fake policy trainer."""
-        registry.add(FAKE_NAME, FakeTrainer, config=FakeTrainerOptions)
 
-    @hookimpl
-    def medgr2_register_evaluators(self, registry: Any) -> None:
-        """The fake evaluator."""
-        registry.add(FAKE_NAME, FakeEvaluator, config=FakeEvaluatorOptions)
+@hookimpl
+def medgr2_register_reward_models(registry: Any) -> None:
+    """The fake reward model."""
+    registry.add(FAKE_NAME, FakeRewardModel, config=FakeRewardOptions)
 
-    @hookimpl
-    def medgr2_register_reward_terms(self, registry: Any) -> None:
-        """The fake reward term."""
-        registry.add(FAKE_NAME, fake_reward_term)
 
-    @hookimpl
-    def medgr2_register_scorers(self, registry: Any) -> None:
-        """The fake scorer."""
-        registry.add(FAKE_NAME, fake_scorer)
+@hookimpl
+def medgr2_register_filters(registry: Any) -> None:
+    """The fake threshold filter."""
+    registry.add(FAKE_NAME, FakeFilter, config=FakeFilterOptions)
 
-    @hookimpl
-    def medgr2_register_image_loaders(self, registry: Any) -> None:
-        """The fake image loader (used by :func:`make_image_ref`)."""
-        registry.add(FAKE_NAME, fake_image_loader)
+
+@hookimpl
+def medgr2_register_trainers(registry: Any) -> None:
+    """The fake policy trainer."""
+    registry.add(FAKE_NAME, FakeTrainer, config=FakeTrainerOptions)
+
+
+@hookimpl
+def medgr2_register_evaluators(registry: Any) -> None:
+    """The fake evaluator."""
+    registry.add(FAKE_NAME, FakeEvaluator, config=FakeEvaluatorOptions)
+
+
+@hookimpl
+def medgr2_register_reward_terms(registry: Any) -> None:
+    """The fake reward term."""
+    registry.add(FAKE_NAME, fake_reward_term)
+
+
+@hookimpl
+def medgr2_register_scorers(registry: Any) -> None:
+    """The fake scorer."""
+    registry.add(FAKE_NAME, fake_scorer)
+
+
+@hookimpl
+def medgr2_register_image_loaders(registry: Any) -> None:
+    """The fake image loader (used by :func:`make_image_ref`)."""
+    registry.add(FAKE_NAME, fake_image_loader)
 
 
 def make_registry(*plugins: Any, fakes: bool = True) -> Registry:
@@ -457,22 +467,19 @@ def make_registry(*plugins: Any, fakes: bool = True) -> Registry:
 
     Each of ``plugins`` is a plugin module or object with ``@hookimpl`` functions, or a spec
     string as for ``--plugin`` (dotted module or ``.py`` path). Installed entry points are *not*
-    loaded, so the test sees only what it asks for; unknown hook implementations still fail.
+    loaded, so the test sees only what it asks for. Loading is strict: a plugin that fails to
+    import or implements an unknown hook raises :class:`~medgr2.plugins.PluginLoadError`.
     """
-    from medgr2.plugins import PluginInfo, PluginSet, build_registry, load_plugins, new_plugin_manager
+    from medgr2.plugins import PluginInfo, build_registry, check_pending, load_plugins
 
-    specs = [p for p in plugins if isinstance(p, str)]
-    ps = load_plugins(specs, autoload=False, strict=True, env=False) if specs else PluginSet(new_plugin_manager())
-    if fakes:
-        ps.pm.register(FakesPlugin(), name="medgr2.testing")
-        ps.infos["medgr2.testing"] = PluginInfo("medgr2.testing", __name__, source="module")
-    for obj in plugins:
-        if isinstance(obj, str):
-            continue
+    ps = load_plugins([p for p in plugins if isinstance(p, str)], autoload=False, strict=True, env=False)
+    objects = [sys.modules[__name__]] if fakes else []
+    for obj in [*objects, *(p for p in plugins if not isinstance(p, str))]:
         name = getattr(obj, "__name__", type(obj).__name__)
-        ps.pm.register(obj, name=name)
-        ps.infos[name] = PluginInfo(name, name, source="module")
-    ps.pm.check_pending()
+        if not ps.pm.has_plugin(name):
+            ps.pm.register(obj, name=name)
+            ps.infos[name] = PluginInfo(name, name, source="module")
+    check_pending(ps)
     return build_registry(ps)
 
 
