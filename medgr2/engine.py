@@ -1,0 +1,480 @@
+"""The request engine: continuous scheduling, rate limits, one retry loop, a crash-safe cache.
+
+Every API-backed component (generators, LLM judges) sends its requests through a
+:class:`RequestEngine`. The engine knows nothing about HTTP or SDKs: a backend hands it a
+*transport*, an ``async`` function ``payload -> Reply`` that raises :class:`RetryableError`
+(408, 429, 5xx, timeouts, connection resets; with the server's ``Retry-After`` when it sent one)
+or :class:`FatalError` (anything that retrying cannot fix). SDK-level retries must be off
+(openai ``max_retries=0``, google-genai without ``retry_options``) so that this loop is the
+only one.
+
+What the engine guarantees:
+
+* **Continuous scheduling.** :meth:`RequestEngine.run_jobs` keeps ``concurrency`` jobs in flight:
+  a new one starts as soon as one finishes (no batch-and-wait), and the HTTP attempts in flight
+  never exceed ``concurrency``.
+* **Rate limits.** ``rpm``: attempts are spaced at least ``60/rpm`` s apart (a hair more), so no
+  60 s window ever holds more than ``rpm`` attempts; ``tpm``: a 60 s sliding window of
+  estimated-then-actual tokens.
+* **One retry loop.** Exponential backoff with full jitter, ``Retry-After`` honoured, at most
+  ``max_retries`` retries, then :class:`RequestFailed` with the last error.
+* **Cache and resume.** Successful replies are appended to a JSONL cache (flush + fsync per
+  record) under the caller's key; failures are never cached. A torn last line (kill -9
+  mid-write) is dropped on reload. Re-running the same work asks only for missing keys.
+* **Graceful stop.** When ``stop`` (a :class:`threading.Event`) is set, no new job or attempt
+  starts; in-flight attempts finish and are cached.
+
+Nothing here imports an SDK: the module is part of the light core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medgr2.data import Ledger, stable_hash
+from medgr2.store import JsonlAppender, read_jsonl
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
+"""HTTP statuses worth retrying (timeouts, rate limits, conflicts, server errors)."""
+
+
+class RetryableError(Exception):
+    """A transient failure: the engine retries it (after ``retry_after`` s when given)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class FatalError(Exception):
+    """A failure that retrying cannot fix (bad request, authentication ...)."""
+
+
+class RequestFailed(Exception):
+    """A request gave up (fatal error, or retries exhausted); the message says why."""
+
+    def __init__(self, message: str, attempts: int):
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class Stopped(Exception):
+    """The engine's stop event was set before the request could finish."""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); ``None`` if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def classify_status(status: int, message: str, retry_after: str | None = None) -> Exception:
+    """The engine error for an HTTP error status: retryable (408/429/5xx ...) or fatal."""
+    if status in RETRYABLE_STATUS:
+        return RetryableError(f"HTTP {status}: {message}", retry_after=parse_retry_after(retry_after), status=status)
+    return FatalError(f"HTTP {status}: {message}")
+
+
+@dataclass
+class Reply:
+    """One successful model reply (what the cache stores)."""
+
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str = ""
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+    @property
+    def truncated(self) -> bool:
+        """True when the model stopped at its output-token limit."""
+        return self.finish_reason.lower() in {"length", "max_tokens"}
+
+
+class EngineOptions(BaseModel):
+    """Scheduling and retry settings shared by every API backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(default=16, ge=1, le=4096, description="Requests in flight at most.")
+    rpm: float | None = Field(default=None, gt=0, description="Requests per minute at most (None: unlimited).")
+    tpm: float | None = Field(default=None, gt=0, description="Tokens per minute at most (None: unlimited).")
+    max_retries: int = Field(default=6, ge=0, le=100, description="Retries of a failed request before giving up.")
+    timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one HTTP attempt, in seconds.")
+    backoff_base_s: float = Field(default=1.0, ge=0, description="First backoff delay; doubles per retry.")
+    backoff_max_s: float = Field(default=60.0, ge=0, description="Cap on one backoff delay.")
+    max_retry_after_s: float = Field(default=600.0, ge=0, description="Cap on a server's Retry-After delay.")
+
+
+class RpmLimiter:
+    """Spaces attempt starts at least ``60/rpm`` s apart (plus 0.5 % margin for network jitter)."""
+
+    MARGIN = 1.005
+
+    def __init__(self, rpm: float, window_s: float = 60.0):
+        self.interval = window_s / rpm * self.MARGIN
+        self._last = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, stop: threading.Event | None = None) -> None:
+        """Wait for the next start slot."""
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            while True:
+                wait = self._last + self.interval - loop.time()
+                if wait <= 0:
+                    self._last = loop.time()
+                    return
+                if stop is not None and stop.is_set():
+                    raise Stopped("stopped while waiting for the rpm limit")
+                await asyncio.sleep(min(wait, 0.5))
+
+
+class TpmLimiter:
+    """A sliding 60 s window of tokens: a request waits until its estimate fits under ``tpm``."""
+
+    def __init__(self, tpm: float, window_s: float = 60.0):
+        self.tpm, self.window = tpm, window_s
+        self._log: deque[list[float]] = deque()  # [time, tokens]
+        self._used = 0.0
+        self._lock = asyncio.Lock()
+
+    def _expire(self, now: float) -> None:
+        while self._log and self._log[0][0] <= now - self.window:
+            self._used -= self._log.popleft()[1]
+
+    async def acquire(self, tokens: float, stop: threading.Event | None = None) -> list[float]:
+        """Reserve ``tokens``; returns the entry to :meth:`settle` with the actual count."""
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            while True:
+                now = loop.time()
+                self._expire(now)
+                if not self._log or self._used + tokens <= self.tpm:
+                    entry = [now, float(tokens)]
+                    self._log.append(entry)
+                    self._used += tokens
+                    return entry
+                if stop is not None and stop.is_set():
+                    raise Stopped("stopped while waiting for the tpm limit")
+                await asyncio.sleep(min(self._log[0][0] + self.window - now, 0.5) + 1e-3)
+
+    def settle(self, entry: list[float], actual: float) -> None:
+        """Replace a reservation's estimate by the tokens the reply really used."""
+        if entry in self._log:
+            self._used += actual - entry[1]
+        entry[1] = float(actual)
+
+
+class ResponseCache:
+    """Append-only JSONL of successful replies by key (fsync per record; torn last line ignored).
+
+    Appends run on one writer thread so the event loop never blocks on ``fsync``.
+    """
+
+    def __init__(self, path: str | Path, *, fsync: bool = True):
+        self.path = Path(path)
+        self._fsync = fsync
+        self.entries: dict[str, Reply] = {}
+        for rec in read_jsonl(self.path):
+            if isinstance(rec, dict) and "key" in rec and "reply" in rec:
+                self.entries[rec["key"]] = Reply(**rec["reply"])
+        self._appender: JsonlAppender | None = None
+        self._writer: ThreadPoolExecutor | None = None
+
+    def get(self, key: str) -> Reply | None:
+        """The cached reply for ``key``, if any."""
+        return self.entries.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        if self._appender is None:
+            self._appender = JsonlAppender(self.path, fsync=self._fsync)
+        self._appender.append(record)
+
+    async def put(self, key: str, reply: Reply) -> None:
+        """Persist ``reply`` (returns once it is on disk)."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgr2-cache")
+        record = {"key": key, "reply": asdict(reply)}
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._append, record)
+        self.entries[key] = reply
+
+    def close(self) -> None:
+        """Finish pending writes and close the file."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
+
+
+@dataclass
+class EngineStats:
+    """Counters of one engine run (see :meth:`RequestEngine.ledger`)."""
+
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    cache_hits: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cached_output_tokens: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    max_in_flight: int = 0
+
+
+def request_key(**parts: Any) -> str:
+    """A cache key over everything that changes a reply: backend, model, rendered prompt, image
+    sha256s, generation parameters, output schema version (pass them as keyword arguments)."""
+    return stable_hash(parts, length=32)
+
+
+class RequestEngine:
+    """Sends requests through a transport under concurrency, rate limits, retries and a cache.
+
+    Args:
+        transport: ``async payload -> Reply``; raises :class:`RetryableError` / :class:`FatalError`.
+        options: scheduling and retry settings.
+        cache: where successful replies persist (``None``: no cache).
+        prices: USD per million tokens by model, ``{model: {"input": x, "output": y}}``.
+        model: the model the prices are looked up for.
+        stop: the graceful-stop event (e.g. :attr:`medgr2.interfaces.StageContext.stop`).
+        seed: seeds the backoff jitter.
+        window_s: the rate-limit window (60 s; benchmarks may scale it down).
+    """
+
+    def __init__(
+        self,
+        transport: Callable[[Any], Awaitable[Reply]],
+        options: EngineOptions | None = None,
+        *,
+        cache: ResponseCache | None = None,
+        prices: Mapping[str, Mapping[str, float]] | None = None,
+        model: str = "",
+        stop: threading.Event | None = None,
+        seed: int = 0,
+        window_s: float = 60.0,
+    ):
+        self.transport = transport
+        self.options = options or EngineOptions()
+        self.cache = cache
+        self.prices = dict(prices or {})
+        self.model = model
+        self.stop = stop or threading.Event()
+        self.stats = EngineStats()
+        self._rng = random.Random(seed)
+        self._window = window_s
+        self._sem: asyncio.Semaphore | None = None
+        self._rpm: RpmLimiter | None = None
+        self._tpm: TpmLimiter | None = None
+        self._in_flight = 0
+        self._started = time.perf_counter()
+
+    def _bind_loop(self) -> None:
+        """Create the asyncio primitives in the running loop (once per loop)."""
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.options.concurrency)
+            self._rpm = RpmLimiter(self.options.rpm, self._window) if self.options.rpm else None
+            self._tpm = TpmLimiter(self.options.tpm, self._window) if self.options.tpm else None
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff for retry number ``attempt`` (0-based)."""
+        cap = min(self.options.backoff_max_s, self.options.backoff_base_s * (2 ** attempt))
+        return self._rng.uniform(cap / 2, cap)
+
+    async def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self.stop.is_set():
+                raise Stopped("stopped during backoff")
+            await asyncio.sleep(min(left, 0.25))
+
+    def cached(self, key: str) -> Reply | None:
+        """The cached reply for ``key`` (counted as a cache hit), or ``None``."""
+        reply = self.cache.get(key) if self.cache is not None else None
+        if reply is not None:
+            self.stats.cache_hits += 1
+            self.stats.cached_input_tokens += reply.input_tokens
+            self.stats.cached_output_tokens += reply.output_tokens
+        return reply
+
+    async def request(self, key: str, build: Callable[[], Awaitable[Any]] | Any, est_tokens: int = 0) -> Reply:
+        """The reply for ``key``: from the cache, else sent (with retries) and cached.
+
+        ``build`` is the transport payload, or an ``async`` zero-argument function making it
+        (called only on a cache miss, once, e.g. to encode images lazily).
+        Raises :class:`RequestFailed` when it gives up and :class:`Stopped` when stopped.
+        """
+        hit = self.cached(key)
+        if hit is not None:
+            return hit
+        self._bind_loop()
+        payload = await build() if callable(build) else build
+        opts = self.options
+        attempt = 0
+        while True:
+            if self.stop.is_set():
+                raise Stopped("stopped before sending")
+            assert self._sem is not None
+            async with self._sem:
+                if self._rpm is not None:
+                    await self._rpm.acquire(self.stop)
+                entry = await self._tpm.acquire(est_tokens, self.stop) if self._tpm is not None else None
+                self.stats.requests += 1
+                self._in_flight += 1
+                self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
+                try:
+                    reply = await asyncio.wait_for(self.transport(payload), opts.timeout_s + 1.0)
+                    error: Exception | None = None
+                except RetryableError as exc:
+                    error = exc
+                except (asyncio.TimeoutError, TimeoutError):
+                    error = RetryableError(f"timed out after {opts.timeout_s:g} s")
+                except FatalError as exc:
+                    self._count_error(exc)
+                    self.stats.failures += 1
+                    raise RequestFailed(f"fatal: {exc}", attempt + 1) from exc
+                finally:
+                    self._in_flight -= 1
+            if error is None:
+                if entry is not None and self._tpm is not None:
+                    self._tpm.settle(entry, reply.input_tokens + reply.output_tokens)
+                self.stats.input_tokens += reply.input_tokens
+                self.stats.output_tokens += reply.output_tokens
+                if self.cache is not None:
+                    await self.cache.put(key, reply)
+                return reply
+            self._count_error(error)
+            if attempt >= opts.max_retries:
+                self.stats.failures += 1
+                raise RequestFailed(f"gave up after {attempt + 1} attempt(s): {error}", attempt + 1) from error
+            retry_after = getattr(error, "retry_after", None)
+            delay = min(retry_after, opts.max_retry_after_s) if retry_after is not None else self.backoff(attempt)
+            attempt += 1
+            self.stats.retries += 1
+            await self._sleep(delay)
+
+    def _count_error(self, exc: Exception) -> None:
+        status = getattr(exc, "status", None)
+        name = f"http_{status}" if status else type(exc).__name__
+        if "timed out" in str(exc):
+            name = "timeout"
+        self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
+
+    async def run_jobs(
+        self,
+        jobs: Iterable[T],
+        fn: Callable[[T], Awaitable[R]],
+        on_done: Callable[[T, R | BaseException], None],
+        *,
+        workers: int | None = None,
+    ) -> bool:
+        """Run ``fn(job)`` for every job with ``workers`` (default: ``concurrency``) in flight,
+        starting the next job as soon as one finishes. ``on_done(job, result_or_exception)`` is
+        called for each finished job (a :class:`Stopped` job is not reported). Returns ``True``
+        when every job ran, ``False`` when the stop event cut the run short.
+        """
+        self._bind_loop()
+        it = iter(jobs)
+        n = workers or self.options.concurrency
+
+        async def worker() -> None:
+            while not self.stop.is_set():
+                try:
+                    job = next(it)
+                except StopIteration:
+                    return
+                try:
+                    result: Any = await fn(job)
+                except Stopped:
+                    return
+                except Exception as exc:  # noqa: BLE001 - reported to the caller, never lost
+                    result = exc
+                on_done(job, result)
+
+        await asyncio.gather(*(worker() for _ in range(n)))
+        return not self.stop.is_set()
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """USD for the tokens under :attr:`prices` of :attr:`model` (0 when the model has no price)."""
+        price = self.prices.get(self.model) or {}
+        return (input_tokens * price.get("input", 0.0) + output_tokens * price.get("output", 0.0)) / 1e6
+
+    def ledger(self, stage: str, *, successes: int, rejects: Mapping[str, int], **extra: Any) -> Ledger:
+        """A :class:`~medgr2.data.Ledger` of this run.
+
+        ``requests``/tokens/``cost_usd`` count what this run sent and paid for; replies served
+        from the cache are in ``extra`` (``cache_hits``, ``cached_cost_usd``).
+        """
+        s = self.stats
+        return Ledger(
+            stage=stage, requests=s.requests, successes=successes, retries=s.retries, failures=s.failures,
+            rejects=dict(rejects), input_tokens=s.input_tokens, output_tokens=s.output_tokens,
+            cost_usd=round(self.cost(s.input_tokens, s.output_tokens), 6),
+            wall_s=round(time.perf_counter() - self._started, 3),
+            extra={"cache_hits": s.cache_hits, "cached_input_tokens": s.cached_input_tokens,
+                   "cached_output_tokens": s.cached_output_tokens,
+                   "cached_cost_usd": round(self.cost(s.cached_input_tokens, s.cached_output_tokens), 6),
+                   "errors": dict(s.errors), "max_in_flight": s.max_in_flight, "model": self.model, **extra},
+        )
+
+
+def run_sync(coro: Awaitable[R]) -> R:
+    """Run a coroutine to completion from sync code (in a helper thread if a loop is running)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="medgr2-engine")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+

@@ -1,0 +1,260 @@
+"""The shared driver of API backends: prompts → request engine → validated samples or rejects.
+
+A backend subclass supplies three things: :meth:`ApiGenerator.open_transport` (an ``async``
+context giving the engine's transport, with SDK retries off), :meth:`ApiGenerator.payload`
+(the SDK call's arguments for a prompt, images and an output schema) and ``name``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import medgr2
+from medgr2.data import GenerationResult, ImageRef, Reject, SeedItem, VQASample, stable_hash
+from medgr2.engine import EngineOptions, Reply, RequestEngine, RequestFailed, ResponseCache, run_sync
+from medgr2.engine import request_key
+from medgr2.interfaces import StageContext
+from medgr2_generation.common import (
+    EncodedImage,
+    Outcomes,
+    check_reply,
+    content_error_reject,
+    encode_image,
+    make_sample,
+    provenance,
+    reject,
+    restricted_reason,
+)
+from medgr2_generation.contract import SAMPLE_SCHEMA, SCHEMA_VERSION, ContractError, check_schema, parse_reply
+from medgr2_generation.options import ApiOptions
+from medgr2_generation.prompts import REASK, PromptTemplate, resolve_template
+
+Transport = Callable[[Any], Any]
+
+
+class ApiGenerator:
+    """Base of the API generators (``gemini``, ``openai``).
+
+    ``generate(items, context)`` writes one multiple-choice sample per seed item;
+    ``complete_json(prompts, schema, context)`` is the generic structured call other components
+    (e.g. an LLM judge) use: each prompt is ``(text, images)``, each result the decoded JSON
+    object that satisfies ``schema`` or a :class:`~medgr2.data.Reject` with the reason. Both are
+    resumable (replies are cached by request), honour ``context.stop``, and re-ask an invalid
+    reply once with the validation error.
+    """
+
+    name = "api"
+    external = True
+
+    def __init__(self, options: ApiOptions):
+        self.options = options
+        self.last_ledger = None
+
+    # ------------------------------------------------------------------ backend hooks
+    def open_transport(self) -> contextlib.AbstractAsyncContextManager[Transport]:
+        """An async context manager yielding ``async payload -> Reply`` (SDK client inside)."""
+        raise NotImplementedError
+
+    def payload(self, prompt: str, images: Sequence[EncodedImage], schema: dict[str, Any] | None) -> Any:
+        """The arguments of one SDK call."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared machinery
+    def params(self) -> dict[str, Any]:
+        """Generation parameters that change replies (part of every cache key)."""
+        o = self.options
+        return {"temperature": o.temperature, "max_output_tokens": o.max_output_tokens,
+                "structured": o.structured_output, "image": [o.max_image_side, o.max_image_pixels,
+                                                             o.max_image_bytes, o.image_format]}
+
+    def _key(self, prompt: str, images: Sequence[ImageRef], schema_version: str) -> str:
+        return request_key(backend=self.name, model=self.options.model, prompt=prompt,
+                           images=[i.key for i in images], params=self.params(), schema=schema_version)
+
+    def _engine(self, transport: Transport, context: StageContext, cache: ResponseCache) -> RequestEngine:
+        o = self.options
+        eo = EngineOptions(concurrency=o.concurrency, rpm=o.rpm, tpm=o.tpm, max_retries=o.max_retries,
+                           timeout_s=o.timeout_s, backoff_base_s=o.backoff_base_s, backoff_max_s=o.backoff_max_s)
+        return RequestEngine(transport, eo, cache=cache, prices=o.prices, model=o.model, stop=context.stop,
+                             seed=context.seed)
+
+    def _cache(self, context: StageContext) -> ResponseCache:
+        path = Path(self.options.cache_path) if self.options.cache_path else context.work_dir / "requests.jsonl"
+        return ResponseCache(path)
+
+    def _encoder(self, refs: Sequence[ImageRef], context: StageContext) -> Callable[[], Any]:
+        """A lazy, memoised async image encoder for one job (runs in a worker thread)."""
+        o, box = self.options, {}
+
+        async def encoded() -> list[EncodedImage]:
+            if "v" not in box:
+                box["v"] = await asyncio.to_thread(lambda: [
+                    encode_image(r, max_side=o.max_image_side, max_pixels=o.max_image_pixels,
+                                 max_bytes=o.max_image_bytes, fmt=o.image_format, registry=context.registry)
+                    for r in refs])
+            return box["v"]
+
+        return encoded
+
+    async def _ask(self, engine: RequestEngine, prompt: str, refs: Sequence[ImageRef], images: Callable[[], Any],
+                   schema: dict[str, Any], schema_version: str) -> Reply:
+        est = len(prompt) // 4 + 300 * len(refs) + self.options.max_output_tokens
+        sent_schema = schema if self.options.structured_output else None
+
+        async def build() -> Any:
+            return self.payload(prompt, await images(), sent_schema)
+
+        return await engine.request(self._key(prompt, refs, schema_version), build, est)
+
+    async def _ask_valid(self, engine: RequestEngine, prompt: str, refs: Sequence[ImageRef],
+                         images: Callable[[], Any], schema: dict[str, Any], schema_version: str,
+                         check: Callable[[Reply], Any]) -> tuple[Any, Reply, bool]:
+        """Ask, validate, and re-ask once with the error; returns (checked value, reply, re-asked)."""
+        reply = await self._ask(engine, prompt, refs, images, schema, schema_version)
+        try:
+            return check(reply), reply, False
+        except ContractError as exc:
+            if not self.options.reask:
+                raise
+            follow = REASK.format(prompt=prompt, error=exc, reply=reply.text[:4000])
+            reply = await self._ask(engine, follow, refs, images, schema, schema_version)
+            try:
+                return check(reply), reply, True
+            except ContractError as exc2:
+                exc2.reasked = True  # type: ignore[attr-defined]
+                raise exc2 from exc
+
+    # ------------------------------------------------------------------ Generator
+    def generate(self, items: Sequence[SeedItem], context: StageContext) -> GenerationResult:
+        """Generate one sample per seed item (see the class docstring)."""
+        template = resolve_template(self.options.strategy, self.options.template_path, context.registry)
+        return run_sync(self._generate(list(items), context, template))
+
+    async def _generate(self, items: list[SeedItem], context: StageContext,
+                        template: PromptTemplate) -> GenerationResult:
+        cache = self._cache(context)
+        assert context.reporter is not None
+        try:
+            async with self.open_transport() as transport:
+                engine = self._engine(transport, context, cache)
+                with context.reporter.task(f"generate [{self.name}]", total=len(items)) as task:
+                    out = Outcomes(len(items), task)
+
+                    async def job(index: int) -> VQASample | Reject:
+                        return await self._one(engine, items[index], template, context)
+
+                    def done(index: int, result: Any) -> None:
+                        if isinstance(result, BaseException):
+                            result = reject(items[index].id, "error", f"{type(result).__name__}: {result}")
+                        s = engine.stats
+                        out.add(index, result, requests=s.requests, tokens=s.input_tokens + s.output_tokens,
+                                cost=f"${engine.cost(s.input_tokens, s.output_tokens):.4f}")
+
+                    finished = await engine.run_jobs(range(len(items)), job, done)
+        finally:
+            cache.close()
+        ledger = engine.ledger("generate", successes=len(out.samples()), rejects=out.reasons,
+                               items=len(items), completed=finished, backend=self.name,
+                               prompt_strategy=template.name)
+        self.last_ledger = ledger
+        return GenerationResult(samples=tuple(out.samples()), rejects=tuple(out.rejects()), ledger=ledger)
+
+    async def _one(self, engine: RequestEngine, item: SeedItem, template: PromptTemplate,
+                   context: StageContext) -> VQASample | Reject:
+        if self.external and not self.options.allow_restricted:
+            why = restricted_reason(item, self.options.restricted_datasets)
+            if why:
+                return reject(item.id, "restricted_source",
+                              f"{why}: not sent to the external backend {self.name!r} (allow_restricted=false)")
+        prompt = template.render(item)
+        images = self._encoder([item.image], context)
+        try:
+            fields, reply, _ = await self._ask_valid(engine, prompt, [item.image], images, SAMPLE_SCHEMA,
+                                                     SCHEMA_VERSION, check_reply)
+        except ContractError as exc:
+            return content_error_reject(item.id, exc, getattr(exc, "reasked", False))
+        except RequestFailed as exc:
+            return reject(item.id, "request_failed", str(exc))
+        except OSError as exc:
+            return reject(item.id, "image_unreadable", f"{type(exc).__name__}: {exc}")
+        prov = provenance(item, generator=self.name, version=medgr2.__version__, model=self.options.model,
+                          strategy=template.strategy, template_hash=template.hash(prompt), cycle=context.cycle,
+                          seed=context.seed, reply=reply)
+        try:
+            return make_sample(item, fields, prov)
+        except ValueError as exc:
+            return reject(item.id, "invalid_sample", str(exc))
+
+    # ------------------------------------------------------------------ generic structured calls
+    def complete_json(self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any],
+                      context: StageContext) -> list[dict[str, Any] | Reject]:
+        """One JSON object per ``(prompt, images)`` that satisfies ``schema``, or a Reject (stage
+        ``complete_json``, id ``prompt-<i>``) with the reason. Cached and resumable like
+        :meth:`generate`; images go through the same guard-free encoder (callers decide what to send)."""
+        return run_sync(self._complete_json(list(prompts), schema, context))
+
+    async def _complete_json(self, prompts: list[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any],
+                             context: StageContext) -> list[dict[str, Any] | Reject]:
+        cache = self._cache(context)
+        version = "json/" + stable_hash(schema)
+
+        def check(reply: Reply) -> dict[str, Any]:
+            data = parse_reply(reply.text, truncated=reply.truncated)
+            check_schema(data, schema)
+            return data
+
+        results: dict[int, dict[str, Any] | Reject] = {}
+        try:
+            async with self.open_transport() as transport:
+                engine = self._engine(transport, context, cache)
+
+                async def job(i: int) -> dict[str, Any] | Reject:
+                    text, refs = prompts[i]
+                    try:
+                        value, _, _ = await self._ask_valid(engine, text, list(refs),
+                                                            self._encoder(list(refs), context), schema, version,
+                                                            check)
+                        return value
+                    except ContractError as exc:
+                        return content_error_reject(f"prompt-{i}", exc, getattr(exc, "reasked", False),
+                                                    "complete_json")
+                    except RequestFailed as exc:
+                        return reject(f"prompt-{i}", "request_failed", str(exc), "complete_json")
+
+                def done(i: int, result: Any) -> None:
+                    if isinstance(result, BaseException):
+                        result = reject(f"prompt-{i}", "error", f"{type(result).__name__}: {result}",
+                                        "complete_json")
+                    results[i] = result
+
+                await engine.run_jobs(range(len(prompts)), job, done)
+        finally:
+            cache.close()
+        self.last_ledger = engine.ledger("complete_json", successes=sum(isinstance(r, dict) for r in
+                                                                        results.values()), rejects={})
+        return [results.get(i) or reject(f"prompt-{i}", "stopped", "the run was stopped before this prompt",
+                                         "complete_json") for i in range(len(prompts))]
+
+
+@contextlib.asynccontextmanager
+async def closing(client: Any, transport: Transport) -> AsyncIterator[Transport]:
+    """Yield ``transport`` and close ``client`` (an SDK async client) afterwards."""
+    try:
+        yield transport
+    finally:
+        close = getattr(client, "close", None) or getattr(client, "aclose", None)
+        if close is not None:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """True for network-level failures of httpx-like clients (timeouts, resets, refused connections)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"TransportError", "TimeoutException", "NetworkError", "RemoteProtocolError",
+                         "ConnectionError", "TimeoutError"})

@@ -1,0 +1,182 @@
+"""The output contract of every generator: the JSON schema of a sample, parsing and validation.
+
+A model reply is turned into a :class:`~medgr2.data.VQASample` in two steps:
+
+1. :func:`parse_reply` finds the JSON object in the reply text (inside code fences, after or
+   before prose) and decodes it;
+2. :func:`validate_reply` checks it against the contract (question non-empty, 2–8 unique
+   options, answer among them — a bare option letter such as ``"B"`` is mapped to its option —
+   modality and question type from :mod:`medgr2.data`) and returns the cleaned fields.
+
+Both raise :class:`ContractError` with a ``reason`` (a short key used in ledgers and rejects) and
+a message that is fed back to the model when an invalid reply is re-asked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from medgr2.data import LETTERS, Modality, QuestionType
+
+SCHEMA_VERSION = "vqa-sample/1"
+"""Version of :data:`SAMPLE_SCHEMA`; part of every cache key, so a change re-requests everything."""
+
+SAMPLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "question": {"type": "string", "description": "The question about the image."},
+        "options": {
+            "type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 8,
+            "description": "2 to 8 distinct answer options.",
+        },
+        "answer": {"type": "string", "description": "The correct option, copied exactly."},
+        "rationale": {"type": "string", "description": "Why the answer is correct, from the image."},
+        "modality": {"type": "string", "enum": [m.value for m in Modality]},
+        "question_type": {"type": "string", "enum": [q.value for q in QuestionType]},
+    },
+    "required": ["question", "options", "answer", "rationale", "modality", "question_type"],
+    "additionalProperties": False,
+}
+"""JSON schema of one generated sample (sent as the structured-output schema where supported)."""
+
+
+class ContractError(ValueError):
+    """A reply that breaks the output contract; ``reason`` is a short machine-readable key."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+
+
+def parse_reply(text: str, *, truncated: bool = False) -> dict[str, Any]:
+    """Extract and decode the JSON object of a reply.
+
+    Accepts bare JSON, JSON inside a fenced code block, and JSON with prose before or after
+    it (the first decodable ``{...}`` object wins).
+
+    >>> parse_reply('Sure!\\n```json\\n{"a": 1}\\n```\\nHope this helps.')
+    {'a': 1}
+    """
+    if not text or not text.strip():
+        raise ContractError("empty_reply", "the reply is empty; answer with one JSON object")
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    for chunk in candidates:
+        chunk = chunk.strip()
+        start = chunk.find("{")
+        while start != -1:
+            try:
+                obj, _ = decoder.raw_decode(chunk, start)
+            except json.JSONDecodeError:
+                start = chunk.find("{", start + 1)
+                continue
+            if isinstance(obj, dict):
+                return obj
+            start = chunk.find("{", start + 1)
+    if truncated:
+        raise ContractError("truncated", "the reply was cut off before the JSON object ended; answer more briefly")
+    raise ContractError("malformed_json", "the reply contains no valid JSON object; answer with one JSON object only")
+
+
+def _as_str(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if value is None:
+        raise ContractError(f"missing_{key}", f"the field {key!r} is missing")
+    if not isinstance(value, (str, int, float)):
+        raise ContractError(f"bad_{key}", f"the field {key!r} must be a string, not {type(value).__name__}")
+    return str(value).strip()
+
+
+def _enum(value: str, enum: type[Modality] | type[QuestionType], key: str) -> Any:
+    norm = value.strip().lower().replace("-", "_").replace(" ", "_")
+    aliases = {"x_ray": "xray", "mr": "mri", "us": "ultrasound"}
+    norm = aliases.get(norm, norm)
+    for member in enum:
+        if norm in (member.value, member.label.lower().replace(" ", "_").replace("-", "_")):
+            return member
+    allowed = ", ".join(m.value for m in enum)
+    raise ContractError(f"bad_{key}", f"{key} {value!r} is not one of: {allowed}")
+
+
+def _match_answer(answer: str, options: list[str]) -> str:
+    if answer in options:
+        return answer
+    folded = {o.strip().lower(): o for o in options}
+    if answer.lower() in folded:
+        return folded[answer.lower()]
+    m = re.fullmatch(r"\(?([A-Ha-h])[).:]?\s*(.*)", answer)
+    if m:
+        idx = LETTERS.index(m.group(1).upper())
+        rest = m.group(2).strip().lower()
+        if idx < len(options) and (not rest or rest == options[idx].strip().lower()):
+            return options[idx]
+    raise ContractError(
+        "answer_not_in_options", f"the answer {answer!r} is not one of the options {options}; copy one option exactly"
+    )
+
+
+def validate_reply(data: dict[str, Any]) -> dict[str, Any]:
+    """Check a decoded reply against the contract; returns the cleaned sample fields.
+
+    The result has keys ``question, options, answer, rationale, modality, question_type``
+    (the last two as :mod:`medgr2.data` enums).
+    """
+    question = _as_str(data, "question")
+    if not question:
+        raise ContractError("empty_question", "the question is empty")
+    raw_options = data.get("options")
+    if not isinstance(raw_options, list):
+        raise ContractError("bad_options", "options must be a list of 2 to 8 strings")
+    options = [str(o).strip() for o in raw_options if not isinstance(o, (dict, list))]
+    if len(options) != len(raw_options) or any(not o for o in options):
+        raise ContractError("bad_options", "every option must be a non-empty string")
+    if all(re.match(rf"\(?{LETTERS[i]}[).:]\s", o) for i, o in enumerate(options[:8])):
+        options = [re.sub(r"^\(?[A-H][).:]\s+", "", o) for o in options]  # "A. text" -> "text"
+    if not 2 <= len(options) <= 8:
+        raise ContractError("option_count", f"there must be 2 to 8 options, not {len(options)}")
+    if len({o.lower() for o in options}) != len(options):
+        raise ContractError("duplicate_options", f"the options are not unique: {options}")
+    answer = _match_answer(_as_str(data, "answer"), options)
+    return {
+        "question": question,
+        "options": tuple(options),
+        "answer": answer,
+        "rationale": _as_str(data, "rationale") if data.get("rationale") is not None else "",
+        "modality": _enum(_as_str(data, "modality"), Modality, "modality"),
+        "question_type": _enum(_as_str(data, "question_type"), QuestionType, "question_type"),
+    }
+
+
+def check_schema(value: Any, schema: dict[str, Any], path: str = "$") -> None:
+    """Check ``value`` against a small JSON-schema subset (type, properties, required, enum,
+    items, minItems, maxItems); raises :class:`ContractError` naming the first problem.
+
+    Used by ``complete_json`` for arbitrary caller schemas (e.g. an LLM judge's verdict).
+    """
+    types = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+    t = schema.get("type")
+    if t in ("number", "integer"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (t == "integer" and value != int(value)):
+            raise ContractError("schema", f"{path} must be {'an integer' if t == 'integer' else 'a number'}")
+    elif t in types and not isinstance(value, types[t]):
+        raise ContractError("schema", f"{path} must be of type {t}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise ContractError("schema", f"{path} must be one of {schema['enum']}")
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                raise ContractError("schema", f"{path}.{key} is required")
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                check_schema(value[key], sub, f"{path}.{key}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", len(value)):
+            raise ContractError("schema", f"{path} has {len(value)} items, outside the allowed range")
+        if "items" in schema:
+            for i, item in enumerate(value):
+                check_schema(item, schema["items"], f"{path}[{i}]")

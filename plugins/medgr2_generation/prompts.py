@@ -1,0 +1,155 @@
+"""Prompt strategies: versioned template files rendered per seed item.
+
+A template file has a header of ``# key: value`` lines (``strategy`` and ``version`` are
+required), a ``---`` line, then the body with ``$placeholders`` (:class:`string.Template`, so
+JSON braces need no escaping)::
+
+    # strategy: direct
+    # version: 1
+    ---
+    The attached image is a $modality image from "$dataset" ...
+
+Placeholders: ``$dataset``, ``$modality``, ``$labels`` (one ``- key: value`` line each),
+``$report`` (the item's free text, or nothing), ``$modalities``, ``$question_types``,
+``$schema`` (the JSON schema of the reply). The built-ins ``direct``, ``step_by_step`` and
+``meta_cognitive`` are registered under the ``prompt`` kind; users override one by pointing a
+generator's ``template_path`` option at their own file, or by registering the same name with
+``override=True`` and a :class:`PromptTemplate` (or a ``pathlib.Path`` to a template file) as target.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medgr2.data import Modality, QuestionType, SeedItem, stable_hash
+from medgr2_generation.contract import SAMPLE_SCHEMA
+
+TEMPLATE_DIR = Path(__file__).with_name("templates")
+
+REASK = (
+    "{prompt}\n\nYour previous reply was rejected: {error}.\nPrevious reply:\n{reply}\n\n"
+    "Answer again with one corrected JSON object only."
+)
+"""The follow-up prompt for an invalid reply (the validation error is fed back once)."""
+
+
+class TemplateError(ValueError):
+    """A template file is malformed or uses an unknown placeholder."""
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A versioned prompt strategy.
+
+    Attributes:
+        strategy: The strategy name recorded in each sample's provenance.
+        version: The template version (part of the name users see: ``direct@1``).
+        body: The template text with ``$placeholders``.
+        source: Where it was read from (a path), for messages.
+    """
+
+    strategy: str
+    version: str
+    body: str
+    source: str = ""
+
+    PLACEHOLDERS = frozenset({"dataset", "modality", "labels", "report", "modalities", "question_types", "schema"})
+
+    def __post_init__(self) -> None:
+        names = {m.group("named") or m.group("braced")
+                 for m in string.Template.pattern.finditer(self.body) if not m.group("escaped")}
+        unknown = sorted(n for n in names if n and n not in self.PLACEHOLDERS)
+        if unknown:
+            raise TemplateError(
+                f"template {self.source or self.strategy!r} uses unknown placeholder(s) {unknown}; "
+                f"allowed: {sorted(self.PLACEHOLDERS)} (write $$ for a literal $)"
+            )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PromptTemplate:
+        """Read a template file (header, ``---``, body)."""
+        path = Path(path)
+        if not path.is_file():
+            raise TemplateError(f"prompt template file {str(path)!r} does not exist")
+        text = path.read_text(encoding="utf-8")
+        head, sep, body = text.partition("\n---\n")
+        if not sep:
+            raise TemplateError(f"{path}: a template needs '# strategy:' and '# version:' lines, then a '---' line")
+        meta: dict[str, str] = {}
+        for line in head.splitlines():
+            key, colon, value = line.lstrip("# ").partition(":")
+            if colon:
+                meta[key.strip().lower()] = value.strip()
+        missing = [k for k in ("strategy", "version") if not meta.get(k)]
+        if missing:
+            raise TemplateError(f"{path}: the header lacks {missing} (write e.g. '# version: 1')")
+        return cls(meta["strategy"], meta["version"], body, str(path))
+
+    @property
+    def name(self) -> str:
+        """``strategy@version``."""
+        return f"{self.strategy}@{self.version}"
+
+    def render(self, item: SeedItem) -> str:
+        """The prompt for one seed item."""
+        labels = "\n".join(f"- {k}: {v}" for k, v in sorted(item.labels.items()) if k != "restricted") or "- (none)"
+        return string.Template(self.body).substitute(
+            dataset=item.dataset,
+            modality=item.modality.label,
+            labels=labels,
+            report=f"\nReport text:\n{item.text}\n" if item.text else "",
+            modalities=", ".join(m.value for m in Modality),
+            question_types=", ".join(q.value for q in QuestionType),
+            schema=json.dumps(SAMPLE_SCHEMA, indent=1),
+        )
+
+    def hash(self, rendered: str) -> str:
+        """The template hash recorded in provenance: over the strategy, version and rendered prompt."""
+        return stable_hash(self.name, rendered)
+
+
+def builtin(strategy: str) -> PromptTemplate:
+    """Load a built-in strategy from :data:`TEMPLATE_DIR`."""
+    return PromptTemplate.from_file(TEMPLATE_DIR / f"{strategy}.txt")
+
+
+def resolve_template(strategy: str, template_path: str | Path | None, registry: Any = None) -> PromptTemplate:
+    """The template a generator uses: ``template_path`` when given, else the registered strategy.
+
+    A registered target may be a :class:`PromptTemplate`, a ``pathlib.Path`` to a template file,
+    or a zero-argument callable returning either.
+    """
+    if template_path:
+        return PromptTemplate.from_file(template_path)
+    if registry is None:
+        from medgr2.plugins import get_registry
+
+        registry = get_registry()
+    target = registry.get("prompt", strategy)
+    if callable(target) and not isinstance(target, PromptTemplate):
+        target = target()
+    if isinstance(target, (str, Path)):
+        target = PromptTemplate.from_file(target)
+    if not isinstance(target, PromptTemplate):
+        raise TemplateError(f"prompt {strategy!r} is registered as {type(target).__name__}, not a PromptTemplate")
+    return target
+
+
+def direct() -> PromptTemplate:
+    """Built-in ``direct`` strategy: ask for a sample straight away."""
+    return builtin("direct")
+
+
+def step_by_step() -> PromptTemplate:
+    """Built-in ``step_by_step`` strategy: describe, pick a fact, write, check."""
+    return builtin("step_by_step")
+
+
+def meta_cognitive() -> PromptTemplate:
+    """Built-in ``meta_cognitive`` strategy (the paper's): reflect on supported question types
+    and on what a well-formed answer looks like, then write the sample."""
+    return builtin("meta_cognitive")
