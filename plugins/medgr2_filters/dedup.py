@@ -1,0 +1,232 @@
+"""``dedup``: exact and near-duplicate removal, within the batch and against D_gen.
+
+* **Exact** duplicates share :func:`~medgr2_filters.keys.content_key` (normalised question and
+  answer plus the images' file hashes): one dictionary pass, no pixels decoded.
+* **Near** duplicates ask nearly the same thing about nearly the same image: their question +
+  answer word shingles have an estimated Jaccard similarity >= ``text_threshold`` (datasketch
+  MinHash signatures) **and** each image pair is within ``image_max_distance`` bits of a 64-bit
+  perceptual hash (dHash or aHash). Requiring both matters: templated questions repeat across
+  thousands of different images, and one image carries many different questions.
+
+Candidates come from a banded index, never from all pairs. The MinHash signature is cut into
+the ``b`` bands of ``r`` rows that datasketch's ``MinHashLSH`` picks for the threshold, and the
+image hash into ``image_max_distance + 1`` bit bands (by the pigeonhole principle two hashes within
+that distance agree exactly on at least one band). A sample is indexed under every (text band,
+image band) pair, so two samples meet only when some text band *and* some image band agree.
+Keys are 64-bit integers grouped with one sort, so the cost grows as n log n. Candidates are then
+verified exactly (signature agreement and Hamming distance) and joined with union-find.
+
+Each duplicate group keeps one copy: none when the group contains a D_gen sample, otherwise the
+highest-reward copy (unscored copies rank lowest; ties go to the earlier sample).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from medgr2.data import FilterDecision, VQASample
+from medgr2.interfaces import StageContext
+from medgr2_filters.imagehash import HASH_BITS, ImageHasher
+from medgr2_filters.keys import content_key, decide, dedup_text, image_keys, reward_or_none, shingles
+from medgr2_filters.options import DedupOptions
+
+LARGE_BUCKET = 32
+"""Buckets bigger than this are linked as a chain to their first member instead of all pairs."""
+
+
+
+def _key_hash(key: str) -> int:
+    """A 64-bit integer standing for an image's file-level key (exact matches only)."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+class _UnionFind:
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, a: int) -> int:
+        root = a
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[a] != root:
+            self.parent[a], a = root, self.parent[a]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def text_signatures(texts: Sequence[str], num_perm: int, shingle: int) -> np.ndarray:
+    """MinHash signatures (datasketch, fixed seed) of word shingles: an ``(n, num_perm)`` uint64 array."""
+    from datasketch import MinHash
+
+    if not texts:
+        return np.zeros((0, num_perm), dtype=np.uint64)
+    hashes = MinHash.bulk([shingles(t, shingle) for t in texts], num_perm=num_perm, seed=1)
+    return np.stack([m.hashvalues for m in hashes]).astype(np.uint64)
+
+
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) that datasketch's MinHashLSH chooses for ``threshold`` and ``num_perm``."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return lsh.b, lsh.r
+
+
+def _band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit hash per (row, band) of a signature matrix: ``(n, bands)`` uint64."""
+    rng = np.random.default_rng(0x5EED)
+    mult = rng.integers(1, 2**63, size=(bands, rows), dtype=np.uint64) | np.uint64(1)
+    out = np.empty((sig.shape[0], bands), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(bands):
+            block = sig[:, j * rows:(j + 1) * rows]
+            out[:, j] = (block * mult[j]).sum(axis=1, dtype=np.uint64) + np.uint64(j) * np.uint64(0x9E3779B97F4A7C15)
+    return out
+
+
+def _image_bands(hashes: np.ndarray, max_distance: int) -> np.ndarray:
+    """Split 64-bit image hashes into ``max_distance + 1`` bit bands: ``(n, nb)`` uint64."""
+    nb = max_distance + 1
+    bits = HASH_BITS // nb
+    mask = np.uint64((1 << bits) - 1)
+    return np.stack([(hashes >> np.uint64(i * bits)) & mask for i in range(nb)], axis=1)
+
+
+def candidate_pairs(text_bands: np.ndarray, image_bands: np.ndarray) -> np.ndarray:
+    """Pairs ``(a, b)``, ``a < b``, that share a text band and an image band (``(p, 2)`` int64)."""
+    n = text_bands.shape[0]
+    if n < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    nb = image_bands.shape[1]
+    salt = np.uint64(0xD6E8FEB86659FD93)
+    with np.errstate(over="ignore"):
+        keys = [text_bands + (image_bands[:, [i]] + np.uint64(1 + (i << 20))) * salt for i in range(nb)]
+    flat = np.concatenate(keys, axis=1).ravel()
+    rows = np.repeat(np.arange(n, dtype=np.int64), flat.size // n)
+    order = np.argsort(flat, kind="stable")
+    flat, rows = flat[order], rows[order]
+    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    sizes = np.diff(np.r_[starts, flat.size])
+    multi = sizes > 1
+    pairs: list[np.ndarray] = []
+    two = starts[multi & (sizes == 2)]
+    if two.size:
+        pairs.append(np.stack([rows[two], rows[two + 1]], axis=1))
+    for start, size in zip(starts[multi & (sizes > 2)], sizes[multi & (sizes > 2)]):
+        members = np.unique(rows[start:start + size])
+        if members.size > LARGE_BUCKET:
+            pairs.append(np.stack([np.repeat(members[0], members.size - 1), members[1:]], axis=1))
+        else:
+            a, b = np.triu_indices(members.size, k=1)
+            pairs.append(np.stack([members[a], members[b]], axis=1))
+    if not pairs:
+        return np.zeros((0, 2), dtype=np.int64)
+    allp = np.concatenate(pairs)
+    allp = np.sort(allp, axis=1)
+    allp = allp[allp[:, 0] != allp[:, 1]]
+    return np.unique(allp, axis=0)
+
+
+class DedupFilter:
+    """Drops exact and near duplicates, within the batch and against D_gen (see the module docstring)."""
+
+    name = "dedup"
+
+    def __init__(self, options: DedupOptions):
+        self.options = options
+        self._hasher: ImageHasher | None = None
+
+    def _image_hashes(self, pool: Sequence[VQASample], context: StageContext) -> list[tuple[int, ...]]:
+        if self.options.image_hash == "key":
+            return [tuple(_key_hash(k) for k in image_keys(s)) for s in pool]
+        if self._hasher is None:
+            self._hasher = ImageHasher(self.options.image_hash, context.registry)
+        refs = [ref for s in pool for ref in s.images]
+        assert context.reporter is not None
+        with context.reporter.task("dedup: hash images", total=len(refs)) as task:
+            flat = self._hasher.many(refs, task)
+        out, pos = [], 0
+        for s in pool:
+            out.append(tuple(flat[pos:pos + len(s.images)]))
+            pos += len(s.images)
+        return out
+
+    def near_pairs(self, pool: Sequence[VQASample], context: StageContext) -> list[tuple[int, int]]:
+        """Verified near-duplicate pairs of indices into ``pool``."""
+        opts = self.options
+        if len(pool) < 2:
+            return []
+        sig = text_signatures([dedup_text(s) for s in pool], opts.num_perm, opts.shingle)
+        img = self._image_hashes(pool, context)
+        max_d = 0 if opts.image_hash == "key" else opts.image_max_distance
+        first = np.array([h[0] for h in img], dtype=np.uint64)
+        bands, rows = lsh_bands(opts.text_threshold, opts.num_perm)
+        cand = candidate_pairs(_band_hashes(sig, bands, rows), _image_bands(first, max_d))
+        if cand.size == 0:
+            return []
+        a, b = cand[:, 0], cand[:, 1]
+        text_ok = (sig[a] == sig[b]).mean(axis=1) >= opts.text_threshold
+        dist = np.bitwise_count(first[a] ^ first[b])
+        ok = text_ok & (dist <= max_d)
+        out = []
+        for i, j in zip(a[ok].tolist(), b[ok].tolist()):
+            hi, hj = img[i], img[j]
+            if len(hi) == len(hj) and all((x ^ y).bit_count() <= max_d for x, y in zip(hi[1:], hj[1:])):
+                out.append((i, j))
+        return out
+
+    def apply(self, samples: Sequence[VQASample], kept: Sequence[VQASample],
+              context: StageContext) -> list[FilterDecision]:
+        """One decision per sample: ``unique``, ``best_of_duplicates`` or why it is a duplicate."""
+        opts = self.options
+        old = list(kept) if opts.against_kept else []
+        pool = old + list(samples)
+        n_old = len(old)
+        keys = [content_key(s) for s in pool]
+        uf = _UnionFind(len(pool))
+        first_of: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if opts.mode == "near":
+                break
+            j = first_of.setdefault(k, i)
+            if j != i:
+                uf.union(j, i)
+        if opts.mode in ("near", "both"):
+            reps = list(range(len(pool))) if opts.mode == "near" else sorted(first_of.values())
+            for i, j in self.near_pairs([pool[r] for r in reps], context):
+                uf.union(reps[i], reps[j])
+
+        groups: dict[int, list[int]] = {}
+        for i in range(len(pool)):
+            groups.setdefault(uf.find(i), []).append(i)
+        rewards = [reward_or_none(s) for s in pool]
+        out: list[FilterDecision] = []
+        for i in range(n_old, len(pool)):
+            s, group = pool[i], groups[uf.find(i)]
+            r = rewards[i]
+            if len(group) == 1:
+                out.append(decide(s, self.name, True, "unique", "no duplicate found", r))
+                continue
+            if group[0] < n_old:
+                kind = "exact" if keys[group[0]] == keys[i] else "near"
+                out.append(decide(s, self.name, False, "duplicate_of_kept",
+                                  f"{kind} duplicate of D_gen sample {pool[group[0]].id}", r))
+                continue
+            best = max(group, key=lambda g: (rewards[g] is not None, rewards[g] or 0.0, -g))
+            if best == i:
+                detail = f"best of {len(group)} duplicates" + (f" (reward {r:.3f})" if r is not None else "")
+                out.append(decide(s, self.name, True, "best_of_duplicates", detail, r))
+                continue
+            kind = "exact" if keys[best] == keys[i] else "near"
+            why = (f", higher reward {rewards[best]:.3f}" if rewards[best] is not None
+                   and (r is None or rewards[best] > r) else ", earlier copy")
+            out.append(decide(s, self.name, False, f"{kind}_duplicate",
+                              f"{kind} duplicate of {pool[best].id}{why}", r))
+        return out
