@@ -302,11 +302,31 @@ def _secret_fields(model: type[BaseModel]) -> list[str]:
     return out
 
 
-def _component_problems(raw: Mapping[str, Any], registry: Registry) -> list[str]:
+def _given(raw: Mapping[str, Any], loc: str) -> bool:
+    """Whether raw data sets the config field at ``loc`` (a list index counts as its list)."""
+    node: Any = raw
+    for part in [p for p in loc.split(".") if not p.isdigit()]:
+        if not isinstance(node, Mapping):
+            return True  # replaced by something else: phase 1 reports it
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _specs_in_effect(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
+    """The component specs a run would use: those in ``raw`` plus the defaults it leaves alone."""
+    yield from iter_component_specs(RunConfig, raw)
+    for loc, kind, spec in iter_component_specs(RunConfig, RunConfig().model_dump(mode="json")):
+        if not _given(raw, loc):
+            yield loc, kind, spec
+
+
+def _component_problems(specs: Iterable[tuple[str, str, Any]], registry: Registry) -> list[str]:
     from medgr2.registry import suggest
 
     problems = []
-    for loc, kind, spec in iter_component_specs(RunConfig, raw):
+    for loc, kind, spec in specs:
         if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
             continue  # phase 1 reports the shape error
         options = spec.get("options") or {}
@@ -388,9 +408,7 @@ def load_config(
         problems += _structure_problems(e)
     if registry is not None:
         # phase 2 sees every component that will be used: the defaults too, even when phase 1 failed
-        resolved = config.model_dump(mode="json") if config is not None else \
-            _deep_merge(RunConfig().model_dump(mode="json"), raw)
-        problems += _component_problems(resolved, registry)
+        problems += _component_problems(_specs_in_effect(raw), registry)
     if problems or config is None:
         raise ConfigError(problems, source)
     return config

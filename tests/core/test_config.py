@@ -1,0 +1,291 @@
+"""Config: merging (defaults < file < --set), YAML/TOML, list indexes, validation, secrets."""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from medgr2 import hookimpl
+from medgr2.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    dump_yaml,
+    env_secret,
+    iter_component_specs,
+    load_config,
+    parse_override,
+    resolved_dict,
+    resolved_options,
+)
+from medgr2.store import RunStore
+from medgr2.testing import make_registry
+
+
+def all_fake() -> dict:
+    """The default config as plain data with every component set to the fakes of medgr2.testing."""
+    data = RunConfig().model_dump(mode="json")
+    for _, _, spec in iter_component_specs(RunConfig, data):
+        spec["name"], spec["options"] = "fake", {}
+    return data
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    return make_registry()
+
+
+def test_defaults_without_a_file():
+    assert load_config() == RunConfig()
+    assert RunConfig().run_dir.as_posix() == "runs/quickstart"
+
+
+def test_yaml_and_toml_load_the_same_tree(tmp_path):
+    (tmp_path / "c.yaml").write_text(textwrap.dedent("""
+        name: exp
+        seed: 7
+        generation:
+          generator: {name: fake, options: {n_options: 3}}
+        filters:
+          steps:
+            - {name: fake, options: {tau: 2.5}}
+    """))
+    (tmp_path / "c.toml").write_text(textwrap.dedent("""
+        name = "exp"
+        seed = 7
+        [generation.generator]
+        name = "fake"
+        options = { n_options = 3 }
+        [[filters.steps]]
+        name = "fake"
+        options = { tau = 2.5 }
+    """))
+    yaml_cfg, toml_cfg = load_config(tmp_path / "c.yaml"), load_config(tmp_path / "c.toml")
+    assert yaml_cfg == toml_cfg
+    assert yaml_cfg.generation.generator.options == {"n_options": 3}
+    assert [s.name for s in yaml_cfg.filters.steps] == ["fake"]
+    assert yaml_cfg.cycles == RunConfig().cycles  # untouched defaults stay
+
+
+def test_precedence_defaults_file_then_set(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 1\ncycles: 3\ngeneration: {limit: 10}\n")
+    cfg = load_config(path, ["seed=2", "generation.limit=20"])
+    assert (cfg.seed, cfg.cycles, cfg.generation.limit) == (2, 3, 20)
+    assert cfg.generation.generator == RunConfig().generation.generator  # default kept beside the file's key
+    assert load_config(path).seed == 1
+
+
+def test_data_mapping_sits_between_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 1\nname: from-file\n")
+    cfg = load_config(path, ["seed=3"], data={"seed": 2, "cycles": 4})
+    assert (cfg.seed, cfg.name, cfg.cycles) == (3, "from-file", 4)
+
+
+def test_override_into_a_list_of_defaults_by_index():
+    cfg = load_config(overrides=["filters.steps.0.options.tau=7", "data.sources.0.name=other"])
+    default = RunConfig()
+    assert cfg.filters.steps[0].options == {"tau": 7}
+    assert [s.name for s in cfg.filters.steps] == [s.name for s in default.filters.steps]
+    assert cfg.data.sources[0].name == "other"
+
+
+def test_override_replaces_a_whole_list():
+    cfg = load_config(overrides=["filters.steps=[{name: fake}]"])
+    assert [s.name for s in cfg.filters.steps] == ["fake"]
+
+
+def test_override_deep_into_options_keeps_the_default_name():
+    cfg = load_config(overrides=["generation.generator.options.n_options=3"])
+    assert cfg.generation.generator.name == RunConfig().generation.generator.name
+    assert cfg.generation.generator.options == {"n_options": 3}
+
+
+@pytest.mark.parametrize("item, path, value", [
+    ("seed=3", ["seed"], 3),
+    ("reward.replay_fraction=0.25", ["reward", "replay_fraction"], 0.25),
+    ("policy.model=null", ["policy", "model"], None),
+    ("data.seed_set=true", ["data", "seed_set"], True),
+    ("name=a=b", ["name"], "a=b"),
+    ("name=", ["name"], ""),
+    ("plugins=[a, b]", ["plugins"], ["a", "b"]),
+    ("name=[unclosed", ["name"], "[unclosed"),
+])
+def test_override_values_are_yaml_scalars(item, path, value):
+    assert parse_override(item) == (path, value)
+
+
+@pytest.mark.parametrize("item", ["seed", "=3", " =3"])
+def test_malformed_override(item):
+    with pytest.raises(ConfigError, match="must look like key.path=value"):
+        apply_overrides({}, [item])
+
+
+def test_override_index_out_of_range_is_reported():
+    with pytest.raises(ConfigError, match=r"'9' is not an index of a 3-item list"):
+        load_config(overrides=["filters.steps.9.name=x"])
+    with pytest.raises(ConfigError, match=r"'first' is not an index"):
+        load_config(overrides=["filters.steps.first.name=x"])
+
+
+def test_overrides_do_not_mutate_their_input():
+    data = {"seed": 1, "filters": {"steps": [{"name": "a"}]}}
+    before = copy.deepcopy(data)
+    apply_overrides(data, ["seed=2", "filters.steps.0.name=b"])
+    assert data == before
+
+
+def test_missing_unparsable_and_non_mapping_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("seed: [1, 2\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "bad.toml").write_text("seed = \n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_config(tmp_path / "bad.toml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_config(tmp_path / "empty.yaml") == RunConfig()
+
+
+def test_three_mistakes_are_reported_at_once(tmp_path, fakes):
+    data = all_fake()
+    data["seedd"] = 3                                  # unknown key
+    data["cycles"] = "many"                            # wrong type
+    data["generation"]["generator"]["name"] = "fakee"  # misspelt component
+    path = tmp_path / "bad.yaml"
+    path.write_text(dump_yaml(data))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, registry=fakes)
+    err = info.value
+    assert len(err.problems) == 3, err.problems
+    text = str(err)
+    assert text.startswith(f"3 problem(s) in the configuration {path}")
+    assert "seedd: unknown key. Did you mean 'seed'?" in text
+    assert "cycles: Input should be a valid integer" in text and "(got 'many')" in text
+    assert "generation.generator.name: unknown generator 'fakee'. Did you mean 'fake'?" in text
+
+
+def test_bad_option_values_are_reported_with_the_component(fakes):
+    data = all_fake()
+    data["filters"]["steps"][0]["options"] = {"tau": "high", "tua": 1}
+    data["generation"]["generator"]["options"] = {"n_options": 1}
+    with pytest.raises(ConfigError) as info:
+        load_config(data=data, registry=fakes)
+    problems = info.value.problems
+    assert len(problems) == 3
+    assert any(p.startswith("filters.steps.0.options.tau: Input should be a valid number") and "(got 'high')" in p
+               and "(filter 'fake')" in p for p in problems)
+    assert "filters.steps.0.options.tua: unknown option. Did you mean 'tau'? (filter 'fake')" in problems
+    assert any(p.startswith("generation.generator.options.n_options: Input should be greater than or equal to 2")
+               for p in problems)
+
+
+def test_default_components_are_checked_too(fakes):
+    """Names that come from the defaults must exist as well: they are what the run will use."""
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["generation.generator.name=fake"], registry=fakes)
+    problems = info.value.problems
+    assert not any(p.startswith("generation.") for p in problems)
+    assert any(p.startswith("data.sources.0.name: unknown dataset") for p in problems)
+
+
+def test_component_shape_errors_do_not_crash_phase_two(fakes):
+    data = all_fake()
+    data["generation"]["generator"] = "fake"
+    data["filters"]["steps"][0]["options"] = 3
+    data["reward"]["model"] = {"options": {}}
+    with pytest.raises(ConfigError) as info:
+        load_config(data=data, registry=fakes)
+    locs = sorted(p.split(":")[0] for p in info.value.problems)
+    assert locs == ["filters.steps.0.options", "generation.generator", "reward.model.name"]
+
+
+def test_a_valid_config_resolves_option_defaults(fakes):
+    cfg = load_config(data=all_fake(), overrides=["filters.steps.0.options.tau=3"], registry=fakes)
+    resolved = resolved_dict(cfg, fakes)
+    assert resolved["filters"]["steps"][0]["options"] == {"tau": 3.0}
+    assert resolved["generation"]["generator"]["options"] == {"n_options": 4, "reject_every": 0,
+                                                               "label": "diagnosis"}
+    assert resolved_dict(cfg)["generation"]["generator"]["options"] == {}  # unresolved: as written
+    assert resolved_options(cfg.filters.steps[0], fakes).tau == 3.0
+
+
+# ------------------------------------------------------------------------------------------ secrets
+
+
+class KeyedOptions(BaseModel):
+    """Options of a component that needs an API key."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(default="m-1", description="Model id.")
+    api_key: SecretStr | None = Field(default_factory=lambda: env_secret("MEDGR2_TEST_KEY", "MEDGR2_TEST_KEY2"),
+                                      exclude=True, description="From $MEDGR2_TEST_KEY.")
+
+
+class KeyedGenerator:
+    """Keeps its options."""
+
+    def __init__(self, options: KeyedOptions):
+        self.options = options
+
+
+class KeyedPlugin:
+    @hookimpl
+    def medgr2_register_generators(self, registry):
+        registry.add("keyed", KeyedGenerator, config=KeyedOptions)
+
+
+SECRET = "sk-test-0123456789-secret"
+
+
+def test_env_secret(monkeypatch):
+    monkeypatch.delenv("MEDGR2_TEST_KEY", raising=False)
+    monkeypatch.delenv("MEDGR2_TEST_KEY2", raising=False)
+    assert env_secret("MEDGR2_TEST_KEY") is None
+    monkeypatch.setenv("MEDGR2_TEST_KEY2", "second")
+    monkeypatch.setenv("MEDGR2_TEST_KEY", "")
+    assert env_secret("MEDGR2_TEST_KEY", "MEDGR2_TEST_KEY2").get_secret_value() == "second"
+    monkeypatch.setenv("MEDGR2_TEST_KEY", "first")
+    value = env_secret("MEDGR2_TEST_KEY", "MEDGR2_TEST_KEY2")
+    assert isinstance(value, SecretStr) and value.get_secret_value() == "first" and "first" not in repr(value)
+
+
+def test_secrets_come_from_env_and_are_never_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDGR2_TEST_KEY", SECRET)
+    registry = make_registry(KeyedPlugin())
+    data = all_fake()
+    data["generation"]["generator"] = {"name": "keyed", "options": {"model": "m-2"}}
+    cfg = load_config(data=data, registry=registry)
+    gen = registry.create("generator", "keyed", cfg.generation.generator.options)
+    assert gen.options.api_key.get_secret_value() == SECRET
+    assert SECRET not in repr(gen.options) and SECRET not in gen.options.model_dump_json()
+
+    resolved = resolved_dict(cfg, registry)
+    assert resolved["generation"]["generator"]["options"] == {"model": "m-2"}
+    store = RunStore(tmp_path / "run")
+    store.save_config(resolved, {"medgr2": "0"})
+    written = "".join(p.read_text() for p in (tmp_path / "run").rglob("*") if p.is_file())
+    assert "m-2" in written and SECRET not in written and "api_key" not in written
+
+
+def test_a_secret_in_a_config_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("MEDGR2_TEST_KEY", raising=False)
+    registry = make_registry(KeyedPlugin())
+    data = all_fake()
+    data["generation"]["generator"] = {"name": "keyed", "options": {"api_key": SECRET}}
+    with pytest.raises(ConfigError) as info:
+        load_config(data=data, registry=registry)
+    (problem,) = info.value.problems
+    assert problem.startswith("generation.generator.options.api_key: secrets are never read from config files")
+    assert "$MEDGR2_TEST_KEY" in problem and SECRET not in str(info.value)
