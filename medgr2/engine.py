@@ -222,18 +222,18 @@ class ResponseCache:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def add(self, key: str, reply: Reply) -> None:
+        """Persist ``reply`` now, from synchronous code (returns once it is on disk)."""
         if self._appender is None:
             self._appender = JsonlAppender(self.path, fsync=self._fsync)
-        self._appender.append(record)
+        self._appender.append({"key": key, "reply": asdict(reply)})
+        self.entries[key] = reply
 
     async def put(self, key: str, reply: Reply) -> None:
-        """Persist ``reply`` (returns once it is on disk)."""
+        """Persist ``reply`` on the writer thread (returns once it is on disk)."""
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgr2-cache")
-        record = {"key": key, "reply": asdict(reply)}
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._append, record)
-        self.entries[key] = reply
+        await asyncio.get_running_loop().run_in_executor(self._writer, self.add, key, reply)
 
     def close(self) -> None:
         """Finish pending writes and close the file."""

@@ -1,9 +1,83 @@
-"""CLI commands of the generate area (filled in by the generate issue)."""
+"""``medgr2 generate``: write candidate VQA samples from the seed data with the configured generator."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from medgr2.cli.common import ConfigArg, JsonOpt, SetOpt, fail, load_run_config, print_json, reporter
+
+
+def _seed_items(config: Any, registry: Any) -> list[Any]:
+    """The train-split seed items of ``config.data.sources`` (items without a split count as train)."""
+    try:
+        from medgr2.stages.data import load_seed
+    except ImportError:
+        fail("loading seed data needs medgr2.stages.data.load_seed, which is not installed in this checkout")
+    seed = load_seed(config.data.sources, registry)
+    items = list(getattr(seed, "items", seed))
+    return [i for i in items if i.split in (None, "train")]
+
+
+def _summary(ledger: Any, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("", "value", title=f"generation ledger ({out})")
+    rows = [("samples", ledger.successes), ("rejects", sum(ledger.rejects.values())),
+            ("rejects by reason", ", ".join(f"{k} {v}" for k, v in sorted(ledger.rejects.items())) or "-"),
+            ("requests (this run)", ledger.requests), ("retries", ledger.retries), ("failures", ledger.failures),
+            ("cache hits", ledger.extra.get("cache_hits", 0)),
+            ("tokens in / out", f"{ledger.input_tokens} / {ledger.output_tokens}"),
+            ("cost (this run)", f"${ledger.cost_usd:.4f}"), ("wall", f"{ledger.wall_s:.1f} s"),
+            ("completed", ledger.extra.get("completed", True))]
+    for k, v in rows:
+        table.add_row(k, str(v))
+    Console(stderr=True).print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to ``app``."""
+    """Add the ``generate`` command to ``app``."""
+
+    @app.command("generate")
+    def generate_cmd(
+        config: ConfigArg = None,
+        overrides: SetOpt = None,
+        limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N seed items.")] = None,
+        out: Annotated[Path | None, typer.Option(
+            "--out", help="Output folder (default: <run_dir>/generate); re-running resumes from its cache.")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Generate VQA samples from the seed data; write samples.jsonl, rejects.jsonl and ledger.json.
+
+        Interrupt with Ctrl-C to stop gracefully (finished work is kept); run the same command
+        again to request only what is missing.
+        """
+        from medgr2.config import resolved_options
+        from medgr2.engine import FatalError
+        from medgr2.interfaces import StageContext
+        from medgr2.plugins import get_registry
+        from medgr2.stages.generate import generate
+
+        cfg = load_run_config(config, overrides)
+        registry = get_registry()
+        spec = cfg.generation.generator
+        generator = registry.create("generator", spec.name, resolved_options(spec, registry))
+        items = _seed_items(cfg, registry)
+        n = limit or cfg.generation.limit or cfg.data.max_items
+        work_dir = out or cfg.run_dir / "generate"
+        rep = reporter(quiet or as_json)
+        context = StageContext(work_dir=work_dir, seed=cfg.seed, reporter=rep, registry=registry)
+        try:
+            result = generate(generator, items, context, limit=n)
+        except (FatalError, ValueError, OSError) as exc:
+            fail(f"generation failed: {exc}", code=1)
+        if as_json:
+            print_json(result.ledger.model_dump(mode="json"))
+        else:
+            _summary(result.ledger, work_dir)
+        if not result.ledger.extra.get("completed", True):
+            raise typer.Exit(130)
