@@ -56,6 +56,9 @@ class DedupOptions(_Options):
         default="both", description="exact: same normalised text and image; near: MinHash text + perceptual image.")
     text_threshold: float = Field(default=0.7, gt=0.0, le=1.0,
                                   description="Estimated Jaccard similarity of word shingles to call texts near-equal.")
+    answer_min_jaccard: float = Field(
+        default=0.6, ge=0.0, le=1.0,
+        description="Near duplicates must also have answers whose word sets overlap this much (Jaccard).")
     num_perm: int = Field(default=128, ge=16, le=512, description="MinHash permutations.")
     shingle: int = Field(default=2, ge=1, le=5, description="Words per text shingle.")
     image_hash: Literal["dhash", "ahash", "key"] = Field(

@@ -1,4 +1,4 @@
-"""Fixtures of the filter tests: sample factories, tiny PNG images and a registry that decodes them."""
+"""Helpers of the filter tests (fixtures imported by the test modules): samples, PNG images, a registry."""
 
 from __future__ import annotations
 
