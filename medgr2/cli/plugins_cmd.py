@@ -53,8 +53,13 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table("kind", "name", "plugin", "distribution", "version", "description")
         for r in rows:
-            table.add_row(str(r["kind"]), str(r["name"]), str(r["plugin"]), str(r["distribution"] or "-"),
-                          str(r["version"] or "-"), str(r["description"]))
+            r["distribution"] = f"{r['distribution']} {r['version'] or ''}".strip() if r["distribution"] else "-"
+        columns = ("kind", "name", "plugin", "distribution")
+        table = Table(box=None, pad_edge=False)
+        for column in columns:  # these never shrink; the description takes what is left
+            table.add_column(column, no_wrap=True, min_width=max([len(column)] + [len(str(r[column])) for r in rows]))
+        table.add_column("description", no_wrap=True, overflow="ellipsis")
+        for r in rows:
+            table.add_row(*(str(r[c]) for c in columns), str(r["description"]))
         Console().print(table)
