@@ -18,7 +18,8 @@ class ProcessorError(RuntimeError):
     """A model folder has no usable multimodal processor."""
 
 
-def _load_processor(path: Path) -> Any:
+def load_processor(path: Path) -> Any:
+    """The multimodal processor of a model folder, left-padded; refuses a bare tokenizer."""
     import medgr2_hf.processors  # noqa: F401 - registers the torchvision-free processors
     from transformers import AutoProcessor
     from transformers.processing_utils import ProcessorMixin
@@ -66,7 +67,7 @@ def load_vlm(path: str | Path, *, device: str = "cpu", dtype: Any = None) -> tup
         dtype = getattr(torch, dtype)
     if dtype is None:
         dtype = torch.float32 if str(device).startswith("cpu") else torch.bfloat16
-    processor = _load_processor(path)
+    processor = load_processor(path)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device)
     model.eval()
     return model, processor

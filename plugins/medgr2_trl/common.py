@@ -1,0 +1,188 @@
+"""What the SFT and GRPO trainers share: defaults, data rows, checkpoints, metrics, saving.
+
+Device-aware defaults (:func:`training_defaults`): on CPU ``use_cpu=True``, ``bf16=False`` and no
+gradient checkpointing (bf16 is ~15x slower on CPU); on GPU bf16 and gradient checkpointing.
+Training resumes from the last *complete* checkpoint (one whose ``trainer_state.json``, written
+last by the Trainer, exists) in ``output_dir``. Logs go to ``output_dir/metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medgr2.data import TrainResult, VQASample
+from medgr2.interfaces import StageContext
+from medgr2_trl.options import CommonOptions
+
+FINAL_DIR = "final"
+"""Sub-folder of ``output_dir`` holding the trained model (what ``TrainResult.checkpoint`` names)."""
+METRICS_FILE = "metrics.jsonl"
+TINY_PARAMS = 10_000_000
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def answer_format(options: CommonOptions, context: StageContext) -> str:
+    """The answer format: the trainer's option, else the run's ``policy.answer_format``, else ``text``."""
+    return options.answer_format or context.extras.get("answer_format") or "text"
+
+
+def world_size() -> int:
+    """Number of training processes (``accelerate launch``/``torchrun`` set ``WORLD_SIZE``)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def use_bf16(options: CommonOptions) -> bool:
+    """bfloat16 when asked for, else on GPU only."""
+    return on_gpu() if options.bf16 is None else options.bf16
+
+
+def set_threads(options: CommonOptions) -> None:
+    """Set torch's CPU threads: the option, else the cores shared evenly between processes."""
+    import torch
+
+    if options.num_threads is not None:
+        torch.set_num_threads(options.num_threads)
+    elif not on_gpu():
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size()))
+
+
+def training_defaults(options: CommonOptions, context: StageContext, model: Any) -> dict[str, Any]:
+    """Keyword arguments every TRL config gets: device-aware precision, schedule, saving, logging."""
+    gpu = on_gpu()
+    n_params = sum(p.numel() for p in model.parameters())
+    lr = options.learning_rate or (2e-3 if n_params < TINY_PARAMS else 1e-5)
+    return dict(
+        use_cpu=not gpu,
+        bf16=use_bf16(options),
+        activation_checkpointing=gpu if options.gradient_checkpointing is None else options.gradient_checkpointing,
+        learning_rate=lr,
+        num_train_epochs=options.num_train_epochs,
+        max_steps=options.max_steps,
+        per_device_train_batch_size=options.per_device_train_batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        warmup_steps=options.warmup_ratio,
+        lr_scheduler_type=options.lr_scheduler_type,
+        logging_steps=options.logging_steps,
+        save_strategy="steps",
+        save_steps=options.save_steps,
+        save_total_limit=options.save_total_limit,
+        seed=context.seed if options.seed is None else options.seed,
+        report_to=options.report_to,
+        remove_unused_columns=False,
+        dataloader_pin_memory=gpu,
+        disable_tqdm=True,
+    )
+
+
+def load_policy(model_path: Path, bf16: bool) -> tuple[Any, Any]:
+    """The policy model (trainable, float32 unless bf16) and its multimodal processor."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from medgr2_hf.vlm import load_processor
+
+    if not (Path(model_path) / "config.json").is_file():
+        raise FileNotFoundError(f"policy {model_path} is not a model folder (no config.json): build one with "
+                                "`medgr2 models tiny --out DIR` or set policy.model to a saved checkpoint")
+    processor = load_processor(Path(model_path))
+    model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    return model, processor
+
+
+def lora_config(options: CommonOptions) -> Any:
+    """A peft ``LoraConfig`` from the options (``None`` without LoRA)."""
+    if options.lora is None:
+        return None
+    from peft import LoraConfig
+
+    lo = options.lora
+    return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=lo.target_modules,
+                      task_type="CAUSAL_LM")
+
+
+def sample_images(sample: VQASample, context: StageContext) -> list[Any]:
+    """The sample's images as RGB PIL images, decoded through the registered image loaders."""
+    from medgr2.images import open_image
+
+    return [open_image(ref, context.registry).convert("RGB") for ref in sample.images]
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The highest ``checkpoint-N`` in ``output_dir`` whose ``trainer_state.json`` exists."""
+    if not output_dir.is_dir():
+        return None
+    found = []
+    for child in output_dir.iterdir():
+        m = _CHECKPOINT.match(child.name)
+        if m and child.is_dir() and (child / "trainer_state.json").is_file():
+            found.append((int(m.group(1)), child))
+    return max(found)[1] if found else None
+
+
+def checkpoint_step(checkpoint: Path | None) -> int:
+    if checkpoint is None:
+        return 0
+    return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+
+
+def metrics_callback(path: Path, history: list[dict[str, Any]]) -> Any:
+    """A ``TrainerCallback`` appending every log (with its step) to ``path`` and to ``history``."""
+    from transformers import TrainerCallback
+
+    from medgr2.store import JsonlAppender
+
+    class MetricsCallback(TrainerCallback):
+        """Writes Trainer logs to a JSONL file (main process only)."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any):
+            if not state.is_world_process_zero or not logs:
+                return
+            record = {"step": state.global_step, "epoch": state.epoch,
+                      **{k: v for k, v in logs.items() if isinstance(v, (int, float, str))}}
+            history.append(record)
+            with JsonlAppender(path) as out:
+                out.append(record)
+
+    return MetricsCallback()
+
+
+def run_training(trainer: Any, options: CommonOptions, output_dir: Path, history: list[dict[str, Any]],
+                 processor: Any, context: StageContext, started: float) -> TrainResult:
+    """Train (resuming when a complete checkpoint exists), save the final model, return the result."""
+    checkpoint = last_complete_checkpoint(output_dir) if options.resume else None
+    resumed_from = checkpoint_step(checkpoint)
+    if checkpoint is not None:
+        context.reporter.log(f"resuming from {checkpoint} (step {resumed_from})")
+    out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    final = output_dir / FINAL_DIR
+    model = trainer.model
+    if options.lora is not None and options.lora.merge and hasattr(model, "merge_and_unload"):
+        model = trainer.accelerator.unwrap_model(model).merge_and_unload()
+        if trainer.accelerator.is_main_process:
+            model.save_pretrained(final)
+    else:
+        trainer.save_model(str(final))
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(final)
+    trainer.accelerator.wait_for_everyone()
+    metrics = {k: float(v) for k, v in (out.metrics or {}).items() if isinstance(v, (int, float))}
+    metrics["global_step"] = float(trainer.state.global_step)
+    metrics["resumed_from_step"] = float(resumed_from)
+    return TrainResult(checkpoint=str(final), version=f"{final.parent.name}@{trainer.state.global_step}",
+                       metrics=metrics, history=tuple(history), wall_s=time.monotonic() - started)
+
+
+def report_log(context: StageContext, what: str, rows: Sequence[Any]) -> None:
+    context.reporter.log(f"{what}: {len(rows)} samples")

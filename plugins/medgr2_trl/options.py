@@ -1,0 +1,104 @@
+"""Options of the TRL trainers and reward terms (light: pydantic only, no torch).
+
+``None`` means "not set": the trainer picks a device- and model-aware default (see
+:func:`medgr2_trl.common.training_defaults`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraOptions(_Options):
+    """LoRA adapters via peft (merged into the saved model at the end)."""
+
+    r: int = Field(default=16, ge=1, description="Adapter rank.")
+    alpha: int = Field(default=32, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the adapter inputs.")
+    target_modules: list[str] | str = Field(
+        default="all-linear", description="Module names to adapt, or 'all-linear' (peft's shortcut).")
+    merge: bool = Field(default=True, description="Merge the adapters into the saved model (else save adapters).")
+
+
+class CommonOptions(_Options):
+    """Options shared by the SFT and GRPO trainers."""
+
+    answer_format: Literal["letter", "text", "think"] | None = Field(
+        default=None, description="Answer format; None: the run's policy.answer_format (else 'text').")
+    learning_rate: float | None = Field(
+        default=None, gt=0, description="Peak learning rate; None: 2e-3 for tiny models (<10M params), else 1e-5.")
+    num_train_epochs: float = Field(default=1.0, gt=0, description="Epochs over the samples.")
+    max_steps: int = Field(default=-1, description="Stop after this many optimiser steps (-1: epochs decide).")
+    per_device_train_batch_size: int = Field(default=8, ge=1, description="Batch size per process.")
+    gradient_accumulation_steps: int = Field(default=1, ge=1, description="Micro-batches per optimiser step.")
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Share of steps for linear warm-up.")
+    lr_scheduler_type: str = Field(default="cosine", description="transformers scheduler name.")
+    logging_steps: int = Field(default=1, ge=1, description="Log (and write metrics.jsonl) every N steps.")
+    save_steps: int = Field(default=50, ge=1, description="Write a resumable checkpoint every N steps.")
+    save_total_limit: int | None = Field(default=2, ge=1, description="Keep at most this many checkpoints.")
+    resume: bool = Field(default=True, description="Resume from the last complete checkpoint in output_dir.")
+    seed: int | None = Field(default=None, description="Training seed; None: the run seed.")
+    bf16: bool | None = Field(default=None, description="bfloat16 training; None: on GPU only.")
+    gradient_checkpointing: bool | None = Field(default=None, description="None: on GPU only.")
+    num_threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads; None: CPU cores divided by the number of processes.")
+    report_to: str | list[str] = Field(default="none", description="Trainer loggers: none, tensorboard, wandb ...")
+    lora: LoraOptions | None = Field(default=None, description="Train LoRA adapters instead of all weights.")
+    trl_args: dict[str, Any] = Field(
+        default_factory=dict, description="Extra keyword arguments passed verbatim to the TRL config.")
+
+
+class SFTOptions(CommonOptions):
+    """Options of the ``sft`` trainer (TRL ``SFTTrainer`` on image + question + options → answer)."""
+
+    with_rationale: bool = Field(
+        default=False,
+        description="Targets include the rationale (before 'Answer: ...'; always inside <think> for 'think').")
+    max_length: int | None = Field(default=None, ge=16, description="Truncate sequences to this many tokens.")
+
+
+class RewardTermSpec(_Options):
+    """One weighted term of the GRPO reward."""
+
+    term: str = Field(description="A registered reward_term name (reward_model, answer_match, format ...).")
+    weight: float = Field(default=1.0, description="Weight of the term in the summed reward.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of the term (its own model).")
+
+
+class GRPOOptions(CommonOptions):
+    """Options of the ``grpo`` trainer (TRL ``GRPOTrainer`` with multimodal prompts)."""
+
+    per_device_train_batch_size: int = Field(
+        default=8, ge=1, description="Completions per process per step (a multiple of num_generations).")
+    num_generations: int = Field(default=4, ge=2, description="Completions sampled per prompt (the group).")
+    max_completion_length: int = Field(default=64, ge=1, description="Tokens generated per completion.")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the rollouts.")
+    beta: float = Field(default=0.0, ge=0, description="KL weight; > 0 loads a reference model from the folder.")
+    loss_type: str = Field(default="dapo", description="TRL loss type: grpo, dr_grpo, dapo, bnpo ...")
+    scale_rewards: str = Field(default="group", description="Advantage scaling: group, batch or none.")
+    reward: list[RewardTermSpec] = Field(
+        default_factory=lambda: [RewardTermSpec(term="reward_model", weight=0.8),
+                                 RewardTermSpec(term="answer_match", weight=0.2)],
+        description="Weighted reward terms; the default α=0.8 R_φ + β=0.2 match reproduces the paper.")
+    use_vllm: bool = Field(default=False, description="Generate rollouts with vLLM (GPU only).")
+    vllm_mode: Literal["colocate", "server"] = Field(
+        default="colocate", description="vLLM in the training processes (colocate) or a `trl vllm-serve` server.")
+
+
+class RewardModelTermOptions(_Options):
+    """Options of the ``reward_model`` term."""
+
+    paper_exact: bool = Field(default=False, description="Keep raw r in [-6, 10] instead of (r + 6) / 16.")
+
+
+class FormatTermOptions(_Options):
+    """Options of the ``format`` term."""
+
+    partial: float = Field(default=0.5, ge=0, le=1,
+                           description="Reward for an <answer> block without a well-formed <think> block.")

@@ -1,0 +1,65 @@
+"""The ``sft`` trainer: TRL ``SFTTrainer`` on image + question + options → answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medgr2.answers import build_prompt, target_text
+from medgr2.data import TrainResult, VQASample
+from medgr2.interfaces import StageContext
+from medgr2_trl import common
+from medgr2_trl.options import SFTOptions
+
+
+def sft_target(sample: VQASample, fmt: str, with_rationale: bool) -> str:
+    """The completion SFT teaches: the format's target, after the rationale when asked for."""
+    target = target_text(sample, fmt)
+    if with_rationale and fmt != "think" and sample.rationale.strip():
+        return f"{sample.rationale.strip()}\nAnswer: {target}"
+    return target
+
+
+def sft_rows(samples: Sequence[VQASample], fmt: str, with_rationale: bool,
+             context: StageContext) -> list[dict[str, Any]]:
+    """Prompt-completion rows (conversational, images in ``images``) for TRL's vision collator."""
+    return [{
+        "images": common.sample_images(s, context),
+        "prompt": [{"role": "user", "content": build_prompt(s, fmt)}],
+        "completion": [{"role": "assistant", "content": sft_target(s, fmt, with_rationale)}],
+    } for s in samples]
+
+
+class SFTPolicyTrainer:
+    """Supervised fine-tuning of a VLM policy on kept samples (completion-only loss)."""
+
+    def __init__(self, options: SFTOptions | None = None):
+        self.options = options or SFTOptions()
+
+    def train(self, samples: Sequence[VQASample], model_path: Path, output_dir: Path,
+              context: StageContext) -> TrainResult:
+        """Fine-tune ``model_path`` on ``samples``; the model lands in ``output_dir/final``."""
+        if not samples:
+            raise ValueError("sft: no samples to train on (did the filters drop everything?)")
+        started = time.monotonic()
+        from datasets import Dataset
+        from trl import SFTConfig, SFTTrainer
+
+        opts = self.options
+        common.set_threads(opts)
+        output_dir = Path(output_dir)
+        fmt = common.answer_format(opts, context)
+        model, processor = common.load_policy(Path(model_path), bf16=common.use_bf16(opts))
+        dataset = Dataset.from_list(sft_rows(samples, fmt, opts.with_rationale, context))
+        kwargs = common.training_defaults(opts, context, model)
+        kwargs.update(max_length=opts.max_length, completion_only_loss=True, packing=False,
+                      dataset_kwargs={"skip_prepare_dataset": True})
+        kwargs.update(opts.trl_args)
+        config = SFTConfig(output_dir=str(output_dir), **kwargs)
+        history: list[dict[str, Any]] = []
+        trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor,
+                             peft_config=common.lora_config(opts),
+                             callbacks=[common.metrics_callback(output_dir / common.METRICS_FILE, history)])
+        return common.run_training(trainer, opts, output_dir, history, processor, context, started)
