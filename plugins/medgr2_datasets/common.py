@@ -25,9 +25,11 @@ T = TypeVar("T")
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes, cached per process by (real path, size, mtime)."""
-    real = os.path.realpath(path)
+def file_sha256(path: str | os.PathLike[str], *, resolved: bool = False) -> str:
+    """Hex sha256 of a file's bytes, cached per process by (real path, size, mtime).
+
+    ``resolved=True`` says ``path`` is already a real path (from ``resolve_inside``)."""
+    real = os.fspath(path) if resolved else os.path.realpath(path)
     st = os.stat(real)
     key = (real, st.st_size, st.st_mtime_ns)
     cached = _HASH_CACHE.get(key)
@@ -110,12 +112,21 @@ def grouped_splits(subjects: Iterable[str], seed: int, fractions: dict[str, floa
     return out
 
 
-def assign_splits(items: Sequence[SeedItem], seed: int, fractions: dict[str, float] | None = None) -> list[SeedItem]:
-    """Give every item without a split one, grouped by ``subject_id`` (else the item id)."""
+def assign_splits(items: Sequence[SeedItem], seed: int, fractions: dict[str, float] | None = None,
+                  extra_labels: dict[str, str] | None = None) -> list[SeedItem]:
+    """Give every item without a split one, grouped by ``subject_id`` (else the item id), and
+    add ``extra_labels`` (an item's own labels win)."""
     todo = [it.subject_id or it.id for it in items if it.split is None]
     table = grouped_splits(todo, seed, fractions)
-    return [it if it.split is not None else it.model_copy(update={"split": table[it.subject_id or it.id]})
-            for it in items]
+    out = []
+    for it in items:
+        update: dict[str, Any] = {}
+        if it.split is None:
+            update["split"] = table[it.subject_id or it.id]
+        if extra_labels:
+            update["labels"] = {**extra_labels, **it.labels}
+        out.append(it.model_copy(update=update) if update else it)
+    return out
 
 
 def by_key(rows: Iterable[T], key: Callable[[T], str]) -> dict[str, list[T]]:

@@ -7,18 +7,43 @@ from medgr2 import hookimpl
 _PKG = "medgr2_datasets"
 _OPT = f"{_PKG}.options"
 
+_SOURCES = (
+    ("omnimedvqa", "omnimedvqa:OmniMedVQASource", "OmniMedVQAOptions",
+     "OmniMedVQA official layout (QA_information/ + Images/), quirks handled"),
+    ("medr1", "omnimedvqa:MedR1Source", "MedR1Options", "Med-R1 split files (Splits/{modality,question_type}/...)"),
+    ("folders", "sources:FoldersSource", "FoldersOptions", "Class folders, or classes in file names"),
+    ("csv", "sources:CsvSource", "CsvOptions", "CSV metadata + image folder (presets: ham10000, figure1)"),
+    ("medmnist", "sources:MedMNISTSource", "MedMNISTOptions", "MedMNIST .npz ({split}_images/{split}_labels)"),
+    ("nifti", "volumes:NiftiSource", "NiftiOptions", "NIfTI volume + segmentation -> slices labelled with organs"),
+    ("dicom", "volumes:DicomSource", "DicomOptions", "Folder of DICOM files (modality/body part from tags)"),
+    ("demo", "volumes:DemoSource", "DemoOptions", "Offline demo corpus from pydicom, pydicom-data, scikit-image"),
+)
+
+_LOADERS = (
+    ("file", "load_file", "LoaderOptions", "Any image PIL reads (16-bit and grey converted to 8-bit RGB)"),
+    ("dicom", "load_dicom", "WindowedLoaderOptions", "DICOM frame, windowed to 8-bit RGB (pixels only)"),
+    ("nifti", "load_nifti", "WindowedLoaderOptions", "NIfTI slice (frame = slice index), CT/MR windowing"),
+    ("npz", "load_npz", "LoaderOptions", "MedMNIST array image: path 'file.npz#array', frame = index"),
+    ("pkg", "load_pkg", "WindowedLoaderOptions", "Image bundled with an installed package (pkg://...)"),
+)
+
 
 @hookimpl
 def medgr2_register_datasets(registry):
     """Dataset sources: ready-made VQA sets, labelled image layouts and the offline demo corpus."""
-    registry.add("omnimedvqa", f"{_PKG}.omnimedvqa:OmniMedVQASource", config=f"{_OPT}:OmniMedVQAOptions",
-                 description="OmniMedVQA official layout (QA_information/ + Images/), quirks handled")
-    registry.add("medr1", f"{_PKG}.omnimedvqa:MedR1Source", config=f"{_OPT}:MedR1Options",
-                 description="Med-R1 split files (Splits/{modality,question_type}/{train,test})")
+    for name, target, options, description in _SOURCES:
+        registry.add(name, f"{_PKG}.{target}", config=f"{_OPT}:{options}", description=description)
 
 
 @hookimpl
 def medgr2_register_image_loaders(registry):
     """Image loaders keyed by ``ImageRef.loader``."""
-    registry.add("file", f"{_PKG}.loaders:load_file", config=f"{_OPT}:LoaderOptions",
-                 description="Any image PIL reads (16-bit and grey converted to 8-bit RGB)")
+    for name, target, options, description in _LOADERS:
+        registry.add(name, f"{_PKG}.loaders:{target}", config=f"{_OPT}:{options}", description=description)
+
+
+@hookimpl
+def medgr2_register_generators(registry):
+    """The offline question builder."""
+    registry.add("labels", f"{_PKG}.labels:LabelsGenerator", config=f"{_OPT}:LabelsOptions",
+                 description="Offline multiple-choice questions of all five types from labels and metadata")
