@@ -31,8 +31,8 @@ from medgr2_generation.contract import SAMPLE_SCHEMA
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 
 REASK = (
-    "{prompt}\n\nYour previous reply was rejected: {error}.\nPrevious reply:\n{reply}\n\n"
-    "Answer again with one corrected JSON object only."
+    "Your previous reply to the task below was rejected: {error}.\nPrevious reply:\n{reply}\n\n"
+    "Answer the task again with one corrected JSON object only.\n\nThe task:\n{prompt}"
 )
 """The follow-up prompt for an invalid reply (the validation error is fed back once)."""
 
