@@ -151,6 +151,7 @@ class OmniMedVQASource:
             provenance=Provenance(source_dataset=dataset, source_id=str(rec.get("question_id", rid)),
                                   generator="omnimedvqa", raw=raw),
             subject_id=f"{dataset}/{image_path}",
+            split=rec["split"] if rec.get("split") in ("train", "val", "test") else None,
             tags=("restricted",) if access == "Restricted-access" else (),
         )
 
