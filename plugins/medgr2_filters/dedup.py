@@ -24,6 +24,7 @@ highest-reward copy (unscored copies rank lowest; ties go to the earlier sample)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 
@@ -79,8 +80,10 @@ candidate is verified exactly afterwards (at 128 permutations and threshold 0.7 
 of 6 rows: a pair with Jaccard 0.8 is found with probability 0.998)."""
 
 
+@functools.lru_cache(maxsize=32)
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) that datasketch's MinHashLSH chooses for ``threshold`` and ``num_perm``."""
+    """(bands, rows) that datasketch's MinHashLSH chooses for ``threshold`` and ``num_perm`` (cached:
+    the choice integrates numerically and takes about a second)."""
     from datasketch import MinHashLSH
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
@@ -108,7 +111,11 @@ def _image_bands(hashes: np.ndarray, max_distance: int) -> np.ndarray:
 
 
 def _colliding_pairs(keys: np.ndarray) -> list[np.ndarray]:
-    """Pairs of rows of ``keys`` (``(n, m)`` uint64) that share a key in any column."""
+    """Pairs of rows of ``keys`` (``(n, m)`` uint64, distinct keys within a row) sharing a key.
+
+    Buckets up to :data:`LARGE_BUCKET` members give all their pairs; larger ones link every member
+    to the first (each pair found is still verified, so this only bounds the work).
+    """
     n = keys.shape[0]
     flat = keys.ravel()
     rows = np.repeat(np.arange(n, dtype=np.int64), keys.shape[1])
@@ -116,17 +123,23 @@ def _colliding_pairs(keys: np.ndarray) -> list[np.ndarray]:
     flat, rows = flat[order], rows[order]
     starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
     sizes = np.diff(np.r_[starts, flat.size])
+    multi = sizes > 1
+    starts, sizes = starts[multi], sizes[multi]
+    if starts.size == 0:
+        return []
     pairs: list[np.ndarray] = []
-    two = starts[sizes == 2]
-    if two.size:
-        pairs.append(np.stack([rows[two], rows[two + 1]], axis=1))
-    for start, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
-        members = np.unique(rows[start:start + size])
-        if members.size > LARGE_BUCKET:
-            pairs.append(np.stack([np.repeat(members[0], members.size - 1), members[1:]], axis=1))
-        else:
-            a, b = np.triu_indices(members.size, k=1)
-            pairs.append(np.stack([members[a], members[b]], axis=1))
+    big = sizes > LARGE_BUCKET
+    for start, size in zip(starts[big].tolist(), sizes[big].tolist()):
+        pairs.append(np.stack([np.repeat(rows[start], size - 1), rows[start + 1:start + size]], axis=1))
+    starts, sizes = starts[~big], sizes[~big]
+    # positions of every member of the remaining buckets, and the end of each one's bucket
+    pos = np.repeat(starts, sizes) + (np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+    end = np.repeat(starts + sizes, sizes)
+    for k in range(1, int(sizes.max(initial=1))):
+        ok = pos + k < end
+        if not ok.any():
+            break
+        pairs.append(np.stack([rows[pos[ok]], rows[pos[ok] + k]], axis=1))
     return pairs
 
 

@@ -17,19 +17,23 @@ if TYPE_CHECKING:
     from medgr2.registry import Registry
 
 HASH_BITS = 64
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_WORK_SIZE = 128
 
 
 def _gray(image: Any) -> Any:
-    """A float32 ('F' mode) grayscale copy of a PIL image of any mode or bit depth."""
+    """A float32 ('F' mode) grayscale copy of a PIL image of any mode or bit depth, at most ~128 px
+    a side (big images are box-reduced first, so hashing a large radiograph stays cheap)."""
     from PIL import Image
 
-    if image.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "HSV", "1"):
-        image = image.convert("RGB")
-    arr = np.asarray(image, dtype=np.float32)
-    if arr.ndim == 3:
-        arr = arr[..., :3] @ _LUMA
-    return Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F")
+    if image.mode not in _HIGH_DEPTH:
+        image = image.convert("L")
+        factor = min(image.width, image.height) // _WORK_SIZE
+        if factor > 1:
+            image = image.reduce(factor)
+    return Image.fromarray(np.ascontiguousarray(np.asarray(image, dtype=np.float32)), mode="F")
 
 
 def _bits_to_int(bits: np.ndarray) -> int:
