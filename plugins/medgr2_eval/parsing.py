@@ -15,6 +15,7 @@ Two layouts are understood:
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Sequence
@@ -75,6 +76,7 @@ def _lettered(question: str) -> tuple[str, ...]:
     return tuple(out) if all(out) else ()
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def normalize(text: str) -> str:
     """Lowercase, drop ASCII punctuation, collapse whitespace (the MedGR2 authors' normalisation).
 

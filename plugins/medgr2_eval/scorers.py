@@ -112,13 +112,22 @@ def med_r1(model_answer: str, options: Sequence[str], gt_answer: str) -> Verdict
 
 
 def _most_similar(options: tuple[str, ...], text: str, default: int | None) -> int | None:
-    """Index of the option with the highest ``SequenceMatcher`` ratio (first wins ties; a ratio
-    must exceed 0, else ``default``)."""
-    if text in options:  # ratio 1.0 is the maximum and options are unique: same result, no difflib
+    """Index of the option with the highest ``SequenceMatcher(None, option, text).ratio()`` (first
+    wins ties; a ratio must exceed 0, else ``default``).
+
+    Exact shortcuts keep the result identical while skipping work: an identical option has ratio
+    1.0 (options are unique); the matcher indexes ``text`` once; an option whose upper bounds
+    (``real_quick_ratio``, ``quick_ratio``) cannot beat the best so far is skipped.
+    """
+    if text in options:
         return options.index(text)
+    matcher = difflib.SequenceMatcher(None, "", text)
     best, best_ratio = default, 0.0
     for i, o in enumerate(options):
-        r = difflib.SequenceMatcher(None, o, text).ratio()
+        matcher.set_seq1(o)
+        if matcher.real_quick_ratio() <= best_ratio or matcher.quick_ratio() <= best_ratio:
+            continue
+        r = matcher.ratio()
         if r > best_ratio:
             best, best_ratio = i, r
     return best
@@ -344,4 +353,4 @@ def source_rule(fn: Callable[..., object]) -> str:
     doc = (getattr(fn, "__doc__", None) or "").strip()
     first = doc.splitlines()[0] if doc else ""
     m = re.search(r"Source:\s*(.+?)(?<!al)\.(?:\s+[A-Z]|$)", " ".join(doc.split()))
-    return first + (f" [source: {m.group(1)}]" if m else "")
+    return first + (f" — source: {m.group(1)}" if m else "")

@@ -1,0 +1,109 @@
+"""Reading prediction files and scoring them under a named protocol."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from medgr2.data import LETTERS, Prediction
+from medgr2_eval.parsing import parse_options
+
+REQUIRED = ("question", "gt_answer", "model_answer")
+_ALIASES = {"id": "question_id", "qid": "question_id", "question_type": "question_type",
+            "source": "dataset", "dataset_name": "dataset"}
+
+
+class PredictionsFileError(ValueError):
+    """A predictions file cannot be read; the message names the line and the fix."""
+
+
+def _options(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, dict):  # {"A": "normal", "B": "pneumonia"} or {"option_A": ...}
+        items = sorted(value.items(), key=lambda kv: str(kv[0])[-1:])
+        return tuple(str(v) for k, v in items if v is not None and str(k)[-1:].upper() in LETTERS)
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    raise PredictionsFileError(f"{where}: 'options' must be a list of option texts or a letter->text mapping")
+
+
+def prediction_from_record(rec: dict[str, Any], where: str = "record", index: int = 0) -> Prediction:
+    """A :class:`Prediction` from one JSON record (MedGR2 / OmniMedVQA-style keys; extra keys ignored).
+
+    Options come from ``options`` (a list, or a mapping ``{"A": ...}``), else from ``option_A``..
+    ``option_H`` keys, else they are left empty (and parsed from the question when scoring).
+    """
+    if not isinstance(rec, dict):
+        raise PredictionsFileError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    missing = [k for k in REQUIRED if k not in rec]
+    if missing:
+        raise PredictionsFileError(
+            f"{where}: missing key(s) {', '.join(missing)}; every record needs question, gt_answer and "
+            "model_answer (options, question_id, modality, question_type, dataset are optional)")
+    data = {_ALIASES.get(k, k): v for k, v in rec.items()}
+    opts = _options(data.get("options"), where)
+    if not opts:
+        opts = tuple(str(data[f"option_{c}"]) for c in LETTERS if data.get(f"option_{c}") is not None)
+    scores = data.get("option_scores")
+    return Prediction(
+        question_id=str(data.get("question_id", index)), question=str(data["question"]), options=opts,
+        gt_answer=str(data["gt_answer"]), model_answer="" if data["model_answer"] is None else str(data["model_answer"]),
+        modality=None if data.get("modality") is None else str(data["modality"]),
+        question_type=None if data.get("question_type") is None else str(data["question_type"]),
+        dataset=None if data.get("dataset") is None else str(data["dataset"]),
+        option_scores=tuple(float(x) for x in scores) if scores else None,
+    )
+
+
+def _read_jsonl(p: Path, text: str) -> list[Prediction]:
+    preds: list[Prediction] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:  # fast path: a line written from a Prediction (the evaluator's own files)
+            preds.append(Prediction.model_validate_json(line))
+            continue
+        except ValidationError:
+            pass
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise PredictionsFileError(f"{p}:{n}: not valid JSON ({e.msg}); one JSON object per line") from e
+        preds.append(prediction_from_record(rec, f"{p}:{n}", len(preds)))
+    return preds
+
+
+def read_predictions(path: str | Path) -> list[Prediction]:
+    """Predictions from a JSONL file (or a JSON array file), with errors naming the line."""
+    p = Path(path)
+    if not p.is_file():
+        raise PredictionsFileError(f"predictions file {str(p)!r} does not exist")
+    text = p.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PredictionsFileError(f"{p}: not valid JSON ({e})") from e
+        preds = [prediction_from_record(r, f"{p} item {i}", i) for i, r in enumerate(data)]
+    else:
+        preds = _read_jsonl(p, text)
+    if not preds:
+        raise PredictionsFileError(f"{p}: no predictions in the file")
+    return preds
+
+
+def options_of(preds: Sequence[Prediction]) -> list[tuple[str, ...]]:
+    """Each prediction's options, parsed from its question when the record has none."""
+    return [p.options or parse_options(p.question) for p in preds]
+
+
+def score_all(preds: Sequence[Prediction], scorer: Callable[..., Any],
+              options: Sequence[Sequence[str]] | None = None) -> list[Any]:
+    """One verdict per prediction under ``scorer`` (a scoring function)."""
+    options = options_of(preds) if options is None else options
+    return [scorer(p.model_answer, o, p.gt_answer) for p, o in zip(preds, options)]
