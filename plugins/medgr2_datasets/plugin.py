@@ -33,6 +33,8 @@ def medgr2_register_datasets(registry):
     """Dataset sources: ready-made VQA sets, labelled image layouts and the offline demo corpus."""
     for name, target, options, description in _SOURCES:
         registry.add(name, f"{_PKG}.{target}", config=f"{_OPT}:{options}", description=description)
+    registry.add("shared", f"{_PKG}.presets:SharedSource", config=f"{_PKG}.presets:SharedOptions",
+                 description="A shared real dataset by preset name (ham10000, busi, pneumoniamnist ...)")
 
 
 @hookimpl

@@ -25,8 +25,11 @@ to the shared data folder. In a run config (paths relative to the repository roo
           options: {root: ../shared/data/xray-figure1-covid, preset: figure1}
 
 PneumoniaMNIST keeps the file's train/val split (it has no test split); add
-``split_map: {val: test}`` to evaluate on its val images. ``medgr2 data inspect --preset NAME``
-loads a preset from ``$MEDGR2_SHARED_DATA`` (default ``../shared/data``).
+``split_map: {val: test}`` to evaluate on its val images.
+
+The ``shared`` source loads a preset by name from ``$MEDGR2_SHARED_DATA`` (default
+``../shared/data``): ``{name: shared, options: {preset: ham10000, overrides: {seed: 3}}}``, or
+``medgr2 data inspect --source shared --opt preset=busi``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medgr2.interfaces import SeedSet
 
 SHARED_PRESETS: dict[str, dict[str, Any]] = {
     "ham10000": {"name": "csv", "options": {"root": "dermoscopy-ham10000", "preset": "ham10000"}},
@@ -68,3 +75,38 @@ def preset_spec(name: str, shared_root: str | os.PathLike[str] | None = None) ->
     base = Path(shared_root) if shared_root is not None else shared_data_root()
     spec["options"]["root"] = str((base / spec["options"]["root"]).resolve())
     return spec
+
+
+SOURCE_CLASSES: dict[str, tuple[str, str]] = {
+    "csv": ("medgr2_datasets.sources:CsvSource", "medgr2_datasets.options:CsvOptions"),
+    "folders": ("medgr2_datasets.sources:FoldersSource", "medgr2_datasets.options:FoldersOptions"),
+    "medmnist": ("medgr2_datasets.sources:MedMNISTSource", "medgr2_datasets.options:MedMNISTOptions"),
+    "nifti": ("medgr2_datasets.volumes:NiftiSource", "medgr2_datasets.options:NiftiOptions"),
+}
+
+
+class SharedOptions(BaseModel):
+    """``shared``: one of the shared real datasets by preset name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Literal["ham10000", "busi", "pneumoniamnist", "nct-crc", "totalsegmentator", "figure1"] = Field(
+        description="Which shared dataset (see medgr2_datasets.presets).")
+    root: Path | None = Field(default=None, description="Shared data folder (default: $MEDGR2_SHARED_DATA or "
+                                                        "../shared/data).")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Options replacing the preset's.")
+
+
+class SharedSource:
+    """Loads a shared dataset through the source and options its preset names."""
+
+    def __init__(self, options: SharedOptions):
+        self.options = options
+
+    def load(self) -> SeedSet:
+        """Build the preset's source (options validated) and load it."""
+        from medgr2.registry import import_target
+
+        spec = preset_spec(self.options.preset, self.options.root)
+        target, model = (import_target(x) for x in SOURCE_CLASSES[spec["name"]])
+        return target(model.model_validate({**spec["options"], **self.options.overrides})).load()
