@@ -313,6 +313,8 @@ class Prediction(Frozen):
     question_type: str | None = None
     dataset: str | None = None
     option_scores: tuple[float, ...] | None = None
+    raw_answer: str | None = Field(default=None, description="The full model output when model_answer is the "
+                                                             "answer read out of an answer format.")
 
 
 class GroupMetrics(Frozen):
