@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import types
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
@@ -261,7 +262,7 @@ def _spec_types(annotation: Any) -> tuple[type[ComponentSpec] | None, bool]:
     if origin in (list, Sequence):
         inner, _ = _spec_types(get_args(annotation)[0])
         return inner, inner is not None
-    if origin is Union or str(origin) == "types.UnionType":
+    if origin is Union or origin is types.UnionType:
         for arg in get_args(annotation):
             t, is_list = _spec_types(arg)
             if t is not None:
@@ -447,3 +448,71 @@ def env_secret(*names: str) -> SecretStr | None:
         if v:
             return SecretStr(v)
     return None
+
+
+# ---------------------------------------------------------------- reference documentation
+
+
+def _type_name(annotation: Any) -> str:
+    """A short readable name for a field annotation (``int | None``, ``list[generator]`` ...)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return " \\| ".join(json.dumps(a) for a in args)
+    if origin is Union or origin is types.UnionType:
+        return " \\| ".join(_type_name(a) for a in args)
+    if origin in (list, tuple, Sequence):
+        return f"list[{_type_name(args[0])}]" if args else "list"
+    if origin is dict:
+        return "mapping"
+    if annotation is type(None):
+        return "null"
+    if isinstance(annotation, type) and issubclass(annotation, ComponentSpec):
+        return f"component ({annotation.kind})"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default_text(field: Any) -> str:
+    if field.is_required():
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json", exclude_defaults=True)
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json", exclude_defaults=True) if isinstance(v, BaseModel) else v for v in value]
+    elif isinstance(value, Path):
+        value = str(value)
+    return "`" + json.dumps(value, ensure_ascii=False) + "`"
+
+
+def reference_rows(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(dotted path, type, default, description)`` for every setting of ``model``, depth first.
+
+    Nested sections are flattened (``generation.limit``); a component spec is one row (its
+    ``name`` and ``options`` are described once, in docs/config.md).
+    """
+    rows = []
+    for name, field in model.model_fields.items():
+        path, ann = f"{prefix}{name}", field.annotation
+        if isinstance(ann, type) and issubclass(ann, Section) and not issubclass(ann, ComponentSpec):
+            rows += reference_rows(ann, path + ".")
+            continue
+        description = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        rows.append((path, _type_name(ann), _default_text(field), description))
+    return rows
+
+
+def reference_markdown(model: type[BaseModel] = RunConfig) -> str:
+    """Markdown tables of every setting of ``model`` (one per top-level section), from its field descriptions."""
+    groups: dict[str, list[tuple[str, str, str, str]]] = {}
+    for row in reference_rows(model):
+        head = row[0].split(".")[0] if "." in row[0] else ""
+        groups.setdefault(head, []).append(row)
+    out = []
+    for head, rows in groups.items():
+        section = model.model_fields[head].annotation if head else model
+        title = f"`{head}`" if head else "Top level"
+        doc = (section.__doc__ or "").strip().splitlines()[0] if section.__doc__ else ""
+        out.append(f"### {title}\n\n{doc}\n\n| key | type | default | description |\n|---|---|---|---|")
+        out += [f"| `{p}` | {t} | {d} | {desc} |" for p, t, d, desc in rows]
+        out.append("")
+    return "\n".join(out)

@@ -289,3 +289,18 @@ def test_a_secret_in_a_config_file_is_refused(tmp_path, monkeypatch):
     (problem,) = info.value.problems
     assert problem.startswith("generation.generator.options.api_key: secrets are never read from config files")
     assert "$MEDGR2_TEST_KEY" in problem and SECRET not in str(info.value)
+
+
+def test_optional_component_specs_are_validated(fakes):
+    """``X | None`` specs (policy.sft, reward.judge ...) are checked like the others."""
+    locs = [loc for loc, _, _ in iter_component_specs(RunConfig, RunConfig().model_dump(mode="json"))]
+    assert {"policy.sft", "policy.grpo", "evaluation.evaluator"} <= set(locs)
+    data = all_fake()
+    data["policy"]["sft"] = {"name": "sfft"}
+    data["reward"]["judge"] = {"name": "fake", "options": {"bogus": 1}}
+    with pytest.raises(ConfigError) as info:
+        load_config(data=data, registry=fakes)
+    assert sorted(p.split(":")[0] for p in info.value.problems) == ["policy.sft.name", "reward.judge.options.bogus"]
+    data["policy"]["sft"] = None  # switched off: nothing to check
+    data["reward"]["judge"] = None
+    assert load_config(data=data, registry=fakes).policy.sft is None
