@@ -52,3 +52,34 @@ def make_samples(root: Path, n: int = 8):
 def samples(tmp_path) -> list:
     """Eight samples with PNG images written in ``tmp_path``."""
     return make_samples(tmp_path / "images")
+
+
+class LengthRewardModel:
+    """A stand-in R_φ for tests: longer answers score higher, on the [-6, 10] scale."""
+
+    version = "length-rm"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def score(self, inputs, context=None) -> list[float]:
+        self.calls += 1
+        return [min(10.0, -6.0 + len(x.answer) / 2.0) for x in inputs]
+
+
+@pytest.fixture
+def train_context(tmp_path):
+    """A StageContext with the installed plugins' registry (the `file` image loader) and a length R_φ."""
+    from medgr2.interfaces import StageContext
+    from medgr2.plugins import load_registry
+
+    registry = load_registry()
+    if ("image_loader", "file") not in registry:
+        registry.registrar("image_loader", "tests").add("file", _file_loader)
+    return StageContext(work_dir=tmp_path / "work", seed=0, registry=registry, reward_model=LengthRewardModel())
+
+
+def _file_loader(ref):
+    from PIL import Image
+
+    return Image.open(Path(ref.root) / ref.path)
