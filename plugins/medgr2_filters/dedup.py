@@ -18,7 +18,8 @@ image band) pair, so two samples meet only when some text band *and* some image 
 Keys are 64-bit integers grouped by sorting, so the cost grows as n log n. Candidates are then
 verified exactly (signature agreement and Hamming distance) and joined with union-find.
 
-Each duplicate group keeps one copy: none when the group contains a D_gen sample, otherwise the
+Duplicates of D_gen count unless ``against_kept`` is false (by default: unless the run sets
+``filters.allow_overlap``). Each duplicate group keeps one copy: none when the group contains a D_gen sample, otherwise the
 highest-reward copy (unscored copies rank lowest; ties go to the earlier sample).
 """
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from medgr2.data import FilterDecision, VQASample
 from medgr2.interfaces import StageContext
+from medgr2.stages.filter import ALLOW_OVERLAP_EXTRA
 from medgr2_filters.imagehash import HASH_BITS, ImageHasher
 from medgr2_filters.keys import content_key, decide, dedup_text, image_keys, reward_or_none, shingles, words
 from medgr2_filters.options import DedupOptions
@@ -217,7 +219,10 @@ class DedupFilter:
               context: StageContext) -> list[FilterDecision]:
         """One decision per sample: ``unique``, ``best_of_duplicates`` or why it is a duplicate."""
         opts = self.options
-        old = list(kept) if opts.against_kept else []
+        against_kept = opts.against_kept
+        if against_kept is None:
+            against_kept = not context.extras.get(ALLOW_OVERLAP_EXTRA, False)
+        old = list(kept) if against_kept else []
         pool = old + list(samples)
         n_old = len(old)
         keys = [content_key(s) for s in pool]

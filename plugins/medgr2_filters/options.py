@@ -65,7 +65,9 @@ class DedupOptions(_Options):
         default="dhash", description="Perceptual hash of images (dhash, ahash) or 'key' to compare only file hashes.")
     image_max_distance: int = Field(default=8, ge=0, le=15,
                                     description="Largest Hamming distance (of 64 bits) between near-equal images.")
-    against_kept: bool = Field(default=True, description="Also drop duplicates of samples already in D_gen.")
+    against_kept: bool | None = Field(
+        default=None,
+        description="Also drop duplicates of samples already in D_gen; None: unless filters.allow_overlap is set.")
 
 
 class OverlapOptions(_Options):
