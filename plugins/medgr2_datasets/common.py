@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import unicodedata
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,7 +57,14 @@ def bytes_sha256(data: bytes) -> str:
 
 
 def safe_path(root: str | os.PathLike[str], relative: str, record: str) -> Path:
-    """:func:`medgr2.images.resolve_inside`, re-exported for the sources."""
+    """:func:`medgr2.images.resolve_inside`, also applied to the path's percent-decoded and
+    NFKC-normalised forms, so ``%2e%2e/``, ``..%5c`` or full-width ``．．／`` are refused too."""
+    variant = relative
+    for _ in range(3):
+        variant = urllib.parse.unquote(variant)
+    variant = unicodedata.normalize("NFKC", variant)
+    if variant != relative:
+        resolve_inside(root, variant, record=record)
     return resolve_inside(root, relative, record=record)
 
 

@@ -3,8 +3,8 @@
 Registered under ``ImageRef.loader``: ``file`` (anything PIL reads), ``dicom`` (pydicom),
 ``nifti`` (nibabel; ``frame`` is the axial slice), ``npz`` (MedMNIST arrays; path
 ``file.npz#array``, ``frame`` the index) and ``pkg`` (images bundled with installed packages,
-``pkg://skimage/retina.jpg``). Every path goes through :func:`medgr2.images.resolve_inside`;
-images with more than ``max_pixels`` pixels are refused before their pixels are decoded.
+``pkg://skimage/retina.jpg``). Every path goes through :func:`medgr2.images.resolve_inside`
+(via :func:`medgr2_datasets.common.safe_path`, which also checks decoded forms); images with more than ``max_pixels`` pixels are refused before their pixels are decoded.
 
 Windowing to 8 bits: CT uses a window (the file's own WindowCenter/Width for DICOM, else
 ``ct_window``, soft tissue 40/400 HU); everything else is stretched between the 0.5th and 99.5th
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from medgr2.data import ImageRef, Modality
-from medgr2.images import resolve_inside
+from medgr2_datasets.common import safe_path
 
 DEFAULT_MAX_PIXELS = 40_000_000
 """Largest image (width × height × frames decoded) any loader accepts."""
@@ -45,7 +45,7 @@ def _check_pixels(n: int, ref: ImageRef, max_pixels: int) -> None:
 def _root_path(ref: ImageRef) -> Path:
     if ref.root is None:
         raise ValueError(f"image {ref.path!r} has no dataset root; loader {ref.loader!r} needs one")
-    return resolve_inside(ref.root, ref.path.split("#", 1)[0], record=ref.path)
+    return safe_path(ref.root, ref.path.split("#", 1)[0], record=ref.path)
 
 
 # ------------------------------------------------------------------------------ conversion
@@ -301,7 +301,7 @@ def resolve_pkg(uri: str) -> Path:
             f"package image {uri!r}: package {package!r} is not installed (known: {', '.join(sorted(dirs))}); "
             "install the 'data' extra: pip install 'medgr2[data]'"
         )
-    return resolve_inside(dirs[package], rel, record=uri)
+    return safe_path(dirs[package], rel, record=uri)
 
 
 def load_pkg(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS,
