@@ -485,7 +485,8 @@ def _default_text(field: Any) -> str:
 
 
 def reference_rows(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """``(dotted path, type, default, description)`` for every setting of ``model``, depth first.
+    """``(dotted path, type, default, description)`` for every setting of ``model``, depth first,
+    escaped for Markdown tables.
 
     Nested sections are flattened (``generation.limit``); a component spec is one row (its
     ``name`` and ``options`` are described once, in docs/config.md).
@@ -496,7 +497,7 @@ def reference_rows(model: type[BaseModel] = RunConfig, prefix: str = "") -> list
         if isinstance(ann, type) and issubclass(ann, Section) and not issubclass(ann, ComponentSpec):
             rows += reference_rows(ann, path + ".")
             continue
-        description = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        description = (field.description or "").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
         rows.append((path, _type_name(ann), _default_text(field), description))
     return rows
 
