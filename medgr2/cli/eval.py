@@ -104,8 +104,8 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Path, typer.Option("--model", help="Policy model folder.")] = ...,  # type: ignore[assignment]
         out: OutOpt = ...,  # type: ignore[assignment]
         samples: Annotated[Path | None, typer.Option("--samples", help="VQASample JSONL to evaluate.")] = None,
-        source: Annotated[str | None, typer.Option("--source", help="A dataset source name (its test split, "
-                                                   "else everything).")] = None,
+        source: Annotated[str | None, typer.Option("--source", help="A dataset source's ready-made VQA samples.")] = None,
+        split: Annotated[str, typer.Option("--split", help="With --source: test, val, train or all.")] = "test",
         opt: Annotated[list[str] | None, typer.Option("--opt", help="Source option key=value (repeatable).")] = None,
         scorer: Annotated[str | None, typer.Option("--scorer", help="Scorer; default: evaluation.scorer.")] = None,
         limit: Annotated[int | None, typer.Option("--limit", help="Evaluate at most this many samples.")] = None,
@@ -126,7 +126,12 @@ def register(app: typer.Typer) -> None:
             fail("give exactly one of --samples FILE or --source NAME")
         if not model.is_dir():
             fail(f"model folder {str(model)!r} does not exist (build a tiny one with `medgr2 models tiny`)")
-        cfg = load_run_config(config, overrides)
+        if config is None and not overrides:  # nothing user-given to validate: the defaults
+            from medgr2.config import RunConfig
+
+            cfg = RunConfig()
+        else:
+            cfg = load_run_config(config, overrides)
         registry = get_registry()
         try:
             if samples is not None:
@@ -134,11 +139,13 @@ def register(app: typer.Typer) -> None:
                     fail(f"samples file {str(samples)!r} does not exist")
                 items = read_jsonl(samples, VQASample)
             else:
+                if split not in ("test", "val", "train", "all"):
+                    fail(f"--split {split!r}: use test, val, train or all")
                 seed_set = registry.create("dataset", source, _parse_opts(opt)).load()
-                test = [s for s in seed_set.samples if s.split == "test"]
-                items = test or list(seed_set.samples)
+                items = [s for s in seed_set.samples if split == "all" or s.split == split]
             if not items:
-                fail("no VQA samples to evaluate (the source holds no ready-made samples)")
+                fail("no VQA samples to evaluate (the source holds no ready-made samples in that split; "
+                     "try --split all)")
             items = items[:limit] if limit else items
             spec = cfg.evaluation.evaluator
             if spec is None:

@@ -1,0 +1,145 @@
+"""The ``vqa`` evaluator: a local VLM answers every VQA sample (batched, greedy), then a named scorer.
+
+For each sample the policy is prompted in an answer format (``letter`` / ``text`` / ``think``,
+see :mod:`medgr2.answers`) or with the MedGR2 authors' prompt; its output is kept verbatim as
+``raw_answer`` and the answer read out of the format (think block dropped, ``<answer>`` tags
+unwrapped, the trailing ``(B)`` letter marker removed) becomes ``model_answer``, which the scorer
+judges. With ``option_scores`` on, each option's answer is also scored by log-probability, so the
+report's AUROC rests on real scores.
+
+Writes into ``output_dir``: ``predictions.jsonl`` (:class:`~medgr2.data.Prediction` records),
+``report.json`` and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medgr2.data import EvalReport, Prediction, VQASample
+from medgr2.interfaces import StageContext
+from medgr2.store import write_jsonl
+from medgr2_eval.options import VQAEvaluatorOptions
+
+_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
+_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+_LETTER_SUFFIX = re.compile(r"\s*\(\s*[A-H]\s*\)\s*\.?\s*$")
+
+
+def medgr2_prompt(sample: Any) -> str:
+    """The MedGR2 authors' evaluation prompt (answers are option texts)."""
+    return (f"{sample.question.strip()} Please choose one of the following: {' or '.join(sample.options)}. "
+            "You must pick only one answer.")
+
+
+def read_answer(raw: str, fmt: str) -> str:
+    """The answer written in an answer format, without the format's wrapping.
+
+    >>> read_answer("<think>opaque lobe</think><answer>pneumonia (B)</answer>", "think")
+    'pneumonia'
+    >>> [read_answer("pneumonia (B)", "text"), read_answer("B", "letter")]
+    ['pneumonia', 'B']
+    """
+    text = raw
+    tags = _ANSWER.findall(text)
+    if tags:
+        text = tags[-1]
+    elif "<think>" in text:
+        text = _THINK.sub(" ", text)
+    if fmt != "letter":
+        text = _LETTER_SUFFIX.sub("", text)
+    return text.strip()
+
+
+def option_targets(sample: VQASample, fmt: str) -> list[str]:
+    """What the policy would write for each option in format ``fmt`` (for log-prob scoring)."""
+    from medgr2.answers import target_text
+
+    return [target_text(sample.model_copy(update={"answer": o, "rationale": ""}), "letter" if fmt == "letter"
+                        else "text") for o in sample.options]
+
+
+class VQAEvaluator:
+    """Evaluates a local VLM folder on VQA samples (see the module docstring)."""
+
+    def __init__(self, options: VQAEvaluatorOptions | None = None):
+        self.options = options or VQAEvaluatorOptions()
+
+    def prompt(self, sample: VQASample, fmt: str) -> str:
+        """The prompt for one sample."""
+        if self.options.prompt == "medgr2":
+            return medgr2_prompt(sample)
+        from medgr2.answers import build_prompt
+
+        return build_prompt(sample, fmt)
+
+    def predict(self, samples: Sequence[VQASample], model_path: Path, context: StageContext) -> list[Prediction]:
+        """Generate an answer (and optionally option scores) for every sample, in batches.
+
+        Stops early, keeping the finished batches, when ``context.stop`` is set.
+        """
+        import torch
+
+        from medgr2.images import open_image
+        from medgr2_hf.vlm import generate, load_vlm, score_options
+
+        opts = self.options
+        fmt = self.answer_format(context)
+        if opts.num_threads:
+            torch.set_num_threads(opts.num_threads)
+        model, processor = load_vlm(model_path, device=opts.device)
+        preds: list[Prediction] = []
+        with context.reporter.task("evaluate", total=len(samples)) as task:
+            for start in range(0, len(samples), opts.batch_size):
+                if context.stop.is_set():
+                    break
+                batch = list(samples[start:start + opts.batch_size])
+                images = [[open_image(ref, context.registry) for ref in s.images] for s in batch]
+                images = [ims[0] if len(ims) == 1 else ims for ims in images]
+                texts = [self.prompt(s, fmt) for s in batch]
+                raws = generate(model, processor, images, texts, max_new_tokens=opts.max_new_tokens,
+                                batch_size=opts.batch_size)
+                for s, im, text, raw in zip(batch, images, texts, raws, strict=True):
+                    scores = (tuple(score_options(model, processor, im, text, option_targets(s, fmt)))
+                              if opts.option_scores else None)
+                    preds.append(Prediction(
+                        question_id=s.id, question=s.question, options=s.options, gt_answer=s.answer,
+                        model_answer=read_answer(raw, fmt), raw_answer=raw, modality=s.modality.value,
+                        question_type=s.question_type.value, dataset=s.provenance.source_dataset or None,
+                        option_scores=scores))
+                task.advance(len(batch), invalid=0)
+        return preds
+
+    def answer_format(self, context: StageContext) -> str:
+        """The answer format: the option, else the run's ``policy.answer_format``, else ``text``."""
+        return self.options.answer_format or context.extras.get("answer_format") or "text"
+
+    def evaluate(self, samples: Sequence[VQASample], model_path: Path, output_dir: Path,
+                 context: StageContext) -> EvalReport:
+        """Predict every sample, score under ``context.extras['scorer']`` (else the option, else
+        ``medgr2``), write predictions.jsonl, report.json and report.md under ``output_dir``."""
+        from medgr2.stages.evaluate import score_predictions
+        from medgr2_eval.report import write_report
+
+        if not samples:
+            raise ValueError("no samples to evaluate")
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        scorer = context.extras.get("scorer") or self.options.scorer or "medgr2"
+        started = time.perf_counter()
+        preds = self.predict(samples, Path(model_path), context)
+        wall = time.perf_counter() - started
+        write_jsonl(output_dir / "predictions.jsonl", preds)
+        if not preds:
+            raise RuntimeError("evaluation stopped before the first batch finished: no predictions")
+        report = score_predictions(preds, scorer, registry=context.registry, bootstrap=self.options.bootstrap,
+                                   seed=self.options.seed, model=str(model_path))
+        meta = {**report.meta, "answer_format": self.answer_format(context), "prompt": self.options.prompt,
+                "n_samples": len(samples), "stopped_early": len(preds) < len(samples),
+                "predict_s": round(wall, 3)}
+        report = report.model_copy(update={"meta": meta})
+        write_report(report, output_dir)
+        return report

@@ -1,0 +1,120 @@
+"""The ``vqa`` evaluator end to end: a tiny VLM on an OmniMedVQA-layout fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from medgr2.data import EvalReport, Prediction
+from medgr2.interfaces import Evaluator, StageContext
+from medgr2.stages.evaluate import evaluate
+from medgr2.store import read_jsonl
+from medgr2_eval.evaluator import medgr2_prompt, read_answer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from medgr2_hf.tiny import build_tiny_vlm
+
+    return build_tiny_vlm("qwen2_5_vl", tmp_path_factory.mktemp("eval-tiny") / "qwen", seed=0)
+
+
+@pytest.fixture(scope="module")
+def omni_root(tmp_path_factory) -> Path:
+    from medgr2_datasets.fixtures import write_omnimedvqa_fixture
+
+    return write_omnimedvqa_fixture(tmp_path_factory.mktemp("omni"), n_per_dataset=4)
+
+
+@pytest.fixture(scope="module")
+def omni_samples(omni_root):
+    from medgr2.plugins import load_registry
+
+    seed = load_registry().create("dataset", "omnimedvqa", {"root": str(omni_root)}).load()
+    assert len(seed.samples) == 24
+    return list(seed.samples)
+
+
+@pytest.mark.parametrize("raw,fmt,expected", [
+    ("pneumonia (B)", "text", "pneumonia"),
+    ("pneumonia (B).", "text", "pneumonia"),
+    ("pneumonia", "text", "pneumonia"),
+    ("<think>the lobe is opaque</think><answer>pneumonia (B)</answer>", "think", "pneumonia"),
+    ("<think>unfinished thought", "think", ""),
+    ("<answer>B</answer>", "letter", "B"),
+    ("B", "letter", "B"),
+    ("grade (2) lesion", "text", "grade (2) lesion"),  # a marker must be a letter at the very end
+])
+def test_read_answer(raw, fmt, expected):
+    assert read_answer(raw, fmt) == expected
+
+
+def test_medgr2_prompt_round_trips_through_option_parsing(omni_samples):
+    from medgr2_eval.parsing import parse_options
+
+    s = omni_samples[0]
+    assert parse_options(medgr2_prompt(s)) == s.options
+
+
+def test_vqa_evaluator_end_to_end_on_omnimedvqa_fixture(tmp_path, tiny_model, omni_samples, registry):
+    ev = registry.create("evaluator", "vqa", {"option_scores": True, "batch_size": 8, "bootstrap": 200})
+    assert isinstance(ev, Evaluator)
+    ctx = StageContext(work_dir=tmp_path / "work", registry=registry, extras={"answer_format": "text"})
+    out = tmp_path / "eval"
+    report = evaluate(ev, omni_samples, tiny_model, out, ctx, scorer="omnimedvqa")
+
+    preds = read_jsonl(out / "predictions.jsonl", Prediction)
+    assert [p.question_id for p in preds] == [s.id for s in omni_samples]
+    for p, s in zip(preds, omni_samples):
+        assert (p.question, p.options, p.gt_answer, p.modality, p.question_type) == (
+            s.question, s.options, s.answer, s.modality.value, s.question_type.value)
+        assert p.raw_answer is not None and p.option_scores is not None and len(p.option_scores) == len(s.options)
+        assert p.dataset == s.provenance.source_dataset
+
+    assert report.scorer == "omnimedvqa" and report.overall.n == len(omni_samples)
+    assert set(report.by_modality) == {s.modality.value for s in omni_samples}
+    assert set(report.by_question_type) == {s.question_type.value for s in omni_samples}
+    assert report.overall.auroc is not None  # real option scores
+    assert report.meta["answer_format"] == "text" and not report.meta["stopped_early"]
+    assert EvalReport.model_validate_json((out / "report.json").read_text()) == report
+    md = (out / "report.md").read_text()
+    assert "## By modality" in md and "## By question type" in md
+    for modality in report.by_modality:
+        assert f"| {modality} |" in md
+
+    # rescoring the written predictions under the same scorer gives the same numbers
+    from medgr2.stages.evaluate import score_predictions
+
+    again = score_predictions(preds, "omnimedvqa", bootstrap=200)
+    assert again.overall == report.overall
+
+
+def test_evaluator_stops_early_without_predictions(tmp_path, tiny_model, omni_samples, registry):
+    ev = registry.create("evaluator", "vqa", {})
+    ctx = StageContext(work_dir=tmp_path, registry=registry)
+    ctx.stop.set()
+    with pytest.raises(RuntimeError, match="no predictions"):
+        ev.evaluate(omni_samples[:2], tiny_model, tmp_path / "o", ctx)
+
+
+def test_eval_run_cli_on_a_source(tmp_path, tiny_model, omni_root):
+    from typer.testing import CliRunner
+
+    from medgr2.cli import build_app
+
+    args = ["eval", "run", "--model", str(tiny_model), "--source", "omnimedvqa", "--opt", f"root={omni_root}", "--split", "all",
+            "--out", str(tmp_path / "o"), "--scorer", "medgr2", "--limit", "6", "--json"]
+    r = CliRunner().invoke(build_app(args), args)
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout[r.stdout.index("{"):])
+    assert data["scorer"] == "medgr2" and data["n"] == 6
+    assert len((tmp_path / "o" / "predictions.jsonl").read_text().splitlines()) == 6
+    bad = ["eval", "run", "--model", str(tmp_path / "nope"), "--samples", "x.jsonl", "--out", str(tmp_path)]
+    r = CliRunner().invoke(build_app(bad), bad)
+    assert r.exit_code == 2 and "does not exist" in r.output
