@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -138,10 +139,11 @@ class ApiGenerator:
                         template: PromptTemplate) -> GenerationResult:
         cache = self._cache(context)
         assert context.reporter is not None
+        started = time.perf_counter()
         try:
             async with self.open_transport() as transport:
                 engine = self._engine(transport, context, cache)
-                with context.reporter.task(f"generate [{self.name}]", total=len(items)) as task:
+                with context.reporter.task(f"generate ({self.name})", total=len(items)) as task:
                     out = Outcomes(len(items), task)
 
                     async def job(index: int) -> VQASample | Reject:
@@ -151,7 +153,9 @@ class ApiGenerator:
                         if isinstance(result, BaseException):
                             result = reject(items[index].id, "error", f"{type(result).__name__}: {result}")
                         s = engine.stats
-                        out.add(index, result, requests=s.requests, tokens=s.input_tokens + s.output_tokens,
+                        rate = s.requests / max(time.perf_counter() - started, 1e-9)
+                        out.add(index, result, requests=s.requests, req_s=f"{rate:.1f}",
+                                tokens=s.input_tokens + s.output_tokens,
                                 cost=f"${engine.cost(s.input_tokens, s.output_tokens):.4f}")
 
                     finished = await engine.run_jobs(range(len(items)), job, done)

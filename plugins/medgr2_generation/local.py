@@ -149,7 +149,7 @@ class LocalGenerator:
         prompts = [template.render(item) for item in items]
         cache, stats = self._cache(context), Counter[str]()
         assert context.reporter is not None
-        with context.reporter.task(f"generate [{self.name}]", total=len(items)) as task:
+        with context.reporter.task(f"generate ({self.name})", total=len(items)) as task:
             try:
                 results = self._validated(list(zip(prompts, [i.image for i in items])), check_reply,
                                           SCHEMA_VERSION, cache, context, stats)
