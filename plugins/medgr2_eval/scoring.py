@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from medgr2.data import LETTERS, Prediction
 from medgr2_eval.parsing import parse_options
+from medgr2_eval.scorers import Verdict
 
 REQUIRED = ("question", "gt_answer", "model_answer")
 _ALIASES = {"id": "question_id", "qid": "question_id", "question_type": "question_type",
@@ -102,8 +103,21 @@ def options_of(preds: Sequence[Prediction]) -> list[tuple[str, ...]]:
     return [p.options or parse_options(p.question) for p in preds]
 
 
+def as_verdict(result: Any) -> Any:
+    """A scorer's result as a verdict: ``Verdict``-like objects pass; a bare ``bool`` (a scorer that
+    only says right/wrong) becomes a valid verdict with that correctness."""
+    if isinstance(result, bool):
+        return Verdict(result, True)
+    if hasattr(result, "correct") and hasattr(result, "valid"):
+        return result
+    raise TypeError(f"a scorer returned {type(result).__name__}; return a Verdict(correct, valid, chosen, index) "
+                    "or a bool")
+
+
 def score_all(preds: Sequence[Prediction], scorer: Callable[..., Any],
               options: Sequence[Sequence[str]] | None = None) -> list[Any]:
-    """One verdict per prediction under ``scorer`` (a scoring function)."""
+    """One verdict per prediction under ``scorer``, called with keyword arguments
+    ``model_answer``, ``options``, ``gt_answer`` (so any parameter order works)."""
     options = options_of(preds) if options is None else options
-    return [scorer(p.model_answer, o, p.gt_answer) for p, o in zip(preds, options)]
+    return [as_verdict(scorer(model_answer=p.model_answer, options=o, gt_answer=p.gt_answer))
+            for p, o in zip(preds, options)]

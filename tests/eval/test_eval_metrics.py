@@ -176,3 +176,11 @@ def test_fast_most_similar_equals_plain_difflib():
             if r > best_r:
                 best, best_r = i, r
         assert _most_similar(opts, text, None) == best, (opts, text)
+
+
+def test_a_third_party_bool_scorer_with_another_parameter_order_works():
+    from medgr2.testing import fake_scorer  # (model_answer, gt_answer, options) -> bool
+
+    preds = [pred(0, "a", " A"), pred(1, "b", "c")]
+    r = score_predictions(preds, fake_scorer, bootstrap=0)
+    assert (r.overall.correct, r.overall.invalid, r.scorer) == (1, 0, "fake_scorer")
