@@ -1,0 +1,73 @@
+"""Benchmark: index HAM10000 (8,494 images, lazily) and build 50,000 questions from it.
+
+Run: ``.venv/bin/python benchmarks/bench_data_ham.py [--shared ../shared/data] [--questions 50000]``.
+Prints index time (cold and warm hash cache), question-building time and rate, and, side by
+side, the cost of decoding pixels for a sample of images, to show what laziness saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", default=os.environ.get("MEDGR2_SHARED_DATA", "../shared/data"))
+    parser.add_argument("--questions", type=int, default=50_000)
+    parser.add_argument("--decode-sample", type=int, default=300)
+    args = parser.parse_args()
+
+    from medgr2.images import open_image
+    from medgr2.interfaces import StageContext
+    from medgr2.plugins import load_registry
+    from medgr2_datasets.presets import preset_spec
+
+    registry = load_registry()
+    spec = preset_spec("ham10000", args.shared)
+    if not Path(spec["options"]["root"]).is_dir():
+        raise SystemExit(f"HAM10000 not found under {args.shared} (pass --shared or set MEDGR2_SHARED_DATA)")
+
+    t0 = time.perf_counter()
+    seed = registry.create("dataset", "csv", spec["options"]).load()
+    index_cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    seed = registry.create("dataset", "csv", spec["options"]).load()
+    index_warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    registry.create("dataset", "csv", {**spec["options"], "verify": "none"}).load()
+    index_noverify = time.perf_counter() - t0
+    n_items = len(seed.items)
+
+    per_item = -(-args.questions // n_items)
+    gen = registry.create("generator", "labels", {"per_item": per_item, "label_noise": 0.1})
+    with tempfile.TemporaryDirectory() as work:
+        t0 = time.perf_counter()
+        result = gen.generate(seed.items, StageContext(work_dir=Path(work), seed=0))
+        build = time.perf_counter() - t0
+    samples = result.samples[: args.questions]
+
+    sample = seed.items[: args.decode_sample]
+    t0 = time.perf_counter()
+    for it in sample:
+        open_image(it.image, registry)
+    decode_each = (time.perf_counter() - t0) / max(len(sample), 1)
+
+    print(f"HAM10000 items indexed           : {n_items:,} ({len(seed.rejects)} rejects)")
+    print(f"index, cold hash cache           : {index_cold:.2f} s  ({n_items / index_cold:,.0f} images/s)")
+    print(f"index, warm hash cache           : {index_warm:.2f} s")
+    print(f"index, warm, verify=none         : {index_noverify:.2f} s")
+    print(f"questions built                  : {len(samples):,} of {len(result.samples):,} "
+          f"(per_item={per_item}, {len(result.rejects)} items without a question)")
+    print(f"question building                : {build:.2f} s  ({len(result.samples) / build:,.0f} questions/s)")
+    print(f"index + 50k questions            : {index_cold + build:.2f} s")
+    print(f"decode one image (lazy, on use)  : {decode_each * 1000:.2f} ms; decoding all would add "
+          f"{decode_each * n_items:.1f} s = {decode_each * n_items / index_cold:.1f}x the cold index time")
+
+
+if __name__ == "__main__":
+    main()
