@@ -390,8 +390,10 @@ def load_config(
 ) -> RunConfig:
     """Build the :class:`RunConfig` (defaults < file/``data`` < overrides) and validate it.
 
-    With a ``registry``, component names and options are checked too. Raises one
-    :class:`ConfigError` listing every problem.
+    With a ``registry``, the config's own ``plugins`` are loaded into it first (a relative
+    ``.py`` path is looked up beside the config file, then in the working directory), then
+    component names and options are checked too. Raises one :class:`ConfigError` listing every
+    problem.
     """
     raw: dict[str, Any] = {}
     source = ""
@@ -408,11 +410,30 @@ def load_config(
     except ValidationError as e:
         problems += _structure_problems(e)
     if registry is not None:
+        problems += _load_config_plugins(raw.get("plugins"), path, registry)
         # phase 2 sees every component that will be used: the defaults too, even when phase 1 failed
         problems += _component_problems(_specs_in_effect(raw), registry)
     if problems or config is None:
         raise ConfigError(problems, source)
     return config
+
+
+def _load_config_plugins(specs: Any, path: str | os.PathLike[str] | None, registry: Registry) -> list[str]:
+    """Load the config's ``plugins`` into ``registry``; each failure is a config problem."""
+    if not isinstance(specs, list) or not specs or not all(isinstance(s, str) for s in specs):
+        return []  # absent, or phase 1 reports the wrong type
+    from medgr2.plugins import extend_registry
+    from medgr2.registry import RegistryError
+
+    resolved = []
+    for spec in specs:
+        beside = Path(path).parent / spec if path is not None else None
+        is_file = spec.endswith(".py") or "/" in spec or os.sep in spec
+        resolved.append(str(beside) if is_file and beside is not None and beside.is_file() else spec)
+    try:
+        return [f"plugins: {failure}" for failure in extend_registry(registry, resolved, strict=False)]
+    except RegistryError as exc:
+        return [f"plugins: {exc}"]
 
 
 def resolved_options(spec: ComponentSpec, registry: Registry) -> BaseModel:

@@ -194,9 +194,13 @@ def hook_names() -> list[str]:
     return sorted(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
 
 
+def _is_file_spec(spec: str) -> bool:
+    return spec.endswith(".py") or os.sep in spec or "/" in spec
+
+
 def _load_spec(ps: PluginSet, spec: str, eps: dict[str, md.EntryPoint]) -> None:
     """Load one ``--plugin`` spec: a ``.py`` path, an entry-point name or a dotted module."""
-    is_file = spec.endswith(".py") or os.sep in spec or "/" in spec
+    is_file = _is_file_spec(spec)
     if ps.pm.is_blocked(Path(spec).stem if is_file else spec):
         return
     if is_file:
@@ -210,9 +214,9 @@ def _load_spec(ps: PluginSet, spec: str, eps: dict[str, md.EntryPoint]) -> None:
         _register(ps, importlib.import_module(spec), spec, "module")
 
 
-def build_registry(ps: PluginSet) -> Registry:
-    """Call every registrar hook once, plugin by plugin, into a new :class:`Registry`."""
-    registry = Registry()
+def build_registry(ps: PluginSet, registry: Registry | None = None) -> Registry:
+    """Call every registrar hook once, plugin by plugin, into ``registry`` (default: a new one)."""
+    registry = Registry() if registry is None else registry
     for kind, hook_name in hookspecs.REGISTRAR_HOOKS.items():
         hook = getattr(ps.pm.hook, hook_name)
         for impl in reversed(hook.get_hookimpls()):  # registration order
@@ -224,8 +228,27 @@ def build_registry(ps: PluginSet) -> Registry:
                 raise
             except Exception as exc:  # noqa: BLE001
                 ps.fail(repr(impl.plugin_name), f"failed in {hook_name}: {_describe(exc)}", exc)
-    registry.warnings[:] = ps.failures
+    registry.warnings.extend(f for f in ps.failures if f not in registry.warnings)
     return registry
+
+
+def extend_registry(registry: Registry, specs: Sequence[str], *, strict: bool | None = None) -> list[str]:
+    """Load more plugin specs (as for ``--plugin``) into an existing registry.
+
+    Plugins the registry already has entries from are skipped, so calling this twice is harmless;
+    a name that collides with an existing entry raises :class:`~medgr2.registry.RegistryError`.
+    Returns the failures (one line each) instead of warning: the caller reports them (the config
+    loader turns them into config problems).
+    """
+    have = {e.plugin for e in registry}
+    todo = [s for s in specs if (Path(s).stem if _is_file_spec(s) else s) not in have]
+    if not todo:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        ps = load_plugins(todo, autoload=False, strict=strict, env=False)
+        build_registry(ps, registry)
+    return ps.failures
 
 
 def load_registry(plugins: Sequence[str] = (), **kwargs: Any) -> Registry:

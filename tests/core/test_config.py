@@ -304,3 +304,47 @@ def test_optional_component_specs_are_validated(fakes):
     data["policy"]["sft"] = None  # switched off: nothing to check
     data["reward"]["judge"] = None
     assert load_config(data=data, registry=fakes).policy.sft is None
+
+
+# ------------------------------------------------------------------------------ the config's plugins
+
+PLUGIN_FILE = '''
+from medgr2 import hookimpl
+
+class Shout:
+    """Upper-cases nothing; exists to be found."""
+    def __init__(self, options):
+        self.options = options
+
+@hookimpl
+def medgr2_register_generators(registry):
+    registry.add("shout", Shout)
+'''
+
+
+def test_plugins_listed_in_the_config_are_loaded_before_validation(tmp_path, monkeypatch):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "shout_plugin.py").write_text(PLUGIN_FILE)
+    data = all_fake()
+    data["plugins"] = ["shout_plugin.py"]  # beside the config file
+    data["generation"]["generator"] = {"name": "shout"}
+    (tmp_path / "conf" / "run.yaml").write_text(dump_yaml(data))
+    monkeypatch.chdir(tmp_path)  # not where the plugin is
+    registry = make_registry()
+    cfg = load_config(tmp_path / "conf" / "run.yaml", registry=registry)
+    assert cfg.plugins == ["shout_plugin.py"]
+    assert registry.entry("generator", "shout").plugin == "shout_plugin"
+    load_config(tmp_path / "conf" / "run.yaml", registry=registry)  # loading again is harmless
+    assert registry.names("generator") == ["fake", "shout"]
+
+
+def test_a_config_plugin_that_fails_is_a_config_problem(tmp_path):
+    data = all_fake()
+    data["plugins"] = ["no_such_plugin_module_xyz"]
+    data["generation"]["generator"] = {"name": "shout"}
+    with pytest.raises(ConfigError) as info:
+        load_config(data=data, registry=make_registry())
+    problems = info.value.problems
+    assert len(problems) == 2
+    assert problems[0].startswith("plugins: plugin 'no_such_plugin_module_xyz' failed to load: ModuleNotFoundError")
+    assert problems[1].startswith("generation.generator.name: unknown generator 'shout'")
