@@ -137,14 +137,19 @@ def checkpoint_step(checkpoint: Path | None) -> int:
     return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
 
 
-def metrics_callback(path: Path, history: list[dict[str, Any]]) -> Any:
-    """A ``TrainerCallback`` appending every log (with its step) to ``path`` and to ``history``."""
+_SHOWN = ("loss", "reward", "reward_std", "kl", "monitor/rphi_match_corr", "monitor/frac_tied_groups",
+          "learning_rate")
+
+
+def metrics_callback(path: Path, history: list[dict[str, Any]], reporter: Any) -> Any:
+    """A ``TrainerCallback`` appending every log (with its step) to ``path`` and ``history``, and
+    showing a one-line summary through ``reporter`` (main process only)."""
     from transformers import TrainerCallback
 
     from medgr2.store import JsonlAppender
 
     class MetricsCallback(TrainerCallback):
-        """Writes Trainer logs to a JSONL file (main process only)."""
+        """Writes Trainer logs to a JSONL file and the reporter."""
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any):
             if not state.is_world_process_zero or not logs:
@@ -154,13 +159,30 @@ def metrics_callback(path: Path, history: list[dict[str, Any]]) -> Any:
             history.append(record)
             with JsonlAppender(path) as out:
                 out.append(record)
+            shown = " ".join(f"{k.split('/')[-1]}={record[k]:.4g}" for k in _SHOWN
+                             if isinstance(record.get(k), (int, float)))
+            reporter.log(f"step {state.global_step}/{state.max_steps} {shown}")
 
     return MetricsCallback()
+
+
+def make_callbacks(output_dir: Path, history: list[dict[str, Any]], context: StageContext) -> list[Any]:
+    """The callbacks every trainer gets (metrics file + reporter)."""
+    return [metrics_callback(output_dir / METRICS_FILE, history, context.reporter)]
+
+
+def quiet_stdout(trainer: Any) -> None:
+    """Drop the Trainer's own stdout printing/progress bars: progress goes through the reporter."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
 
 
 def run_training(trainer: Any, options: CommonOptions, output_dir: Path, history: list[dict[str, Any]],
                  processor: Any, context: StageContext, started: float) -> TrainResult:
     """Train (resuming when a complete checkpoint exists), save the final model, return the result."""
+    quiet_stdout(trainer)
     checkpoint = last_complete_checkpoint(output_dir) if options.resume else None
     resumed_from = checkpoint_step(checkpoint)
     if checkpoint is not None:
@@ -182,7 +204,3 @@ def run_training(trainer: Any, options: CommonOptions, output_dir: Path, history
     metrics["resumed_from_step"] = float(resumed_from)
     return TrainResult(checkpoint=str(final), version=f"{final.parent.name}@{trainer.state.global_step}",
                        metrics=metrics, history=tuple(history), wall_s=time.monotonic() - started)
-
-
-def report_log(context: StageContext, what: str, rows: Sequence[Any]) -> None:
-    context.reporter.log(f"{what}: {len(rows)} samples")

@@ -181,7 +181,7 @@ class GRPOPolicyTrainer:
         history: list[dict[str, Any]] = []
         trainer = GRPOTrainer(model=model, reward_funcs=terms, args=config, train_dataset=dataset,
                               processing_class=processor, peft_config=common.lora_config(opts),
-                              callbacks=[common.metrics_callback(output_dir / common.METRICS_FILE, history)])
+                              callbacks=common.make_callbacks(output_dir, history, context))
         return common.run_training(trainer, opts, output_dir, history, processor, context, started)
 
 

@@ -61,5 +61,5 @@ class SFTPolicyTrainer:
         history: list[dict[str, Any]] = []
         trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor,
                              peft_config=common.lora_config(opts),
-                             callbacks=[common.metrics_callback(output_dir / common.METRICS_FILE, history)])
+                             callbacks=common.make_callbacks(output_dir, history, context))
         return common.run_training(trainer, opts, output_dir, history, processor, context, started)

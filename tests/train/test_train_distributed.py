@@ -1,0 +1,114 @@
+"""Training as users run it: the CLI in subprocesses, kill-and-resume, two processes via accelerate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medgr2.store import write_jsonl
+
+from conftest import make_samples  # noqa: I001 - the fixtures module of this folder
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = "reward:\n  model: {name: fake}\n"  # the fake R_φ of medgr2.testing (loaded with --plugin)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1"}
+
+
+def _files(tmp_path: Path) -> tuple[Path, Path]:
+    samples = tmp_path / "samples.jsonl"
+    write_jsonl(samples, make_samples(tmp_path / "images", 8))
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG)
+    return samples, config
+
+
+def _cli(stage: str, config: Path, samples: Path, model: Path, out: Path, *sets: str) -> list[str]:
+    args = ["-m", "medgr2", "--plugin", "medgr2.testing", stage, str(config), "--samples", str(samples),
+            "--model", str(model), "--out", str(out), "--quiet"]
+    for item in sets:
+        args += ["--set", f"policy.{stage}.options.{item}"]
+    return args
+
+
+def test_cli_sft_then_grpo(tiny_qwen, tmp_path):
+    samples, config = _files(tmp_path)
+    sft = subprocess.run([sys.executable, *_cli("sft", config, samples, tiny_qwen, tmp_path / "sft",
+                                                "max_steps=2", "num_threads=1")],
+                         env=_env(), capture_output=True, text=True, timeout=240)
+    assert sft.returncode == 0, sft.stderr[-3000:]
+    checkpoint = json.loads(sft.stdout[sft.stdout.index("{"):])["checkpoint"]
+    grpo = subprocess.run([sys.executable, *_cli("grpo", config, samples, Path(checkpoint), tmp_path / "grpo",
+                                                 "max_steps=1", "per_device_train_batch_size=4",
+                                                 "max_completion_length=6", "num_threads=1")],
+                          env=_env(), capture_output=True, text=True, timeout=240)
+    assert grpo.returncode == 0, grpo.stderr[-3000:]
+    assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
+    assert "rewards/reward_model/mean" in (tmp_path / "grpo" / "metrics.jsonl").read_text()
+
+
+def test_cli_bad_input_is_a_clear_error(tmp_path):
+    samples, config = _files(tmp_path)
+    run = subprocess.run([sys.executable, *_cli("sft", config, samples, tmp_path / "nowhere", tmp_path / "o")],
+                         env=_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "not a model folder" in run.stderr
+
+
+def test_kill_mid_run_then_resume_from_the_checkpoint(tiny_qwen, tmp_path):
+    samples, config = _files(tmp_path)
+    out = tmp_path / "sft"
+    cmd = [sys.executable, *_cli("sft", config, samples, tiny_qwen, out, "max_steps=30", "save_steps=2",
+                                 "per_device_train_batch_size=2", "num_threads=1")]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    try:
+        while not list(out.glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, f"the run ended before its first checkpoint: {proc.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, "no checkpoint within 180 s"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    from medgr2_trl.common import checkpoint_step, last_complete_checkpoint
+
+    killed_at = checkpoint_step(last_complete_checkpoint(out))
+    assert 2 <= killed_at < 30
+    resumed = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    result = json.loads((out / "train_result.json").read_text())
+    assert result["metrics"]["resumed_from_step"] >= killed_at
+    assert result["metrics"]["global_step"] == 30
+    steps = [h["step"] for h in result["history"] if "loss" in h]
+    assert steps and min(steps) > killed_at, steps  # continued from the checkpoint, not from step 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["sft", "grpo"])
+def test_two_processes_with_accelerate(stage, tiny_qwen, tmp_path):
+    """``accelerate launch`` with two CPU processes (torchrun + gloo): the data is sharded between them."""
+    samples, config = _files(tmp_path)
+    sets = ["max_steps=2", "per_device_train_batch_size=4", "num_threads=1"]
+    if stage == "grpo":
+        sets += ["max_completion_length=6", "num_generations=4"]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+                str(29500 + os.getpid() % 1000)]
+    cmd = [*launcher, *_cli(stage, config, samples, tiny_qwen, tmp_path / stage, *sets)]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert run.stdout.count('"checkpoint"') == 1  # one process reports
+    result = json.loads((tmp_path / stage / "train_result.json").read_text())
+    assert result["metrics"]["global_step"] == 2
+    if stage == "sft":  # 2 steps × 4 per process × 2 processes = 16 = two passes over the 8 samples
+        assert result["metrics"]["epoch"] == pytest.approx(2.0)
+    assert (tmp_path / stage / "final" / "model.safetensors").is_file()
