@@ -3,8 +3,8 @@
 * **Exact** duplicates share :func:`~medgr2_filters.keys.content_key` (normalised question and
   answer plus the images' file hashes): one dictionary pass, no pixels decoded.
 * **Near** duplicates ask nearly the same thing about nearly the same image: their question +
-  answer word shingles have an estimated Jaccard similarity >= ``text_threshold`` (datasketch
-  MinHash signatures) **and** each image pair is within ``image_max_distance`` bits of a 64-bit
+  answer shingles (word 1- to ``shingle``-grams) have an estimated Jaccard similarity >=
+  ``text_threshold`` (datasketch MinHash signatures) **and** each image pair is within ``image_max_distance`` bits of a 64-bit
   perceptual hash (dHash or aHash), and their answers' word sets overlap (Jaccard >=
   ``answer_min_jaccard``). Requiring all three matters: templated questions repeat across
   thousands of different images, one image carries many different questions, and one long
@@ -15,19 +15,21 @@ the ``b`` bands of ``r`` rows that datasketch's ``MinHashLSH`` picks for the thr
 image hash into ``image_max_distance + 1`` bit bands (by the pigeonhole principle two hashes within
 that distance agree exactly on at least one band). A sample is indexed under every (text band,
 image band) pair, so two samples meet only when some text band *and* some image band agree.
-Keys are 64-bit integers grouped by sorting, so the cost grows as n log n. Candidates are then
-verified exactly (signature agreement and Hamming distance) and joined with union-find.
+Keys are 64-bit integers grouped by sorting, so the cost grows as n log n. Pairs are checked as
+they are made (Hamming distance of the image hashes), then verified (signature agreement, answer
+overlap) and joined with union-find.
 
 Duplicates of D_gen count unless ``against_kept`` is false (by default: unless the run sets
-``filters.allow_overlap``). Each duplicate group keeps one copy: none when the group contains a D_gen sample, otherwise the
-highest-reward copy (unscored copies rank lowest; ties go to the earlier sample).
+``filters.allow_overlap``). Each duplicate group keeps one copy: none when the group contains a
+D_gen sample, otherwise the highest-reward copy (unscored copies rank lowest; ties go to the
+earlier sample).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -38,9 +40,15 @@ from medgr2_filters.imagehash import HASH_BITS, ImageHasher
 from medgr2_filters.keys import content_key, decide, dedup_text, image_keys, reward_or_none, shingles, words
 from medgr2_filters.options import DedupOptions
 
-LARGE_BUCKET = 32
-"""Buckets bigger than this are linked as a chain to their first member instead of all pairs."""
+SMALL_BUCKET = 32
+"""Buckets up to this size are paired with vectorised offsets; bigger ones one by one."""
+MAX_BUCKET = 4096
+"""Buckets bigger than this are linked to their first member instead of giving all pairs."""
+VERIFY_CHUNK = 100_000
+"""Candidate pairs whose signatures are compared at once (bounds memory)."""
 
+PairTest = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``accept(a, b) -> bool mask`` over index arrays of candidate pairs."""
 
 
 def _key_hash(key: str) -> int:
@@ -49,6 +57,8 @@ def _key_hash(key: str) -> int:
 
 
 class _UnionFind:
+    """Disjoint sets over ``range(n)`` with path compression; the smaller index is the root."""
+
     def __init__(self, n: int):
         self.parent = list(range(n))
 
@@ -112,11 +122,12 @@ def _image_bands(hashes: np.ndarray, max_distance: int) -> np.ndarray:
     return np.stack([(hashes >> np.uint64(i * bits)) & mask for i in range(nb)], axis=1)
 
 
-def _colliding_pairs(keys: np.ndarray) -> list[np.ndarray]:
-    """Pairs of rows of ``keys`` (``(n, m)`` uint64, distinct keys within a row) sharing a key.
+def _colliding_pairs(keys: np.ndarray, accept: PairTest) -> list[np.ndarray]:
+    """Pairs of rows of ``keys`` (``(n, m)`` uint64, distinct keys within a row) that share a key and
+    pass ``accept`` (applied as pairs are made, so rejected pairs never pile up in memory).
 
-    Buckets up to :data:`LARGE_BUCKET` members give all their pairs; larger ones link every member
-    to the first (each pair found is still verified, so this only bounds the work).
+    Buckets up to :data:`MAX_BUCKET` members give all their pairs; a bigger one links its members
+    to its first member only (bounding the work on degenerate data).
     """
     n = keys.shape[0]
     flat = keys.ravel()
@@ -127,40 +138,59 @@ def _colliding_pairs(keys: np.ndarray) -> list[np.ndarray]:
     sizes = np.diff(np.r_[starts, flat.size])
     multi = sizes > 1
     starts, sizes = starts[multi], sizes[multi]
-    if starts.size == 0:
-        return []
     pairs: list[np.ndarray] = []
-    big = sizes > LARGE_BUCKET
+
+    def add(a: np.ndarray, b: np.ndarray) -> None:
+        ok = accept(a, b)
+        if ok.any():
+            pairs.append(np.stack([a[ok], b[ok]], axis=1))
+
+    big = sizes > SMALL_BUCKET
     for start, size in zip(starts[big].tolist(), sizes[big].tolist()):
-        pairs.append(np.stack([np.repeat(rows[start], size - 1), rows[start + 1:start + size]], axis=1))
+        members = rows[start:start + size]
+        if size > MAX_BUCKET:
+            add(np.repeat(members[0], size - 1), members[1:])
+        else:
+            a, b = np.triu_indices(size, k=1)
+            add(members[a], members[b])
     starts, sizes = starts[~big], sizes[~big]
-    # positions of every member of the remaining buckets, and the end of each one's bucket
-    pos = np.repeat(starts, sizes) + (np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes))
-    end = np.repeat(starts + sizes, sizes)
-    for k in range(1, int(sizes.max(initial=1))):
-        ok = pos + k < end
-        if not ok.any():
-            break
-        pairs.append(np.stack([rows[pos[ok]], rows[pos[ok] + k]], axis=1))
+    if starts.size:
+        # every member of the small buckets, and the end of its bucket: pair each with the next k-th
+        pos = np.repeat(starts, sizes) + (np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+        end = np.repeat(starts + sizes, sizes)
+        for k in range(1, int(sizes.max())):
+            ok = pos + k < end
+            add(rows[pos[ok]], rows[pos[ok] + k])
     return pairs
 
 
-def candidate_pairs(text_bands: np.ndarray, image_bands: np.ndarray) -> np.ndarray:
-    """Pairs ``(a, b)``, ``a < b``, that share a text band and an image band (``(p, 2)`` int64).
+def _unique_pairs(pairs: list[np.ndarray]) -> np.ndarray:
+    if not pairs:
+        return np.zeros((0, 2), dtype=np.int64)
+    allp = np.sort(np.concatenate(pairs), axis=1)
+    return np.unique(allp[allp[:, 0] != allp[:, 1]], axis=0)
+
+
+def candidate_pairs(text_bands: np.ndarray, image_hashes: np.ndarray, max_distance: int) -> np.ndarray:
+    """Pairs ``(a, b)``, ``a < b``, sharing a text band and an image band whose image hashes are
+    within ``max_distance`` bits (``(p, 2)`` int64).
 
     One sort per image band over (sample, text band) keys salted with that image band's value.
     """
     if text_bands.shape[0] < 2:
         return np.zeros((0, 2), dtype=np.int64)
+
+    def close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.bitwise_count(image_hashes[a] ^ image_hashes[b]) <= max_distance
+
+    image_bands = _image_bands(image_hashes, max_distance)
     salt = np.uint64(0xD6E8FEB86659FD93)
-    pairs: list[np.ndarray] = []
+    found: list[np.ndarray] = []
     with np.errstate(over="ignore"):
         for i in range(image_bands.shape[1]):
-            pairs += _colliding_pairs(text_bands + (image_bands[:, [i]] + np.uint64(1 + (i << 20))) * salt)
-    if not pairs:
-        return np.zeros((0, 2), dtype=np.int64)
-    allp = np.sort(np.concatenate(pairs), axis=1)
-    return np.unique(allp[allp[:, 0] != allp[:, 1]], axis=0)
+            keys = text_bands + (image_bands[:, [i]] + np.uint64(1 + (i << 20))) * salt
+            found.append(_unique_pairs(_colliding_pairs(keys, close)))
+    return _unique_pairs(found)
 
 
 class DedupFilter:
@@ -197,16 +227,15 @@ class DedupFilter:
         max_d = 0 if opts.image_hash == "key" else opts.image_max_distance
         first = np.array([h[0] for h in img], dtype=np.uint64)
         bands, rows = lsh_bands(opts.text_threshold, opts.num_perm)
-        cand = candidate_pairs(_band_hashes(sig, bands, rows), _image_bands(first, max_d))
-        if cand.size == 0:
-            return []
-        a, b = cand[:, 0], cand[:, 1]
-        text_ok = (sig[a] == sig[b]).mean(axis=1) >= opts.text_threshold
-        dist = np.bitwise_count(first[a] ^ first[b])
-        ok = text_ok & (dist <= max_d)
+        cand = candidate_pairs(_band_hashes(sig, bands, rows), first, max_d)
+        ok = np.zeros(len(cand), dtype=bool)
+        for lo in range(0, len(cand), VERIFY_CHUNK):
+            a, b = cand[lo:lo + VERIFY_CHUNK, 0], cand[lo:lo + VERIFY_CHUNK, 1]
+            ok[lo:lo + VERIFY_CHUNK] = (sig[a] == sig[b]).mean(axis=1) >= opts.text_threshold
+        a, b = cand[ok, 0], cand[ok, 1]
         answers = [set(words(s.answer)) for s in pool]
         out = []
-        for i, j in zip(a[ok].tolist(), b[ok].tolist()):
+        for i, j in zip(a.tolist(), b.tolist()):
             hi, hj = img[i], img[j]
             same_images = len(hi) == len(hj) and all((x ^ y).bit_count() <= max_d for x, y in zip(hi[1:], hj[1:]))
             union = answers[i] | answers[j]
@@ -226,26 +255,12 @@ class DedupFilter:
         pool = old + list(samples)
         n_old = len(old)
         keys = [content_key(s) for s in pool]
-        uf = _UnionFind(len(pool))
-        first_of: dict[str, int] = {}
-        for i, k in enumerate(keys):
-            if opts.mode == "near":
-                break
-            j = first_of.setdefault(k, i)
-            if j != i:
-                uf.union(j, i)
-        if opts.mode in ("near", "both"):
-            reps = list(range(len(pool))) if opts.mode == "near" else sorted(first_of.values())
-            for i, j in self.near_pairs([pool[r] for r in reps], context):
-                uf.union(reps[i], reps[j])
-
-        groups: dict[int, list[int]] = {}
-        for i in range(len(pool)):
-            groups.setdefault(uf.find(i), []).append(i)
+        groups = self.groups(pool, keys, context)
         rewards = [reward_or_none(s) for s in pool]
         out: list[FilterDecision] = []
+        best_of: dict[int, int] = {}
         for i in range(n_old, len(pool)):
-            s, group = pool[i], groups[uf.find(i)]
+            s, group = pool[i], groups[i]
             r = rewards[i]
             if len(group) == 1:
                 out.append(decide(s, self.name, True, "unique", "no duplicate found", r))
@@ -255,14 +270,38 @@ class DedupFilter:
                 out.append(decide(s, self.name, False, "duplicate_of_kept",
                                   f"{kind} duplicate of D_gen sample {pool[group[0]].id}", r))
                 continue
-            best = max(group, key=lambda g: (rewards[g] is not None, rewards[g] or 0.0, -g))
+            best = best_of.get(group[0])
+            if best is None:
+                best = best_of[group[0]] = max(group, key=lambda g: (rewards[g] is not None, rewards[g] or 0.0, -g))
             if best == i:
                 detail = f"best of {len(group)} duplicates" + (f" (reward {r:.3f})" if r is not None else "")
                 out.append(decide(s, self.name, True, "best_of_duplicates", detail, r))
                 continue
             kind = "exact" if keys[best] == keys[i] else "near"
-            why = (f", higher reward {rewards[best]:.3f}" if rewards[best] is not None
-                   and (r is None or rewards[best] > r) else ", earlier copy")
-            out.append(decide(s, self.name, False, f"{kind}_duplicate",
-                              f"{kind} duplicate of {pool[best].id}{why}", r))
+            rb = rewards[best]
+            why = f", higher reward {rb:.3f}" if rb is not None and (r is None or rb > r) else ", earlier copy"
+            out.append(decide(s, self.name, False, f"{kind}_duplicate", f"{kind} duplicate of {pool[best].id}{why}", r))
         return out
+
+    def groups(self, pool: Sequence[VQASample], keys: Sequence[str], context: StageContext) -> list[list[int]]:
+        """For each index of ``pool``, its duplicate group (sorted indices, shared list objects)."""
+        by_key: dict[str, list[int]] = {}
+        if self.options.mode == "near":
+            exact = [[i] for i in range(len(pool))]
+        else:
+            for i, k in enumerate(keys):
+                by_key.setdefault(k, []).append(i)
+            exact = list(by_key.values())
+        if self.options.mode != "exact":
+            uf = _UnionFind(len(exact))
+            for a, b in self.near_pairs([pool[g[0]] for g in exact], context):
+                uf.union(a, b)
+            merged: dict[int, list[int]] = {}
+            for gi, g in enumerate(exact):
+                merged.setdefault(uf.find(gi), []).extend(g)
+            exact = [sorted(g) for g in merged.values()]
+        member_of: list[list[int]] = [[] for _ in pool]
+        for g in exact:
+            for i in g:
+                member_of[i] = g
+        return member_of

@@ -60,7 +60,7 @@ class DedupOptions(_Options):
         default=0.6, ge=0.0, le=1.0,
         description="Near duplicates must also have answers whose word sets overlap this much (Jaccard).")
     num_perm: int = Field(default=128, ge=16, le=512, description="MinHash permutations.")
-    shingle: int = Field(default=2, ge=1, le=5, description="Words per text shingle.")
+    shingle: int = Field(default=2, ge=1, le=5, description="Longest word n-gram in the text shingles (1..shingle).")
     image_hash: Literal["dhash", "ahash", "key"] = Field(
         default="dhash", description="Perceptual hash of images (dhash, ahash) or 'key' to compare only file hashes.")
     image_max_distance: int = Field(default=8, ge=0, le=15,

@@ -133,11 +133,12 @@ def test_planted_duplicates_at_scale_are_found_without_false_positives(freg, ctx
     assert not any(d.keep for d in out[300:]), [d.reason for d in out[300:] if d.keep]
 
 
-def test_candidate_pairs_need_a_text_band_and_an_image_band():
-    text = np.array([[1, 2], [1, 9], [5, 6], [1, 7]], dtype=np.uint64)
-    image = np.array([[3, 4], [8, 4], [3, 4], [0, 0]], dtype=np.uint64)
-    # 0-1 share text band 0 and image band 1; 0-2 share images only; 0-3 share text only
-    assert candidate_pairs(text, image).tolist() == [[0, 1]]
+def test_candidate_pairs_need_a_text_band_and_a_close_image():
+    text = np.array([[1, 2], [1, 9], [5, 6], [1, 7], [1, 2]], dtype=np.uint64)
+    image = np.array([0b1111, 0b0111, 0b1111, 0xFFFF0000, 0xF0], dtype=np.uint64)
+    # 0-1: text band 0, images 1 bit apart; 0-2: images only; 0-3: text only; 0-4: text, images 8 bits apart
+    assert candidate_pairs(text, image, max_distance=1).tolist() == [[0, 1]]
+    assert candidate_pairs(text, image, max_distance=8).tolist() == [[0, 1], [0, 4], [1, 4]]
 
 
 def test_dedup_filter_is_built_from_options():
