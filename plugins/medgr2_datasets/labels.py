@@ -92,6 +92,8 @@ RATIONALES: dict[str, str] = {
 }
 """One rationale template per fact kind, grounded in the label."""
 
+TEMPLATE_HASHES: dict[str, str] = {t: stable_hash(t) for ts in TEMPLATES.values() for t in ts}
+
 KIND_TYPE: dict[str, QuestionType] = {
     "modality": QT.MODALITY_RECOGNITION, "organs": QT.ANATOMY_IDENTIFICATION, "body_part": QT.ANATOMY_IDENTIFICATION,
     "diagnosis": QT.DISEASE_DIAGNOSIS, "grade": QT.LESION_GRADING, "age": QT.OTHER_BIOLOGICAL_ATTRIBUTES,
@@ -167,7 +169,7 @@ class LabelsGenerator:
         return options
 
     def _sample(self, item: SeedItem, fact: Fact, spaces: dict[tuple[str, str], list[str]], rng: random.Random,
-                seed: int, cycle: int) -> VQASample | None:
+                base: Provenance) -> VQASample | None:
         options = self._options(fact, item.dataset, spaces, rng)
         if options is None:
             return None
@@ -177,10 +179,9 @@ class LabelsGenerator:
             images=(item.image,), question=template.format(modality=modality), options=tuple(options),
             answer=fact.answer, rationale=RATIONALES[fact.kind].format(answer=fact.answer, dataset=item.dataset),
             modality=item.modality, question_type=KIND_TYPE[fact.kind],
-            provenance=Provenance(source_dataset=item.dataset, source_id=item.id, generator="labels",
-                                  generator_version=VERSION, prompt_strategy="labels",
-                                  template_hash=stable_hash(template), cycle=cycle, seed=seed,
-                                  raw={"kind": fact.kind}),
+            provenance=base.model_copy(update={"source_dataset": item.dataset, "source_id": item.id,
+                                               "template_hash": TEMPLATE_HASHES[template],
+                                               "raw": {"kind": fact.kind}}),
             split=item.split, subject_id=item.subject_id,
         )
 
@@ -206,6 +207,8 @@ class LabelsGenerator:
         o = self.options
         seed = context.seed if o.seed is None else o.seed
         spaces = self.spaces(items)
+        base = Provenance(generator="labels", generator_version=VERSION, prompt_strategy="labels",
+                          cycle=context.cycle, seed=seed)
         samples: list[VQASample] = []
         rejects: list[Reject] = []
         with context.reporter.task("labels", total=len(items)) as task:
@@ -214,7 +217,7 @@ class LabelsGenerator:
                     break
                 rng = random.Random(stable_hash(seed, context.cycle, item.id))
                 made = [s for f in self._pick(self.facts(item), rng)
-                        if (s := self._sample(item, f, spaces, rng, seed, context.cycle)) is not None]
+                        if (s := self._sample(item, f, spaces, rng, base)) is not None]
                 if not made:
                     rejects.append(Reject(stage="generate", id=item.id, reason="no_question",
                                           detail="no label supports a question of the requested types"))
