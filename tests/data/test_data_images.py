@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -174,3 +175,44 @@ def test_csv_source_mapping_and_missing_images(tmp_path, registry):
     with pytest.raises(ValueError, match="no column"):
         registry.create("dataset", "csv", {"root": str(root), "preset": "ham10000",
                                            "columns": {"diagnosis": "diagnosis"}}).load()
+
+
+def test_nifti_source_slices_with_organs(tmp_path, registry):
+    import nibabel as nib
+
+    vol = np.zeros((8, 8, 5), dtype=np.int16)
+    seg = np.zeros((8, 8, 5), dtype=np.uint8)
+    seg[1:6, 1:6, 1] = 1
+    seg[2:7, 2:7, 2] = 2
+    seg[0:2, 0:2, 3] = 2  # 4 voxels: under min_voxels
+    for name, arr in (("ct.nii.gz", vol), ("seg.nii.gz", seg), ("mr.nii.gz", vol + 1), ("mrseg.nii.gz", seg)):
+        nib.save(nib.Nifti1Image(arr, np.eye(4)), tmp_path / name)
+    (tmp_path / "labels.json").write_text(json.dumps({"seg.nii.gz": {"1": "liver", "2": "kidney_right"},
+                                                      "mrseg.nii.gz": {"1": "spleen", "2": "liver"}}))
+    opts = {"root": str(tmp_path), "min_voxels": 10, "volumes": [
+        {"image": "ct.nii.gz", "segmentation": "seg.nii.gz", "modality": "ct"},
+        {"image": "mr.nii.gz", "segmentation": "mrseg.nii.gz", "modality": "mri"},
+        {"image": "missing.nii.gz", "modality": "ct"}]}
+    seed = registry.create("dataset", "nifti", opts).load()
+    assert sorted((it.modality.value, it.labels["organs"]) for it in seed.items) == [
+        ("ct", "liver"), ("ct", "right kidney"), ("mri", "liver"), ("mri", "spleen")]
+    assert [r.reason for r in seed.rejects] == ["missing_file"]
+    assert len({it.image.sha256 for it in seed.items}) == 4 and len({it.subject_id for it in seed.items}) == 2
+    assert open_image(seed.items[0].image, registry).size == (8, 8)
+
+
+def test_medmnist_source_splits(tmp_path, registry):
+    np.savez(tmp_path / "pneumoniamnist.npz",
+             train_images=np.random.default_rng(0).integers(0, 255, (6, 28, 28), dtype=np.uint8),
+             train_labels=np.array([[0], [1], [0], [1], [0], [1]], dtype=np.uint8),
+             val_images=np.random.default_rng(1).integers(0, 255, (2, 28, 28), dtype=np.uint8),
+             val_labels=np.array([[0], [1]], dtype=np.uint8))
+    opts = {"root": str(tmp_path), "file": "pneumoniamnist.npz"}
+    seed = registry.create("dataset", "medmnist", opts).load()
+    assert Counter(it.split for it in seed.items) == {"train": 6, "val": 2}
+    assert {it.labels["diagnosis"] for it in seed.items} == {"normal", "pneumonia"}
+    assert {it.modality for it in seed.items} == {Modality.XRAY}
+    mapped = registry.create("dataset", "medmnist", {**opts, "split_map": {"val": "test"}}).load()
+    assert Counter(it.split for it in mapped.items) == {"train": 6, "test": 2}
+    resplit = registry.create("dataset", "medmnist", {**opts, "use_source_splits": False}).load()
+    assert sum(Counter(it.split for it in resplit.items).values()) == 8
