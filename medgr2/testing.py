@@ -17,8 +17,8 @@ offline: :class:`FakeDatasetSource`, :class:`FakeGenerator`, :class:`FakeRewardM
 :class:`FakeFilter`, :class:`FakeTrainer`, :class:`FakeEvaluator`, plus the reward term
 :func:`fake_reward_term`, the scorer :func:`fake_scorer` and the image loader
 :func:`fake_image_loader`, all registered by this module's hooks (so
-``medgr2 --plugin medgr2.testing ...`` runs the CLI on fakes). Builders: :func:`make_image_ref`, :func:`make_seed_item`,
-:func:`make_sample`.
+``medgr2 --plugin medgr2.testing ...`` runs the CLI on fakes). Builders: :func:`make_image_ref`,
+:func:`make_seed_item`, :func:`make_sample`, :func:`make_context`.
 
 Importing this module is cheap (pytest loads it in every session): it imports pydantic and
 pluggy, nothing heavy; data objects are imported when first used.
@@ -204,7 +204,7 @@ class FakeGenerator:
                 reason = "missing_label" if answer is None else "invalid_reply"
                 rejects.append(Reject(stage="generate", id=item.id, reason=reason))
                 continue
-            pool = [d for d in DIAGNOSES if d != answer][: opts.n_options - 1]
+            pool = [d for d in DIAGNOSES if d != answer.strip().lower()][: opts.n_options - 1]
             options = sorted([answer, *pool], key=lambda o: _unit(item.id, o))
             samples.append(VQASample(
                 images=(item.image,), question=f"What is the {opts.label} in this image?", options=tuple(options),

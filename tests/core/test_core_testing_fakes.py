@@ -146,3 +146,10 @@ def test_importing_the_pytest_plugin_is_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def test_fake_generator_handles_any_label_value(medgr2_registry, medgr2_context):
+    items = [make_seed_item(0, diagnosis="Normal"), make_seed_item(1, diagnosis="rare thing")]
+    result = medgr2_registry.create("generator", FAKE_NAME, {"n_options": 3}).generate(items, medgr2_context)
+    assert [s.answer for s in result.samples] == ["Normal", "rare thing"]
+    assert all(len(s.options) == 3 for s in result.samples)
