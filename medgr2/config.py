@@ -345,7 +345,9 @@ def _component_problems(specs: Iterable[tuple[str, str, Any]], registry: Registr
                     )
             entry.validate_options({k: v for k, v in options.items() if k not in _secret_fields(model)})
         except UnknownComponentError as e:
-            problems.append(f"{loc}.name: {e}")
+            failed = f" ({len(registry.warnings)} plugin(s) failed to load: {'; '.join(registry.warnings)})" \
+                if registry.warnings else ""
+            problems.append(f"{loc}.name: {e}{failed}")
         except OptionsError as e:
             for err in e.error.errors():
                 where = ".".join(str(p) for p in err["loc"])

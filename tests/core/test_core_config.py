@@ -348,3 +348,20 @@ def test_a_config_plugin_that_fails_is_a_config_problem(tmp_path):
     assert len(problems) == 2
     assert problems[0].startswith("plugins: plugin 'no_such_plugin_module_xyz' failed to load: ModuleNotFoundError")
     assert problems[1].startswith("generation.generator.name: unknown generator 'shout'")
+
+
+def test_an_unknown_name_mentions_plugins_that_failed_to_load():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from medgr2.plugins import load_plugins, build_registry
+
+        registry = build_registry(load_plugins(["medgr2.testing", "no_such_plugin_module_xyz"], autoload=False))
+    data = all_fake()
+    data["generation"]["generator"] = {"name": "gemini"}
+    with pytest.raises(ConfigError) as info:
+        load_config(data=data, registry=registry)
+    (problem,) = info.value.problems
+    assert "unknown generator 'gemini'" in problem
+    assert "1 plugin(s) failed to load: plugin 'no_such_plugin_module_xyz' failed to load" in problem
