@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -77,12 +78,16 @@ class _UnionFind:
 
 
 def text_signatures(texts: Sequence[str], num_perm: int, shingle: int) -> np.ndarray:
-    """MinHash signatures (datasketch, fixed seed) of word shingles: an ``(n, num_perm)`` uint64 array."""
+    """MinHash signatures of word shingles: an ``(n, num_perm)`` uint64 array.
+
+    datasketch's ``MinHash`` with a fixed seed and CRC-32 as the shingle hash (a C builtin, about
+    twice as fast over a batch as datasketch's default SHA-1; MinHash permutes it afterwards).
+    """
     from datasketch import MinHash
 
     if not texts:
         return np.zeros((0, num_perm), dtype=np.uint64)
-    hashes = MinHash.bulk([shingles(t, shingle) for t in texts], num_perm=num_perm, seed=1)
+    hashes = MinHash.bulk([shingles(t, shingle) for t in texts], num_perm=num_perm, seed=1, hashfunc=zlib.crc32)
     return np.stack([m.hashvalues for m in hashes]).astype(np.uint64)
 
 
