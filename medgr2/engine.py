@@ -13,8 +13,8 @@ What the engine guarantees:
 * **Continuous scheduling.** :meth:`RequestEngine.run_jobs` keeps ``concurrency`` jobs in flight:
   a new one starts as soon as one finishes (no batch-and-wait), and the HTTP attempts in flight
   never exceed ``concurrency``.
-* **Rate limits.** ``rpm``: attempts are spaced at least ``60/rpm`` s apart (a hair more), so no
-  60 s window ever holds more than ``rpm`` attempts; ``tpm``: a 60 s sliding window of
+* **Rate limits.** ``rpm``: attempt slots are ``60/rpm`` s apart (plus 1 %), so no 60 s window
+  holds more than ``rpm`` attempts; ``tpm``: a 60 s sliding window of
   estimated-then-actual tokens.
 * **One retry loop.** Exponential backoff with full jitter, ``Retry-After`` honoured, at most
   ``max_retries`` retries, then :class:`RequestFailed` with the last error.
@@ -137,9 +137,14 @@ class EngineOptions(BaseModel):
 
 
 class RpmLimiter:
-    """Spaces attempt starts at least ``60/rpm`` s apart (plus 0.5 % margin for network jitter)."""
+    """Start slots exactly ``60/rpm`` s apart (plus a 1 % margin), never bunched after idle time.
 
-    MARGIN = 1.005
+    Slots are scheduled from the previous *slot*, not from when a waiter happened to wake, so a
+    late wake-up does not lower the long-run rate; the margin absorbs wake-up jitter of up to 1 %
+    of the window (0.6 s of 60 s), so no window ever holds more than ``rpm`` starts.
+    """
+
+    MARGIN = 1.01
 
     def __init__(self, rpm: float, window_s: float = 60.0):
         self.interval = window_s / rpm * self.MARGIN
@@ -150,11 +155,9 @@ class RpmLimiter:
         """Wait for the next start slot."""
         loop = asyncio.get_running_loop()
         async with self._lock:
-            while True:
-                wait = self._last + self.interval - loop.time()
-                if wait <= 0:
-                    self._last = loop.time()
-                    return
+            slot = max(self._last + self.interval, loop.time())
+            self._last = slot
+            while (wait := slot - loop.time()) > 0:
                 if stop is not None and stop.is_set():
                     raise Stopped("stopped while waiting for the rpm limit")
                 await asyncio.sleep(min(wait, 0.5))

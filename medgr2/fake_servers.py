@@ -21,6 +21,9 @@ Faults (:class:`FaultPlan`):
 fail that way (the third succeeds); ``rates`` draws faults at random but reproducibly
 (from a hash of the seed, the prompt and the attempt number).
 
+``GET /_fake/log`` returns the arrival times (``time.monotonic``) of every attempt and the
+peak concurrency, for clients in another process (``python -m medgr2.fake_servers``).
+
 The default reply is a valid VQA sample built from the prompt's ``- key: value`` label lines;
 pass ``reply=`` (``prompt_text -> str``) to answer anything else (e.g. a judge's JSON).
 A stdlib threading server sustains a few hundred requests per second: fine for API-like
@@ -148,6 +151,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
+        fake = self.server.fake
+        if self.path.startswith("/_fake/log"):  # for benchmarks driving a server in another process
+            with fake._lock:
+                data = {"times": [a.t for a in fake.log], "max_in_flight": fake.max_in_flight}
+            self._send(200, json.dumps(data).encode())
+            return
         self._send(200, json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).encode())
 
     def do_POST(self) -> None:  # noqa: N802 - http.server API
@@ -383,3 +392,34 @@ class FakeGeminiServer(FakeServer):
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         names = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
         return {"error": {"code": status, "message": message, "status": names.get(status, "UNKNOWN")}}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve a fake until killed: ``python -m medgr2.fake_servers --dialect openai --latency 1``.
+
+    Prints the base URL on the first line of stdout (for benchmarks and manual pipeline tests).
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m medgr2.fake_servers", description=main.__doc__)
+    parser.add_argument("--dialect", choices=["openai", "gemini"], default="openai")
+    parser.add_argument("--latency", type=float, default=0.0, help="Fixed latency in seconds.")
+    parser.add_argument("--lognormal-median", type=float, default=None,
+                        help="Heavy-tailed latency instead: lognormal with this median and p99 = 10x median.")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    latency: Any = lognormal_latency(args.lognormal_median) if args.lognormal_median else args.latency
+    cls = FakeOpenAIServer if args.dialect == "openai" else FakeGeminiServer
+    server = cls(latency=latency, seed=args.seed).start()
+    sys.stdout.write(server.base_url + "\n")
+    sys.stdout.flush()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

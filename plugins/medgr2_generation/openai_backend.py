@@ -55,7 +55,10 @@ class OpenAIGenerator(ApiGenerator):
 
         async def transport(body: dict[str, Any]) -> Reply:
             try:
-                resp = await client.chat.completions.create(**body)
+                # The body is already plain JSON we built: post it as is and read the reply as a dict,
+                # skipping the SDK's parameter transformation and response models (about 0.5 ms of
+                # CPU per request); auth, base URL and the error classes are still the SDK's.
+                resp = await client.post("/chat/completions", body=body, cast_to=object)
             except openai.APIStatusError as exc:
                 raise classify_status(exc.status_code, exc.message, exc.response.headers.get("retry-after")) from exc
             except openai.APITimeoutError as exc:
@@ -70,12 +73,14 @@ class OpenAIGenerator(ApiGenerator):
                 if is_transport_error(exc):
                     raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
                 raise
-            if isinstance(resp, str) or not getattr(resp, "choices", None):
-                raise RetryableError("the server sent a reply that is not a chat completion (bad body)")
-            choice = resp.choices[0]
-            usage = resp.usage
-            return Reply(text=choice.message.content or "", finish_reason=choice.finish_reason or "",
-                         input_tokens=usage.prompt_tokens if usage else 0,
-                         output_tokens=usage.completion_tokens if usage else 0)
+            try:
+                choice = resp["choices"][0]
+                usage = resp.get("usage") or {}
+                return Reply(text=choice["message"].get("content") or "",
+                             finish_reason=choice.get("finish_reason") or "",
+                             input_tokens=int(usage.get("prompt_tokens") or 0),
+                             output_tokens=int(usage.get("completion_tokens") or 0))
+            except (TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
+                raise RetryableError(f"the server sent a reply that is not a chat completion: {exc!r}") from exc
 
         return closing(client, transport)
