@@ -96,6 +96,10 @@ def inspect_cmd(source: SourceOpt, opt: OptOpt = None, generator: GeneratorOpt =
         for k, v in list(counts.items())[:30]:
             table.add_row(str(k), str(v))
         console.print(table)
+    for r in list(seed.rejects)[:10]:
+        console.print(f"[yellow]reject[/] {r.id}: {r.reason} {r.detail}", highlight=False, soft_wrap=True)
+    if len(seed.rejects) > 10:
+        console.print(f"... and {len(seed.rejects) - 10} more rejects (--json for counts by reason)")
 
 
 def export_cmd(out_dir: Annotated[Path, typer.Argument(help="Folder to write the export into.")],
