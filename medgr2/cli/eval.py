@@ -11,6 +11,7 @@ from medgr2.cli.common import ConfigArg, JsonOpt, SetOpt, fail, print_json
 
 ScorerOpt = Annotated[str, typer.Option("--scorer", help="Scoring protocol (see `medgr2 eval scorers`).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
+ByOpt = Annotated[str, typer.Option("--by", help="Group by modality or question_type.")]
 
 
 def _console() -> Any:
@@ -160,3 +161,164 @@ def register(app: typer.Typer) -> None:
             print_json(summary_json(report))
         else:
             _print_report(report, out)
+
+    _register_studies(group)
+
+
+def _read_preds(path: Path) -> Any:
+    from medgr2_eval.scoring import PredictionsFileError, read_predictions
+
+    try:
+        return read_predictions(path)
+    except PredictionsFileError as e:
+        fail(str(e))
+
+
+def _read_samples(path: Path, what: str) -> Any:
+    from medgr2.data import VQASample
+    from medgr2.store import read_jsonl
+
+    if not path.is_file():
+        fail(f"{what} file {str(path)!r} does not exist (JSONL of VQASample records)")
+    samples = read_jsonl(path, VQASample)
+    if not samples:
+        fail(f"{what} file {str(path)!r} holds no samples")
+    return samples
+
+
+def _study_components(config: Path | None, overrides: list[str] | None, trainer: str) -> tuple[Any, Any, Any]:
+    """(config, trainer, evaluator) built from the run config (policy.<trainer>, evaluation.evaluator)."""
+    from medgr2.cli.common import load_run_config
+    from medgr2.plugins import get_registry
+
+    cfg = load_run_config(config, overrides)
+    spec = getattr(cfg.policy, trainer, None)
+    if spec is None or cfg.evaluation.evaluator is None:
+        fail(f"the config has no policy.{trainer} trainer or no evaluation.evaluator")
+    registry = get_registry()
+    ev = cfg.evaluation.evaluator
+    return cfg, registry.create("trainer", spec.name, spec.options), registry.create("evaluator", ev.name, ev.options)
+
+
+def _register_studies(group: typer.Typer) -> None:
+    """The studies: builders from prediction files / results, and runners over registered components."""
+    @group.command("transfer")
+    def transfer(
+        pred: Annotated[list[str], typer.Option("--pred", help="TRAIN_GROUP=predictions.jsonl of the policy "
+                                                "trained on that group (repeatable).")],
+        out: OutOpt,
+        by: ByOpt = "modality",
+        scorer: ScorerOpt = "medgr2",
+    ) -> None:
+        """Cross-group transfer table + heatmap (rows: trained on, columns: evaluated on)."""
+        from medgr2_eval.studies import transfer_matrix, write_transfer
+
+        sets = {}
+        for item in pred:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                fail(f"--pred {item!r}: write TRAIN_GROUP=path/to/predictions.jsonl")
+            sets[name] = _read_preds(Path(path))
+        try:
+            paths = write_transfer(transfer_matrix(sets, by, scorer), out)
+        except ValueError as e:
+            fail(str(e))
+        _console().print("\n".join(f"wrote {p}" for p in paths))
+
+    @group.command("transitions")
+    def transitions(
+        before: Annotated[Path, typer.Option("--before", help="Predictions of the earlier/baseline policy.")],
+        after: Annotated[Path, typer.Option("--after", help="Predictions of the later policy (same questions).")],
+        out: OutOpt,
+        by: ByOpt = "modality",
+        scorer: ScorerOpt = "medgr2",
+    ) -> None:
+        """Head-to-head error transitions (c->c, w->c, c->w, w->w) per group; stacked bars."""
+        from medgr2_eval.studies import error_transitions, write_transitions
+
+        try:
+            table = error_transitions(_read_preds(before), _read_preds(after), by, scorer,
+                                      names=(before.parent.name or before.stem, after.parent.name or after.stem))
+            paths = write_transitions(table, out)
+        except ValueError as e:
+            fail(str(e))
+        _console().print("\n".join(f"wrote {p}" for p in paths))
+
+    @group.command("efficiency")
+    def efficiency(
+        results: Annotated[Path, typer.Option("--results", help="JSONL rows {method, size, seed, accuracy}.")],
+        out: OutOpt,
+    ) -> None:
+        """Data-efficiency curves (TopK vs RandK, with the unfiltered baseline) with spread over seeds."""
+        from medgr2.store import read_jsonl
+        from medgr2_eval.studies import efficiency_curves, write_efficiency
+
+        if not results.is_file():
+            fail(f"results file {str(results)!r} does not exist")
+        try:
+            paths = write_efficiency(efficiency_curves(read_jsonl(results)), out)
+        except ValueError as e:
+            fail(str(e))
+        _console().print("\n".join(f"wrote {p}" for p in paths))
+
+    @group.command("transfer-run")
+    def transfer_run(
+        config: ConfigArg = None,
+        train: Annotated[Path, typer.Option("--train", help="VQASample JSONL to train on.")] = ...,  # type: ignore[assignment]
+        eval_set: Annotated[Path, typer.Option("--eval", help="VQASample JSONL to evaluate on.")] = ...,  # type: ignore[assignment]
+        model: Annotated[Path, typer.Option("--model", help="Base policy folder.")] = ...,  # type: ignore[assignment]
+        out: OutOpt = ...,  # type: ignore[assignment]
+        by: ByOpt = "modality",
+        trainer: Annotated[str, typer.Option("--trainer", help="Which policy trainer of the config: sft or grpo.")] = "sft",
+        overrides: SetOpt = None,
+    ) -> None:
+        """Train one policy per group (config's trainer), evaluate each on every group, write the heatmap."""
+        from medgr2.cli.common import reporter
+        from medgr2.interfaces import StageContext
+        from medgr2.plugins import get_registry
+        from medgr2_eval.studies import write_transfer
+        from medgr2_eval.study_runners import run_transfer
+
+        cfg, tr, ev = _study_components(config, overrides, trainer)
+        ctx = StageContext(work_dir=out, seed=cfg.seed, reporter=reporter(), registry=get_registry(),
+                           extras={"answer_format": cfg.policy.answer_format})
+        try:
+            table = run_transfer(_read_samples(train, "--train"), _read_samples(eval_set, "--eval"), by, tr, ev,
+                                 model, out / "cells", ctx, cfg.evaluation.scorer)
+        except ValueError as e:
+            fail(str(e))
+        _console().print("\n".join(f"wrote {p}" for p in write_transfer(table, out)))
+
+    @group.command("efficiency-run")
+    def efficiency_run(
+        config: ConfigArg = None,
+        scored: Annotated[Path, typer.Option("--scored", help="Reward-scored VQASample JSONL to select from.")] = ...,  # type: ignore[assignment]
+        eval_set: Annotated[Path, typer.Option("--eval", help="VQASample JSONL to evaluate on.")] = ...,  # type: ignore[assignment]
+        model: Annotated[Path, typer.Option("--model", help="Base policy folder.")] = ...,  # type: ignore[assignment]
+        out: OutOpt = ...,  # type: ignore[assignment]
+        sizes: Annotated[list[int], typer.Option("--size", help="Training-set size k (repeatable).")] = ...,  # type: ignore[assignment]
+        seeds: Annotated[list[int] | None, typer.Option("--seed", help="Seed (repeatable; default 0 1 2).")] = None,
+        full: Annotated[bool, typer.Option(help="Also train on every scored sample (unfiltered baseline).")] = True,
+        trainer: Annotated[str, typer.Option("--trainer", help="Which policy trainer of the config: sft or grpo.")] = "sft",
+        overrides: SetOpt = None,
+    ) -> None:
+        """TopK vs RandK (and the full set) over sizes and seeds; writes results.jsonl and the curves."""
+        from medgr2.cli.common import reporter
+        from medgr2.interfaces import StageContext
+        from medgr2.plugins import get_registry
+        from medgr2.store import write_jsonl
+        from medgr2_eval.studies import efficiency_curves, write_efficiency
+        from medgr2_eval.study_runners import run_efficiency
+
+        cfg, tr, ev = _study_components(config, overrides, trainer)
+        registry = get_registry()
+        ctx = StageContext(work_dir=out, seed=cfg.seed, reporter=reporter(), registry=registry,
+                           extras={"answer_format": cfg.policy.answer_format})
+        try:
+            rows = run_efficiency(_read_samples(scored, "--scored"), _read_samples(eval_set, "--eval"), sizes,
+                                  seeds or [0, 1, 2], tr, ev, model, out / "cells", ctx, registry=registry,
+                                  scorer=cfg.evaluation.scorer, full=full)
+        except ValueError as e:
+            fail(str(e))
+        write_jsonl(out / "results.jsonl", rows)
+        _console().print("\n".join(f"wrote {p}" for p in write_efficiency(efficiency_curves(rows), out)))
