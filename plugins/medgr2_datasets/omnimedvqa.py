@@ -112,7 +112,7 @@ class OmniMedVQASource:
                 except (ValueError, OSError, KeyError, TypeError) as exc:
                     rejects.append(_record_reject(rid, exc))
                 if o.limit and len(samples) >= o.limit:
-                    break
+                    return SeedSet(samples=_with_splits(samples, o.seed, o.fractions), rejects=rejects)
         return SeedSet(samples=_with_splits(samples, o.seed, o.fractions), rejects=rejects)
 
     @staticmethod

@@ -91,3 +91,8 @@ def test_medr1_split_files(omni):
     assert {s.question_type for s in seed.samples} == {QuestionType.ANATOMY_IDENTIFICATION}
     assert all(s.answer == "Lung" for s in seed.samples)
     assert len(seed.rejects) == 2
+
+
+def test_limit_stops_across_files(omni):
+    seed = OmniMedVQASource(OmniMedVQAOptions(root=omni, limit=7)).load()
+    assert len(seed.samples) == 7
