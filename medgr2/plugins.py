@@ -17,13 +17,14 @@ Then every registrar hook is called once, plugin by plugin, so each entry knows 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.metadata as md
 import importlib.util
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -184,9 +185,30 @@ def _register(ps: PluginSet, module: Any, name: str, source: str, ep: md.EntryPo
     if ps.pm.is_blocked(name) or ps.pm.has_plugin(name) or ps.pm.is_registered(module):
         return
     ps.pm.register(module, name=name)
+    module_name = getattr(module, "__name__", name)
     dist = ep.dist if ep is not None else None
-    ps.infos[name] = PluginInfo(name, getattr(module, "__name__", name), dist.name if dist else None,
-                                dist.version if dist else None, source)
+    if dist is not None:
+        ps.infos[name] = PluginInfo(name, module_name, dist.name, dist.version, source)
+    else:
+        ps.infos[name] = PluginInfo(name, module_name, *_distribution_of(module_name, source), source)
+
+
+def _distribution_of(module_name: str, source: str) -> tuple[str | None, str | None]:
+    """(distribution, version) that installed a plugin module (none for a file plugin)."""
+    if source != "module":
+        return None, None
+    names = _packages_distributions().get(module_name.partition(".")[0]) or []
+    if not names:
+        return None, None
+    try:
+        return names[0], md.version(names[0])
+    except md.PackageNotFoundError:
+        return names[0], None
+
+
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> Mapping[str, list[str]]:
+    return md.packages_distributions()
 
 
 def hook_names() -> list[str]:

@@ -103,6 +103,7 @@ def test_plugins_list_json_with_a_plugin_module():
     assert ("generator", "fake") in fakes and ("reward_model", "fake") in fakes
     gen = next(r for r in rows if r["kind"] == "generator" and r["name"] == "fake")
     assert gen["target"] == "medgr2.testing:FakeGenerator"
+    assert gen["distribution"] == "medgr2" and gen["version"]  # found for a dotted-module plugin too
     assert proc.stderr == ""
 
 
