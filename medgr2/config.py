@@ -105,6 +105,13 @@ class RewardSection(Section):
     labelling: Literal["match", "judge", "grade"] = Field(
         default="match", description="How policy samples are labelled for RM retraining.")
     judge: GeneratorSpec | None = Field(default=None, description="The judge backend when labelling='judge'.")
+    references: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Reference-text readers for the grade set, each {format: iu_xray|text|csv|samples, path, ...} "
+                    "(fields: medgr2_reward.options.ReferenceSource).")
+    grading: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Grade-set options: rates, seed, held-out share (fields: medgr2_reward.options.GradeOptions).")
 
 
 class FilterSection(Section):
