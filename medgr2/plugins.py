@@ -11,7 +11,10 @@ Loading order (each step after the previous one):
 5. :func:`check_pending`: a plugin implementing a hook that does not exist (a typo such as
    ``medgr2_register_generator``) is unregistered with a warning (an error in strict mode).
 
-Then every registrar hook is called once, plugin by plugin, so each entry knows its plugin.
+Then every registrar hook is called once, plugin by plugin, so each entry knows its plugin
+(:func:`build_registry`). :func:`extend_registry` loads more specs into an existing registry (the
+config loader uses it for a run config's own ``plugins``). Library code gets a fresh registry
+from :func:`load_registry`; the CLI shares one process-wide registry (:func:`get_registry`).
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ def _split_env(name: str) -> list[str]:
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
+    """A fresh pluggy manager that knows the medgr2 hookspecs (nothing registered)."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
