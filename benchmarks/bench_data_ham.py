@@ -61,12 +61,18 @@ def main() -> None:
     print(f"index, cold hash cache           : {index_cold:.2f} s  ({n_items / index_cold:,.0f} images/s)")
     print(f"index, warm hash cache           : {index_warm:.2f} s")
     print(f"index, warm, verify=none         : {index_noverify:.2f} s")
-    print(f"questions built                  : {len(samples):,} of {len(result.samples):,} "
-          f"(per_item={per_item}, {len(result.rejects)} items without a question)")
-    print(f"question building                : {build:.2f} s  ({len(result.samples) / build:,.0f} questions/s)")
+    print(
+        f"questions built                  : {len(samples):,} of {len(result.samples):,} "
+        f"(per_item={per_item}, {len(result.rejects)} items without a question)"
+    )
+    print(
+        f"question building                : {build:.2f} s  ({len(result.samples) / build:,.0f} questions/s)"
+    )
     print(f"index + 50k questions            : {index_cold + build:.2f} s")
-    print(f"decode one image (lazy, on use)  : {decode_each * 1000:.2f} ms; decoding all would add "
-          f"{decode_each * n_items:.1f} s = {decode_each * n_items / index_cold:.1f}x the cold index time")
+    print(
+        f"decode one image (lazy, on use)  : {decode_each * 1000:.2f} ms; decoding all would add "
+        f"{decode_each * n_items:.1f} s = {decode_each * n_items / index_cold:.1f}x the cold index time"
+    )
 
 
 if __name__ == "__main__":

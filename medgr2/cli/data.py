@@ -9,12 +9,25 @@ import typer
 
 from medgr2.cli.common import JsonOpt, fail, print_json
 
-SourceOpt = Annotated[str, typer.Option("--source", help="Registered dataset source (see `medgr2 plugins list`).")]
-OptOpt = Annotated[list[str] | None, typer.Option(
-    "--opt", help="Source option key=value (YAML value; dotted keys nest), e.g. --opt root=data/ham (repeatable).")]
-GeneratorOpt = Annotated[str | None, typer.Option(
-    "--generator", help="Also build questions from the items with this generator (e.g. labels).")]
-GenOptOpt = Annotated[list[str] | None, typer.Option("--gen-opt", help="Generator option key=value (repeatable).")]
+SourceOpt = Annotated[
+    str, typer.Option("--source", help="Registered dataset source (see `medgr2 plugins list`).")
+]
+OptOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--opt",
+        help="Source option key=value (YAML value; dotted keys nest), e.g. --opt root=data/ham (repeatable).",
+    ),
+]
+GeneratorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--generator", help="Also build questions from the items with this generator (e.g. labels)."
+    ),
+]
+GenOptOpt = Annotated[
+    list[str] | None, typer.Option("--gen-opt", help="Generator option key=value (repeatable).")
+]
 SplitOpt = Annotated[str | None, typer.Option("--split", help="Only this split: train, val or test.")]
 
 
@@ -41,8 +54,9 @@ def parse_opts(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _load(source: str, opts: list[str] | None, generator: str | None, gen_opts: list[str] | None,
-          split: str | None) -> tuple[Any, list[Any]]:
+def _load(
+    source: str, opts: list[str] | None, generator: str | None, gen_opts: list[str] | None, split: str | None
+) -> tuple[Any, list[Any]]:
     """Load the source (and generate questions); exits with a clear message on bad input."""
     from medgr2.interfaces import SeedSet, StageContext
     from medgr2.plugins import get_registry
@@ -55,23 +69,35 @@ def _load(source: str, opts: list[str] | None, generator: str | None, gen_opts: 
     try:
         seed = load_seed([{"name": source, "options": parse_opts(opts)}], registry)
         if split:
-            seed = SeedSet(items=[i for i in seed.items if i.split == split],
-                           samples=[s for s in seed.samples if s.split == split], rejects=seed.rejects)
+            seed = SeedSet(
+                items=[i for i in seed.items if i.split == split],
+                samples=[s for s in seed.samples if s.split == split],
+                rejects=seed.rejects,
+            )
         generated: list[Any] = []
         if generator:
             import tempfile
 
             gen = registry.create("generator", generator, parse_opts(gen_opts))
             with tempfile.TemporaryDirectory() as work:
-                generated = list(gen.generate(list(seed.items), StageContext(work_dir=Path(work),
-                                                                              registry=registry)).samples)
+                generated = list(
+                    gen.generate(
+                        list(seed.items), StageContext(work_dir=Path(work), registry=registry)
+                    ).samples
+                )
     except (RegistryError, FileNotFoundError, ValueError, KeyError) as exc:
         fail(str(exc))
     return seed, generated
 
 
-def inspect_cmd(source: SourceOpt, opt: OptOpt = None, generator: GeneratorOpt = None, gen_opt: GenOptOpt = None,
-                split: SplitOpt = None, as_json: JsonOpt = False) -> None:
+def inspect_cmd(
+    source: SourceOpt,
+    opt: OptOpt = None,
+    generator: GeneratorOpt = None,
+    gen_opt: GenOptOpt = None,
+    split: SplitOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Count a source's items/samples per split, modality, dataset, class and question type, plus rejects."""
     from medgr2.stages.data import summarize
 
@@ -84,8 +110,10 @@ def inspect_cmd(source: SourceOpt, opt: OptOpt = None, generator: GeneratorOpt =
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{source}[/]: {summary['total']} images/records, {summary['samples']} VQA samples, "
-                  f"{summary['subjects']} subjects, {summary['rejects']} rejects")
+    console.print(
+        f"[bold]{source}[/]: {summary['total']} images/records, {summary['samples']} VQA samples, "
+        f"{summary['subjects']} subjects, {summary['rejects']} rejects"
+    )
     for key in ("by_split", "by_modality", "by_dataset", "by_question_type", "by_class", "rejects_by_reason"):
         counts = summary[key]
         if not counts:
@@ -102,12 +130,18 @@ def inspect_cmd(source: SourceOpt, opt: OptOpt = None, generator: GeneratorOpt =
         console.print(f"... and {len(seed.rejects) - 10} more rejects (--json for counts by reason)")
 
 
-def export_cmd(out_dir: Annotated[Path, typer.Argument(help="Folder to write the export into.")],
-               source: SourceOpt, opt: OptOpt = None, generator: GeneratorOpt = None, gen_opt: GenOptOpt = None,
-               split: SplitOpt = None,
-               fmt: Annotated[str, typer.Option("--format", help="Output layout (only: omnimedvqa).")] = "omnimedvqa",
-               dataset: Annotated[str | None, typer.Option(
-                   "--dataset", help="Write every sample under this dataset name.")] = None) -> None:
+def export_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the export into.")],
+    source: SourceOpt,
+    opt: OptOpt = None,
+    generator: GeneratorOpt = None,
+    gen_opt: GenOptOpt = None,
+    split: SplitOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="Output layout (only: omnimedvqa).")] = "omnimedvqa",
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Write every sample under this dataset name.")
+    ] = None,
+) -> None:
     """Write a source's VQA samples (plus generated ones) in the official OmniMedVQA layout."""
     from medgr2.plugins import get_registry
     from medgr2.stages.data import export_omnimedvqa
@@ -117,15 +151,26 @@ def export_cmd(out_dir: Annotated[Path, typer.Argument(help="Folder to write the
     seed, generated = _load(source, opt, generator, gen_opt, split)
     samples = [*seed.samples, *generated]
     if not samples:
-        fail(f"source {source!r} gave no VQA samples: add --generator labels to build questions from its items")
+        fail(
+            f"source {source!r} gave no VQA samples: add --generator labels to build questions from its items"
+        )
     result = export_omnimedvqa(samples, out_dir, get_registry(), dataset=dataset)
-    print_json({"out_dir": str(result.root), "samples": result.samples, "images": result.images,
-                "files": [str(p) for p in result.files], "rejects": len(result.rejects)})
+    print_json(
+        {
+            "out_dir": str(result.root),
+            "samples": result.samples,
+            "images": result.images,
+            "files": [str(p) for p in result.files],
+            "rejects": len(result.rejects),
+        }
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``data`` command group to ``app``."""
-    group = typer.Typer(name="data", help="Inspect dataset sources and export VQA sets.", no_args_is_help=True)
+    group = typer.Typer(
+        name="data", help="Inspect dataset sources and export VQA sets.", no_args_is_help=True
+    )
     group.command("inspect")(inspect_cmd)
     group.command("export")(export_cmd)
     app.add_typer(group, name="data")

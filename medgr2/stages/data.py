@@ -7,7 +7,6 @@ registered :class:`~medgr2.interfaces.DatasetSource` works with them.
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -46,8 +45,11 @@ def _spec_parts(spec: Any) -> tuple[str, dict[str, Any]]:
     return spec.name, dict(spec.options)
 
 
-def load_seed(specs: Sequence[DatasetSpec | dict[str, Any]], registry: Registry | None = None,
-              reporter: Reporter | None = None) -> SeedSet:
+def load_seed(
+    specs: Sequence[DatasetSpec | dict[str, Any]],
+    registry: Registry | None = None,
+    reporter: Reporter | None = None,
+) -> SeedSet:
     """Load and merge several dataset sources (writes nothing).
 
     Items or samples whose id was already loaded by an earlier source are dropped into the
@@ -72,7 +74,9 @@ def load_seed(specs: Sequence[DatasetSpec | dict[str, Any]], registry: Registry 
             loaded = registry.create("dataset", name, options).load()
             for it in loaded.items:
                 if it.id in seen_items:
-                    rejects.append(Reject(stage="data", id=it.id, reason="duplicate", detail=f"source {name}"))
+                    rejects.append(
+                        Reject(stage="data", id=it.id, reason="duplicate", detail=f"source {name}")
+                    )
                 else:
                     seen_items.add(it.id)
                     items.append(it)
@@ -83,7 +87,9 @@ def load_seed(specs: Sequence[DatasetSpec | dict[str, Any]], registry: Registry 
                     seen_samples.add(s.id)
                     samples.append(s)
             rejects.extend(loaded.rejects)
-            task.advance(1, items=len(loaded.items), samples=len(loaded.samples), rejected=len(loaded.rejects))
+            task.advance(
+                1, items=len(loaded.items), samples=len(loaded.samples), rejected=len(loaded.rejects)
+            )
     return SeedSet(items=tuple(items), samples=tuple(samples), rejects=tuple(rejects))
 
 
@@ -104,7 +110,9 @@ def summarize(seed: SeedSet, samples: Sequence[VQASample] = ()) -> dict[str, Any
     ``samples`` adds generated questions to the source's own ready-made samples.
     """
     all_samples = [*seed.samples, *samples]
-    records: list[tuple[str | None, str, str]] = [(it.split, it.modality.value, it.dataset) for it in seed.items]
+    records: list[tuple[str | None, str, str]] = [
+        (it.split, it.modality.value, it.dataset) for it in seed.items
+    ]
     if not seed.items:
         records = [(s.split, s.modality.value, s.provenance.source_dataset) for s in all_samples]
     classes: Counter[str] = Counter(it.labels["diagnosis"] for it in seed.items if "diagnosis" in it.labels)
@@ -140,8 +148,12 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^\w\- ]+", "_", name).strip() or "medgr2"
 
 
-def export_omnimedvqa(samples: Sequence[VQASample], out_dir: str | Path, registry: Registry | None = None,
-                      dataset: str | None = None) -> ExportResult:
+def export_omnimedvqa(
+    samples: Sequence[VQASample],
+    out_dir: str | Path,
+    registry: Registry | None = None,
+    dataset: str | None = None,
+) -> ExportResult:
     """Write ``samples`` in the official OmniMedVQA layout under ``out_dir``.
 
     ``QA_information/Open-access/<Dataset>.json`` (one file per source dataset, or all under
@@ -176,15 +188,25 @@ def export_omnimedvqa(samples: Sequence[VQASample], out_dir: str | Path, registr
                     result.images += 1
                 except Exception as exc:  # noqa: BLE001 - an undecodable image skips its samples
                     written[ref.key] = None
-                    result.rejects.append(Reject(stage="export", id=ref.path, reason="unreadable",
-                                                 detail=f"{type(exc).__name__}: {exc}"[:500]))
+                    result.rejects.append(
+                        Reject(
+                            stage="export",
+                            id=ref.path,
+                            reason="unreadable",
+                            detail=f"{type(exc).__name__}: {exc}"[:500],
+                        )
+                    )
             rel = written[ref.key]
             if rel is None:
                 continue
             record: dict[str, Any] = {
-                "dataset": s.provenance.source_dataset or name, "question_id": s.id,
-                "question_type": OMNIMEDVQA_QUESTION_TYPES[s.question_type], "question": s.question,
-                "gt_answer": s.answer, "image_path": rel, "modality_type": OMNIMEDVQA_MODALITY_TYPES[s.modality],
+                "dataset": s.provenance.source_dataset or name,
+                "question_id": s.id,
+                "question_type": OMNIMEDVQA_QUESTION_TYPES[s.question_type],
+                "question": s.question,
+                "gt_answer": s.answer,
+                "image_path": rel,
+                "modality_type": OMNIMEDVQA_MODALITY_TYPES[s.modality],
             }
             record.update({f"option_{chr(65 + i)}": o for i, o in enumerate(s.options)})
             if s.rationale:
@@ -197,8 +219,3 @@ def export_omnimedvqa(samples: Sequence[VQASample], out_dir: str | Path, registr
         result.files.append(path)
         result.samples += len(records)
     return result
-
-
-def read_omnimedvqa_records(path: str | Path) -> list[dict[str, Any]]:
-    """The records of one OmniMedVQA QA file (for tests and tools)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -12,17 +12,15 @@ import os
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from medgr2.data import Modality, QuestionType, Reject, SeedItem, stable_hash
 from medgr2.images import UnsafePathError, resolve_inside
 
 STAGE = "data"
 """``Reject.stage`` of everything refused while loading data."""
-
-T = TypeVar("T")
 
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
@@ -107,7 +105,9 @@ def split_counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
     return {"train": n - val - test, "val": val, "test": test}
 
 
-def grouped_splits(subjects: Iterable[str], seed: int, fractions: dict[str, float] | None = None) -> dict[str, str]:
+def grouped_splits(
+    subjects: Iterable[str], seed: int, fractions: dict[str, float] | None = None
+) -> dict[str, str]:
     """Map each distinct subject to ``train``/``val``/``test``, deterministically by ``seed``."""
     unique = sorted(set(subjects))
     ranked = sorted(unique, key=lambda s: (stable_hash(seed, s, length=32), s))
@@ -115,14 +115,18 @@ def grouped_splits(subjects: Iterable[str], seed: int, fractions: dict[str, floa
     out: dict[str, str] = {}
     i = 0
     for split in ("test", "val", "train"):
-        for s in ranked[i:i + counts[split]]:
+        for s in ranked[i : i + counts[split]]:
             out[s] = split
         i += counts[split]
     return out
 
 
-def assign_splits(items: Sequence[SeedItem], seed: int, fractions: dict[str, float] | None = None,
-                  extra_labels: dict[str, str] | None = None) -> list[SeedItem]:
+def assign_splits(
+    items: Sequence[SeedItem],
+    seed: int,
+    fractions: dict[str, float] | None = None,
+    extra_labels: dict[str, str] | None = None,
+) -> list[SeedItem]:
     """Give every item without a split one, grouped by ``subject_id`` (else the item id), and
     add ``extra_labels`` (an item's own labels win)."""
     todo = [it.subject_id or it.id for it in items if it.split is None]
@@ -135,14 +139,6 @@ def assign_splits(items: Sequence[SeedItem], seed: int, fractions: dict[str, flo
         if extra_labels:
             update["labels"] = {**extra_labels, **it.labels}
         out.append(it.model_copy(update=update) if update else it)
-    return out
-
-
-def by_key(rows: Iterable[T], key: Callable[[T], str]) -> dict[str, list[T]]:
-    """Group ``rows`` by ``key`` (insertion order kept)."""
-    out: dict[str, list[T]] = {}
-    for r in rows:
-        out.setdefault(key(r), []).append(r)
     return out
 
 
@@ -186,9 +182,13 @@ def parse_question_type(raw: str | None) -> QuestionType | None:
     text = re.sub(r"[^a-z]", "", (raw or "").lower())
     if not text:
         return None
-    abbreviations = {"ai": QuestionType.ANATOMY_IDENTIFICATION, "dd": QuestionType.DISEASE_DIAGNOSIS,
-                     "lg": QuestionType.LESION_GRADING, "mr": QuestionType.MODALITY_RECOGNITION,
-                     "oba": QuestionType.OTHER_BIOLOGICAL_ATTRIBUTES}
+    abbreviations = {
+        "ai": QuestionType.ANATOMY_IDENTIFICATION,
+        "dd": QuestionType.DISEASE_DIAGNOSIS,
+        "lg": QuestionType.LESION_GRADING,
+        "mr": QuestionType.MODALITY_RECOGNITION,
+        "oba": QuestionType.OTHER_BIOLOGICAL_ATTRIBUTES,
+    }
     if text in abbreviations:
         return abbreviations[text]
     for qt in QuestionType:

@@ -29,12 +29,21 @@ FIXTURE_DATASETS: tuple[tuple[str, str, str, str, str], ...] = (
 """The datasets the fixture writes, with the quirks each carries."""
 
 _QUESTIONS = (
-    ("Modality Recognition", "What imaging modality is used for this image?",
-     ["CT", "MRI", "X-ray", "Ultrasound", "Dermoscopy", "OCT", "Microscopy", "Fundus photography"]),
-    ("Anatomy Identification", "Which organ is shown in this image?",
-     ["Lung", "Liver", "Brain", "Kidney", "Retina", "Breast", "Skin"]),
-    ("Disease Diagnosis", "What abnormality is present in this image?",
-     ["Normal", "Adenocarcinoma", "Glioma", "Drusen", "Benign tumor", "Melanoma"]),
+    (
+        "Modality Recognition",
+        "What imaging modality is used for this image?",
+        ["CT", "MRI", "X-ray", "Ultrasound", "Dermoscopy", "OCT", "Microscopy", "Fundus photography"],
+    ),
+    (
+        "Anatomy Identification",
+        "Which organ is shown in this image?",
+        ["Lung", "Liver", "Brain", "Kidney", "Retina", "Breast", "Skin"],
+    ),
+    (
+        "Disease Diagnosis",
+        "What abnormality is present in this image?",
+        ["Normal", "Adenocarcinoma", "Glioma", "Drusen", "Benign tumor", "Melanoma"],
+    ),
     ("Lesion Grading", "What is the grade of the lesion?", ["Grade 1", "Grade 2", "Grade 3", "Grade 4"]),
     ("Other Biological Attributes", "What is the sex of the patient?", ["Male", "Female"]),
 )
@@ -73,9 +82,15 @@ def write_omnimedvqa_fixture(root: Path, n_per_dataset: int = 5, seed: int = 0) 
                 rng.shuffle(options)
             rel = f"Images/{dataset}/case {i:03d}/img_{i:03d}.png"
             _png(base / rel, rng)
-            record = {"dataset": dataset, "question_id": f"{dataset.replace(' ', '_')}_{qid:05d}",
-                      "question_type": qtype, "question": question, "gt_answer": answer,
-                      "image_path": rel, modality_key: raw_modality}
+            record = {
+                "dataset": dataset,
+                "question_id": f"{dataset.replace(' ', '_')}_{qid:05d}",
+                "question_type": qtype,
+                "question": question,
+                "gt_answer": answer,
+                "image_path": rel,
+                modality_key: raw_modality,
+            }
             record.update({f"option_{'ABCD'[k]}": o for k, o in enumerate(options)})
             records.append(record)
             qid += 1

@@ -81,7 +81,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 """Paraphrased question templates per fact kind."""
 
 RATIONALES: dict[str, str] = {
-    "modality": "The image was acquired with {answer}, the imaging modality recorded for the {dataset} dataset.",
+    "modality": "The image was acquired with {answer}, the modality recorded for the {dataset} dataset.",
     "organs": "The organ segmentation of this slice contains the {answer}.",
     "body_part": "The image metadata records the imaged body region as {answer}.",
     "diagnosis": "The {dataset} label of this image is {answer}.",
@@ -95,9 +95,14 @@ RATIONALES: dict[str, str] = {
 TEMPLATE_HASHES: dict[str, str] = {t: stable_hash(t) for ts in TEMPLATES.values() for t in ts}
 
 KIND_TYPE: dict[str, QuestionType] = {
-    "modality": QT.MODALITY_RECOGNITION, "organs": QT.ANATOMY_IDENTIFICATION, "body_part": QT.ANATOMY_IDENTIFICATION,
-    "diagnosis": QT.DISEASE_DIAGNOSIS, "grade": QT.LESION_GRADING, "age": QT.OTHER_BIOLOGICAL_ATTRIBUTES,
-    "sex": QT.OTHER_BIOLOGICAL_ATTRIBUTES, "site": QT.OTHER_BIOLOGICAL_ATTRIBUTES,
+    "modality": QT.MODALITY_RECOGNITION,
+    "organs": QT.ANATOMY_IDENTIFICATION,
+    "body_part": QT.ANATOMY_IDENTIFICATION,
+    "diagnosis": QT.DISEASE_DIAGNOSIS,
+    "grade": QT.LESION_GRADING,
+    "age": QT.OTHER_BIOLOGICAL_ATTRIBUTES,
+    "sex": QT.OTHER_BIOLOGICAL_ATTRIBUTES,
+    "site": QT.OTHER_BIOLOGICAL_ATTRIBUTES,
 }
 
 
@@ -154,8 +159,9 @@ class LabelsGenerator:
 
     # ------------------------------------------------------------------------ sample building
 
-    def _options(self, fact: Fact, dataset: str, spaces: dict[tuple[str, str], list[str]],
-                 rng: random.Random) -> list[str] | None:
+    def _options(
+        self, fact: Fact, dataset: str, spaces: dict[tuple[str, str], list[str]], rng: random.Random
+    ) -> list[str] | None:
         taken = {fact.answer.lower()} | {x.lower() for x in fact.exclude}
         pool = [x for x in spaces.get((dataset, fact.kind), []) if x.lower() not in taken]
         want = self.options.max_options - 1
@@ -168,21 +174,37 @@ class LabelsGenerator:
         rng.shuffle(options)
         return options
 
-    def _sample(self, item: SeedItem, fact: Fact, spaces: dict[tuple[str, str], list[str]], rng: random.Random,
-                base: Provenance) -> VQASample | None:
+    def _sample(
+        self,
+        item: SeedItem,
+        fact: Fact,
+        spaces: dict[tuple[str, str], list[str]],
+        rng: random.Random,
+        base: Provenance,
+    ) -> VQASample | None:
         options = self._options(fact, item.dataset, spaces, rng)
         if options is None:
             return None
         template = rng.choice(TEMPLATES[fact.kind])
         modality = item.modality.label if item.modality is not Modality.OTHER else "medical"
         return VQASample(
-            images=(item.image,), question=template.format(modality=modality), options=tuple(options),
-            answer=fact.answer, rationale=RATIONALES[fact.kind].format(answer=fact.answer, dataset=item.dataset),
-            modality=item.modality, question_type=KIND_TYPE[fact.kind],
-            provenance=base.model_copy(update={"source_dataset": item.dataset, "source_id": item.id,
-                                               "template_hash": TEMPLATE_HASHES[template],
-                                               "raw": {"kind": fact.kind}}),
-            split=item.split, subject_id=item.subject_id,
+            images=(item.image,),
+            question=template.format(modality=modality),
+            options=tuple(options),
+            answer=fact.answer,
+            rationale=RATIONALES[fact.kind].format(answer=fact.answer, dataset=item.dataset),
+            modality=item.modality,
+            question_type=KIND_TYPE[fact.kind],
+            provenance=base.model_copy(
+                update={
+                    "source_dataset": item.dataset,
+                    "source_id": item.id,
+                    "template_hash": TEMPLATE_HASHES[template],
+                    "raw": {"kind": fact.kind},
+                }
+            ),
+            split=item.split,
+            subject_id=item.subject_id,
         )
 
     def _pick(self, facts: list[Fact], rng: random.Random) -> list[Fact]:
@@ -207,8 +229,13 @@ class LabelsGenerator:
         o = self.options
         seed = context.seed if o.seed is None else o.seed
         spaces = self.spaces(items)
-        base = Provenance(generator="labels", generator_version=VERSION, prompt_strategy="labels",
-                          cycle=context.cycle, seed=seed)
+        base = Provenance(
+            generator="labels",
+            generator_version=VERSION,
+            prompt_strategy="labels",
+            cycle=context.cycle,
+            seed=seed,
+        )
         samples: list[VQASample] = []
         rejects: list[Reject] = []
         with context.reporter.task("labels", total=len(items)) as task:
@@ -216,20 +243,33 @@ class LabelsGenerator:
                 if context.stop.is_set():
                     break
                 rng = random.Random(stable_hash(seed, context.cycle, item.id))
-                made = [s for f in self._pick(self.facts(item), rng)
-                        if (s := self._sample(item, f, spaces, rng, base)) is not None]
+                made = [
+                    s
+                    for f in self._pick(self.facts(item), rng)
+                    if (s := self._sample(item, f, spaces, rng, base)) is not None
+                ]
                 if not made:
-                    rejects.append(Reject(stage="generate", id=item.id, reason="no_question",
-                                          detail="no label supports a question of the requested types"))
+                    rejects.append(
+                        Reject(
+                            stage="generate",
+                            id=item.id,
+                            reason="no_question",
+                            detail="no label supports a question of the requested types",
+                        )
+                    )
                 samples.extend(made)
                 if n % 256 == 255:
                     task.advance(256)
             task.advance(len(items) % 256)
         samples = self._balance(samples, seed)
         samples = self._add_noise(samples, seed, context.cycle)
-        ledger = Ledger(stage="generate", successes=len(samples), rejects={"no_question": len(rejects)} if rejects
-                        else {}, wall_s=time.perf_counter() - started,
-                        extra={"generator": "labels", "noisy": sum("noisy" in s.tags for s in samples)})
+        ledger = Ledger(
+            stage="generate",
+            successes=len(samples),
+            rejects={"no_question": len(rejects)} if rejects else {},
+            wall_s=time.perf_counter() - started,
+            extra={"generator": "labels", "noisy": sum("noisy" in s.tags for s in samples)},
+        )
         return GenerationResult(samples=tuple(samples), rejects=tuple(rejects), ledger=ledger)
 
     def _balance(self, samples: list[VQASample], seed: int) -> list[VQASample]:
@@ -261,8 +301,13 @@ class LabelsGenerator:
             if i in chosen:
                 wrong = rng.choice([x for x in s.options if x != s.answer])
                 kind = s.provenance.raw.get("kind", "diagnosis")
-                s = evolve(s, answer=wrong, tags=(*s.tags, "noisy"),
-                           rationale=RATIONALES.get(kind, RATIONALES["diagnosis"]).format(
-                               answer=wrong, dataset=s.provenance.source_dataset))
+                s = evolve(
+                    s,
+                    answer=wrong,
+                    tags=(*s.tags, "noisy"),
+                    rationale=RATIONALES.get(kind, RATIONALES["diagnosis"]).format(
+                        answer=wrong, dataset=s.provenance.source_dataset
+                    ),
+                )
             out.append(s)
         return out

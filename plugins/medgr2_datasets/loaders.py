@@ -4,7 +4,8 @@ Registered under ``ImageRef.loader``: ``file`` (anything PIL reads), ``dicom`` (
 ``nifti`` (nibabel; ``frame`` is the axial slice), ``npz`` (MedMNIST arrays; path
 ``file.npz#array``, ``frame`` the index) and ``pkg`` (images bundled with installed packages,
 ``pkg://skimage/retina.jpg``). Every path goes through :func:`medgr2.images.resolve_inside`
-(via :func:`medgr2_datasets.common.safe_path`, which also checks decoded forms); images with more than ``max_pixels`` pixels are refused before their pixels are decoded.
+(via :func:`medgr2_datasets.common.safe_path`, which also checks decoded forms); images with
+more than ``max_pixels`` pixels are refused before their pixels are decoded.
 
 Windowing to 8 bits: CT uses a window (the file's own WindowCenter/Width for DICOM, else
 ``ct_window``, soft tissue 40/400 HU); everything else is stretched between the 0.5th and 99.5th
@@ -51,8 +52,9 @@ def _root_path(ref: ImageRef) -> Path:
 # ------------------------------------------------------------------------------ conversion
 
 
-def to_uint8(arr: np.ndarray, window: tuple[float, float] | None = None,
-             percentiles: tuple[float, float] = (0.5, 99.5)) -> np.ndarray:
+def to_uint8(
+    arr: np.ndarray, window: tuple[float, float] | None = None, percentiles: tuple[float, float] = (0.5, 99.5)
+) -> np.ndarray:
     """Scale any numeric array to uint8: by ``window`` (centre, width) or by percentiles."""
     a = np.asarray(arr)
     if a.dtype == np.uint8 and window is None:
@@ -133,10 +135,23 @@ def load_file(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
 # ------------------------------------------------------------------------------------ dicom
 
 _DICOM_MODALITY = {
-    "CT": Modality.CT, "MR": Modality.MRI, "CR": Modality.XRAY, "DX": Modality.XRAY, "DR": Modality.XRAY,
-    "MG": Modality.XRAY, "XA": Modality.XRAY, "RF": Modality.XRAY, "IO": Modality.XRAY, "PX": Modality.XRAY,
-    "US": Modality.ULTRASOUND, "IVUS": Modality.ULTRASOUND, "OP": Modality.FUNDUS, "OPT": Modality.OCT,
-    "SM": Modality.MICROSCOPY, "GM": Modality.MICROSCOPY, "XC": Modality.DERMOSCOPY,
+    "CT": Modality.CT,
+    "MR": Modality.MRI,
+    "CR": Modality.XRAY,
+    "DX": Modality.XRAY,
+    "DR": Modality.XRAY,
+    "MG": Modality.XRAY,
+    "XA": Modality.XRAY,
+    "RF": Modality.XRAY,
+    "IO": Modality.XRAY,
+    "PX": Modality.XRAY,
+    "US": Modality.ULTRASOUND,
+    "IVUS": Modality.ULTRASOUND,
+    "OP": Modality.FUNDUS,
+    "OPT": Modality.OCT,
+    "SM": Modality.MICROSCOPY,
+    "GM": Modality.MICROSCOPY,
+    "XC": Modality.DERMOSCOPY,
 }
 
 
@@ -154,8 +169,13 @@ def _first_float(value: Any) -> float | None:
         return None
 
 
-def decode_dicom(path: Path, ref: ImageRef, max_pixels: int, ct_window: tuple[float, float] | None,
-                 use_file_window: bool = True) -> Any:
+def decode_dicom(
+    path: Path,
+    ref: ImageRef,
+    max_pixels: int,
+    ct_window: tuple[float, float] | None,
+    use_file_window: bool = True,
+) -> Any:
     """Decode one frame of a DICOM file to RGB; only pixels leave this function."""
     import pydicom
 
@@ -199,8 +219,13 @@ def decode_dicom(path: Path, ref: ImageRef, max_pixels: int, ct_window: tuple[fl
     return array_to_rgb(arr)
 
 
-def load_dicom(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW, use_file_window: bool = True) -> Any:
+def load_dicom(
+    ref: ImageRef,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW,
+    use_file_window: bool = True,
+) -> Any:
     """Loader ``dicom``: one frame (``ref.frame``) of a DICOM file, windowed to 8-bit RGB."""
     return decode_dicom(_root_path(ref), ref, max_pixels, ct_window, use_file_window)
 
@@ -224,12 +249,19 @@ def nifti_volume(path: Path) -> np.ndarray:
 def nifti_slice(volume: np.ndarray, index: int, axis: int = 2) -> np.ndarray:
     """Slice ``index`` along ``axis``, rotated so the image is upright (radiological view)."""
     if index >= volume.shape[axis]:
-        raise ValueError(f"slice {index} is out of range (the volume has {volume.shape[axis]} along axis {axis})")
+        raise ValueError(
+            f"slice {index} is out of range (the volume has {volume.shape[axis]} along axis {axis})"
+        )
     return np.rot90(np.take(volume, index, axis=axis))
 
 
-def load_nifti(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW, axis: int = 2) -> Any:
+def load_nifti(
+    ref: ImageRef,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW,
+    axis: int = 2,
+) -> Any:
     """Loader ``nifti``: axial slice ``ref.frame`` of a NIfTI volume (CT windowed, MR stretched)."""
     path = _root_path(ref)
     volume = nifti_volume(path)
@@ -275,8 +307,11 @@ def package_dirs() -> dict[str, Path]:
     import importlib.util
 
     found: dict[str, Path] = {}
-    for name, module, sub in (("skimage", "skimage.data", ""), ("pydicom", "pydicom.data", "test_files"),
-                              ("pydicom-data", "data_store", "data")):
+    for name, module, sub in (
+        ("skimage", "skimage.data", ""),
+        ("pydicom", "pydicom.data", "test_files"),
+        ("pydicom-data", "data_store", "data"),
+    ):
         try:
             spec = importlib.util.find_spec(module)
         except (ImportError, ValueError):
@@ -294,18 +329,22 @@ def resolve_pkg(uri: str) -> Path:
     prefix = "pkg://"
     if not uri.startswith(prefix):
         raise ValueError(f"package image path {uri!r} must start with {prefix}")
-    package, _, rel = uri[len(prefix):].partition("/")
+    package, _, rel = uri[len(prefix) :].partition("/")
     dirs = package_dirs()
     if package not in dirs:
         raise FileNotFoundError(
-            f"package image {uri!r}: package {package!r} is not installed (known: {', '.join(sorted(dirs))}); "
-            "install the 'data' extra: pip install 'medgr2[data]'"
+            f"package image {uri!r}: package {package!r} is not installed "
+            f"(known: {', '.join(sorted(dirs))}); install the 'data' extra: pip install 'medgr2[data]'"
         )
     return safe_path(dirs[package], rel, record=uri)
 
 
-def load_pkg(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-             ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW) -> Any:
+def load_pkg(
+    ref: ImageRef,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW,
+) -> Any:
     """Loader ``pkg``: an image bundled with an installed package (DICOM or ordinary file)."""
     path = resolve_pkg(ref.path)
     if path.suffix.lower() == ".dcm":

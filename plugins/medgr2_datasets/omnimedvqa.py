@@ -51,8 +51,13 @@ class _ImageIndex:
                 if not path.is_file():
                     raise FileNotFoundError(f"image {rel!r} of record {record} not found under {self.root}")
                 digest = file_sha256(path)
-            self._cache[key] = ImageRef(path=rel.replace("\\", "/"), root=str(self.root), loader="file",
-                                        sha256=digest, modality=modality)
+            self._cache[key] = ImageRef(
+                path=rel.replace("\\", "/"),
+                root=str(self.root),
+                loader="file",
+                sha256=digest,
+                modality=modality,
+            )
         return self._cache[key]
 
 
@@ -65,8 +70,10 @@ def _match_answer(answer: str, options: list[str]) -> str | None:
 
 def _with_splits(samples: list[VQASample], seed: int, fractions: dict[str, float]) -> list[VQASample]:
     table = grouped_splits((s.subject_id or s.id for s in samples if s.split is None), seed, fractions)
-    return [s if s.split is not None else s.model_copy(update={"split": table[s.subject_id or s.id]})
-            for s in samples]
+    return [
+        s if s.split is not None else s.model_copy(update={"split": table[s.subject_id or s.id]})
+        for s in samples
+    ]
 
 
 class OmniMedVQASource:
@@ -81,7 +88,8 @@ class OmniMedVQASource:
         if not qa.is_dir():
             raise FileNotFoundError(
                 f"no QA_information/ folder under {self.options.root}: point 'root' at the OmniMedVQA folder "
-                "(the one holding QA_information/ and Images/)")
+                "(the one holding QA_information/ and Images/)"
+            )
         folders = ACCESS_FOLDERS if self.options.include_restricted else ACCESS_FOLDERS[:1]
         out = []
         for access in folders:
@@ -137,9 +145,16 @@ class OmniMedVQASource:
         if not isinstance(image_path, str):
             raise ValueError("record has no image_path")
         dataset = str(rec.get("dataset") or stem)
-        raw = {"access": access, "file": stem, "modality_key": modality_key, "modality_type": raw_modality,
-               "question_type": raw_type, "dataset": dataset, "gt_answer": str(rec.get("gt_answer", "")),
-               "question_id": str(rec.get("question_id", ""))}
+        raw = {
+            "access": access,
+            "file": stem,
+            "modality_key": modality_key,
+            "modality_type": raw_modality,
+            "question_type": raw_type,
+            "dataset": dataset,
+            "gt_answer": str(rec.get("gt_answer", "")),
+            "question_id": str(rec.get("question_id", "")),
+        }
         return VQASample(
             images=(images.ref(image_path, modality, rid),),
             question=str(rec.get("question", "")),
@@ -148,8 +163,12 @@ class OmniMedVQASource:
             rationale=str(rec.get("rationale", "") or ""),
             modality=modality,
             question_type=qtype,
-            provenance=Provenance(source_dataset=dataset, source_id=str(rec.get("question_id", rid)),
-                                  generator="omnimedvqa", raw=raw),
+            provenance=Provenance(
+                source_dataset=dataset,
+                source_id=str(rec.get("question_id", rid)),
+                generator="omnimedvqa",
+                raw=raw,
+            ),
             subject_id=f"{dataset}/{image_path}",
             split=rec["split"] if rec.get("split") in ("train", "val", "test") else None,
             tags=("restricted",) if access == "Restricted-access" else (),
@@ -171,7 +190,10 @@ _OPTION_RE = re.compile(r"([A-H])\)\s*(.*?)(?=(?:,\s*|\s+)[A-H]\)|\s*$)", re.S)
 _ANSWER_RE = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.S | re.I)
 
 _QTYPE_HINTS: list[tuple[str, QuestionType]] = [
-    (r"modality|imaging technique|type of (?:scan|image)|kind of (?:scan|image)", QuestionType.MODALITY_RECOGNITION),
+    (
+        r"modality|imaging technique|type of (?:scan|image)|kind of (?:scan|image)",
+        QuestionType.MODALITY_RECOGNITION,
+    ),
     (r"grade|stage|severity|level of", QuestionType.LESION_GRADING),
     (r"\bage\b|gender|\bsex\b|how old", QuestionType.OTHER_BIOLOGICAL_ATTRIBUTES),
     (r"organ|anatom|which part|structure|body part|region", QuestionType.ANATOMY_IDENTIFICATION),
@@ -192,10 +214,10 @@ def parse_problem(problem: str) -> tuple[str, list[str]]:
     m = re.search(r"(?:^|\s)A\)", problem)
     if m is None:
         raise ValueError("no 'A)' option found in the problem text")
-    question = problem[:m.start()].strip()
-    found = _OPTION_RE.findall(problem[m.start():].strip())
+    question = problem[: m.start()].strip()
+    found = _OPTION_RE.findall(problem[m.start() :].strip())
     letters = [letter for letter, _ in found]
-    if letters != list("ABCDEFGH"[:len(letters)]):
+    if letters != list("ABCDEFGH"[: len(letters)]):
         raise ValueError(f"options are not lettered A, B, C ... in order: {letters}")
     return question, [text.strip().rstrip(",").strip() for _, text in found]
 
@@ -225,7 +247,9 @@ class MedR1Source:
         o = self.options
         base = safe_path(o.root, o.splits_dir, "splits_dir") / o.by
         if not base.is_dir():
-            raise FileNotFoundError(f"no Med-R1 split folder {base}: expected {o.splits_dir}/{o.by}/{{train,test}}/")
+            raise FileNotFoundError(
+                f"no Med-R1 split folder {base}: expected {o.splits_dir}/{o.by}/{{train,test}}/"
+            )
         images = _ImageIndex(Path(o.root), o.check_images)
         samples: list[VQASample] = []
         rejects: list[Reject] = []
@@ -261,11 +285,22 @@ class MedR1Source:
         if not isinstance(image, str):
             raise ValueError("record has no image path")
         return VQASample(
-            images=(images.ref(image, modality, rid),), question=question or "Answer the question.",
-            options=tuple(options), answer=answer, modality=modality, question_type=qtype,
-            provenance=Provenance(source_dataset=self.options.name or "Med-R1", source_id=rid, generator="medr1",
-                                  raw={"split_file": stem + ".json",
-                                       "problem": str(rec.get("problem", "")),
-                                       "solution": str(rec.get("solution", ""))}),
-            subject_id=image, split="train" if split == "train" else "test",
+            images=(images.ref(image, modality, rid),),
+            question=question or "Answer the question.",
+            options=tuple(options),
+            answer=answer,
+            modality=modality,
+            question_type=qtype,
+            provenance=Provenance(
+                source_dataset=self.options.name or "Med-R1",
+                source_id=rid,
+                generator="medr1",
+                raw={
+                    "split_file": stem + ".json",
+                    "problem": str(rec.get("problem", "")),
+                    "solution": str(rec.get("solution", "")),
+                },
+            ),
+            subject_id=image,
+            split="train" if split == "train" else "test",
         )

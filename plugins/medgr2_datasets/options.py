@@ -29,9 +29,11 @@ class SourceOptions(_Options):
     seed: int = Field(default=0, description="Seed of the grouped train/val/test split.")
     fractions: dict[str, float] = Field(
         default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1},
-        description="Share of subjects per split (train/val/test), normalised to sum 1.")
+        description="Share of subjects per split (train/val/test), normalised to sum 1.",
+    )
     extra_labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels added to every item, e.g. {body_part: chest}.")
+        default_factory=dict, description="Labels added to every item, e.g. {body_part: chest}."
+    )
     limit: int | None = Field(default=None, ge=1, description="Keep at most this many items (after sorting).")
 
     @field_validator("fractions")
@@ -58,9 +60,12 @@ class MedR1Options(SourceOptions):
 
     splits_dir: str = Field(default="Splits", description="Folder of the split files, relative to root.")
     by: Literal["modality", "question_type"] = Field(default="modality", description="Which split family.")
-    names: list[str] | None = Field(default=None, description="Only split files whose stem contains one of these.")
-    splits: list[Literal["train", "test"]] = Field(default_factory=lambda: ["train", "test"],
-                                                   description="Which Med-R1 splits to read.")
+    names: list[str] | None = Field(
+        default=None, description="Only split files whose stem contains one of these."
+    )
+    splits: list[Literal["train", "test"]] = Field(
+        default_factory=lambda: ["train", "test"], description="Which Med-R1 splits to read."
+    )
     check_images: bool = Field(default=True, description="Reject records whose image file is missing.")
 
 
@@ -70,42 +75,56 @@ class ImageFolderOptions(SourceOptions):
     modality: Modality = Field(default=Modality.OTHER, description="Modality of every image.")
     extensions: list[str] = Field(
         default_factory=lambda: [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".dcm"],
-        description="Image file extensions to index (lower case).")
-    verify: Verify = Field(default="header", description="none: trust files; header: read sizes (fast); "
-                                                          "decode: decode pixels to catch truncated files.")
-    class_names: dict[str, str] = Field(default_factory=dict,
-                                        description="Raw class -> human-readable name (overrides built-ins).")
+        description="Image file extensions to index (lower case).",
+    )
+    verify: Verify = Field(
+        default="header",
+        description="none: trust files; header: read sizes (fast); "
+        "decode: decode pixels to catch truncated files.",
+    )
+    class_names: dict[str, str] = Field(
+        default_factory=dict, description="Raw class -> human-readable name (overrides built-ins)."
+    )
     label_key: str = Field(default="diagnosis", description="Label key the class is stored under.")
 
 
 class FoldersOptions(ImageFolderOptions):
     """``folders``: one folder per class (``benign/ malignant/ normal/``), or class in the file name."""
 
-    class_from: Literal["folder", "filename"] = Field(default="folder",
-                                                      description="Class = sub-folder name or part of the file name.")
-    filename_pattern: str = Field(default=r"^(?P<label>[A-Za-z]+)[-_ ]",
-                                  description="Regex with a 'label' group, when class_from=filename.")
-    exclude_pattern: str | None = Field(default=r"_mask(_\d+)?$",
-                                        description="File stems matching this regex are skipped (masks).")
-    subject_pattern: str | None = Field(default=None,
-                                        description="Regex with a 'subject' group on the file stem (grouping).")
+    class_from: Literal["folder", "filename"] = Field(
+        default="folder", description="Class = sub-folder name or part of the file name."
+    )
+    filename_pattern: str = Field(
+        default=r"^(?P<label>[A-Za-z]+)[-_ ]",
+        description="Regex with a 'label' group, when class_from=filename.",
+    )
+    exclude_pattern: str | None = Field(
+        default=r"_mask(_\d+)?$", description="File stems matching this regex are skipped (masks)."
+    )
+    subject_pattern: str | None = Field(
+        default=None, description="Regex with a 'subject' group on the file stem (grouping)."
+    )
 
 
 class CsvOptions(ImageFolderOptions):
     """``csv``: a metadata CSV plus a folder of images, mapped by column names."""
 
     preset: Literal["ham10000", "figure1"] | None = Field(
-        default=None, description="Fill unset options from a built-in mapping (HAM10000, Figure1 COVID).")
+        default=None, description="Fill unset options from a built-in mapping (HAM10000, Figure1 COVID)."
+    )
     csv: str = Field(default="metadata.csv", description="The CSV file, relative to root.")
     images_dir: str = Field(default="images", description="The image folder, relative to root.")
     id_column: str = Field(default="image_id", description="Column naming the image (file stem).")
-    image_template: str | None = Field(default=None,
-                                       description="File name from the id, e.g. '{id}.jpg'; None: any extension.")
-    columns: dict[str, str] = Field(default_factory=dict,
-                                    description="Label key -> CSV column, e.g. {diagnosis: dx, age: age}.")
+    image_template: str | None = Field(
+        default=None, description="File name from the id, e.g. '{id}.jpg'; None: any extension."
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Label key -> CSV column, e.g. {diagnosis: dx, age: age}."
+    )
     subject_column: str | None = Field(default=None, description="Column grouping images of one subject.")
-    subject_pattern: str | None = Field(default=None,
-                                        description="Regex with a 'subject' group applied to the id (grouping).")
+    subject_pattern: str | None = Field(
+        default=None, description="Regex with a 'subject' group applied to the id (grouping)."
+    )
     text_column: str | None = Field(default=None, description="Column of free text (notes) kept on the item.")
     encoding: str | None = Field(default=None, description="CSV encoding (default: utf-8, then latin-1).")
 
@@ -121,14 +140,24 @@ class CsvOptions(ImageFolderOptions):
 
 CSV_PRESETS: dict[str, dict[str, Any]] = {
     "ham10000": {
-        "name": "HAM10000", "csv": "HAM10000_metadata.csv", "images_dir": "images", "id_column": "image_id",
-        "image_template": "{id}.jpg", "modality": "dermoscopy", "subject_column": "lesion_id",
+        "name": "HAM10000",
+        "csv": "HAM10000_metadata.csv",
+        "images_dir": "images",
+        "id_column": "image_id",
+        "image_template": "{id}.jpg",
+        "modality": "dermoscopy",
+        "subject_column": "lesion_id",
         "columns": {"diagnosis": "dx", "age": "age", "sex": "sex", "site": "localization"},
         "extra_labels": {"body_part": "skin"},
     },
     "figure1": {
-        "name": "Figure1-COVID", "csv": "metadata.csv", "images_dir": "images", "id_column": "patientid",
-        "modality": "xray", "subject_pattern": r"^(?P<subject>.*?\d+)[a-z]?$", "text_column": "notes",
+        "name": "Figure1-COVID",
+        "csv": "metadata.csv",
+        "images_dir": "images",
+        "id_column": "patientid",
+        "modality": "xray",
+        "subject_pattern": r"^(?P<subject>.*?\d+)[a-z]?$",
+        "text_column": "notes",
         "columns": {"diagnosis": "finding", "age": "age", "sex": "sex", "view": "view"},
         "extra_labels": {"body_part": "chest"},
     },
@@ -140,14 +169,17 @@ class MedMNISTOptions(SourceOptions):
     """``medmnist``: a MedMNIST ``.npz`` (``{split}_images`` / ``{split}_labels``)."""
 
     file: str = Field(description="The .npz file, relative to root (e.g. pneumoniamnist.npz).")
-    class_names: dict[str, str] = Field(default_factory=dict,
-                                        description="Label index -> class name (built-ins for known files).")
+    class_names: dict[str, str] = Field(
+        default_factory=dict, description="Label index -> class name (built-ins for known files)."
+    )
     label_key: str = Field(default="diagnosis", description="Label key the class is stored under.")
     modality: Modality | None = Field(default=None, description="Modality (default: from the file name).")
     split_map: dict[str, Literal["train", "val", "test"]] = Field(
-        default_factory=dict, description="File split -> our split, e.g. {val: test}; others keep their name.")
-    use_source_splits: bool = Field(default=True,
-                                    description="Keep the file's splits; false: re-split by seed/fractions.")
+        default_factory=dict, description="File split -> our split, e.g. {val: test}; others keep their name."
+    )
+    use_source_splits: bool = Field(
+        default=True, description="Keep the file's splits; false: re-split by seed/fractions."
+    )
 
 
 class NiftiVolume(_Options):
@@ -164,9 +196,13 @@ class NiftiOptions(SourceOptions):
 
     volumes: list[NiftiVolume] = Field(min_length=1, description="The volumes to slice.")
     label_map: str | dict[str, Any] | None = Field(
-        default="labels.json", description="JSON file (or mapping): value -> organ, or seg file -> {value: organ}.")
+        default="labels.json",
+        description="JSON file (or mapping): value -> organ, or seg file -> {value: organ}.",
+    )
     axis: int = Field(default=2, ge=0, le=2, description="Slicing axis (2: axial).")
-    min_voxels: int = Field(default=20, ge=1, description="Voxels an organ needs in a slice to count as present.")
+    min_voxels: int = Field(
+        default=20, ge=1, description="Voxels an organ needs in a slice to count as present."
+    )
     skip_empty: bool = Field(default=True, description="Drop slices with no organ present.")
     body_part: str = Field(default="abdomen", description="body_part label of every slice.")
 
@@ -176,8 +212,9 @@ class DicomOptions(SourceOptions):
 
     pattern: str = Field(default="**/*", description="Glob of files to try, relative to root.")
     max_frames: int = Field(default=16, ge=1, description="Items per multi-frame file at most.")
-    subject_salt: str = Field(default="medgr2",
-                              description="Salt of the one-way hash that turns PatientID into subject ids.")
+    subject_salt: str = Field(
+        default="medgr2", description="Salt of the one-way hash that turns PatientID into subject ids."
+    )
     verify: Verify = Field(default="header", description="header: parse tags; decode: also decode pixels.")
 
 
@@ -185,10 +222,13 @@ class DemoOptions(_Options):
     """``demo``: a small corpus from installed packages (pydicom, pydicom-data, scikit-image)."""
 
     seed: int = Field(default=0, description="Seed of the grouped split.")
-    fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2},
-                                        description="Share of subjects per split.")
+    fractions: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2},
+        description="Share of subjects per split.",
+    )
     packages: list[Literal["skimage", "pydicom", "pydicom-data"]] = Field(
-        default_factory=lambda: ["skimage", "pydicom", "pydicom-data"], description="Packages to read.")
+        default_factory=lambda: ["skimage", "pydicom", "pydicom-data"], description="Packages to read."
+    )
     max_frames: int = Field(default=4, ge=1, description="Items per multi-frame DICOM at most.")
 
 
@@ -202,22 +242,33 @@ class WindowedLoaderOptions(LoaderOptions):
     """Options of the DICOM/NIfTI/package loaders."""
 
     ct_window: tuple[float, float] | None = Field(
-        default=(40.0, 400.0), description="CT (centre, width) in HU; None: percentile stretch.")
+        default=(40.0, 400.0), description="CT (centre, width) in HU; None: percentile stretch."
+    )
 
 
 class LabelsOptions(_Options):
     """``labels``: the offline question builder (multiple choice from labels and metadata)."""
 
-    question_types: list[QuestionType] = Field(default_factory=lambda: list(QuestionType),
-                                               description="Question types to build when the labels allow.")
+    question_types: list[QuestionType] = Field(
+        default_factory=lambda: list(QuestionType),
+        description="Question types to build when the labels allow.",
+    )
     per_item: int = Field(default=2, ge=1, le=20, description="Questions per image at most.")
     max_options: int = Field(default=4, ge=2, le=8, description="Options per question at most (2..8).")
     seed: int | None = Field(default=None, description="Seed (None: the run seed from the context).")
-    label_noise: float = Field(default=0.0, ge=0.0, le=1.0,
-                               description="Share of samples whose answer is set to a wrong option (tag 'noisy').")
-    class_names: dict[str, str] = Field(default_factory=dict,
-                                        description="Raw label -> readable name; overrides the built-ins.")
-    balance_classes: bool = Field(default=False, description="Down-sample each question type so every "
-                                                             "answer class has as many samples as the rarest.")
-    max_per_class: int | None = Field(default=None, ge=1,
-                                      description="At most this many samples per (dataset, type, answer).")
+    label_noise: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of samples whose answer is set to a wrong option (tag 'noisy').",
+    )
+    class_names: dict[str, str] = Field(
+        default_factory=dict, description="Raw label -> readable name; overrides the built-ins."
+    )
+    balance_classes: bool = Field(
+        default=False,
+        description="Down-sample each question type so every answer class has as many samples as the rarest.",
+    )
+    max_per_class: int | None = Field(
+        default=None, ge=1, description="At most this many samples per (dataset, type, answer)."
+    )

@@ -8,15 +8,39 @@ _PKG = "medgr2_datasets"
 _OPT = f"{_PKG}.options"
 
 _SOURCES = (
-    ("omnimedvqa", "omnimedvqa:OmniMedVQASource", "OmniMedVQAOptions",
-     "OmniMedVQA official layout (QA_information/ + Images/), quirks handled"),
-    ("medr1", "omnimedvqa:MedR1Source", "MedR1Options", "Med-R1 split files (Splits/{modality,question_type}/...)"),
+    (
+        "omnimedvqa",
+        "omnimedvqa:OmniMedVQASource",
+        "OmniMedVQAOptions",
+        "OmniMedVQA official layout (QA_information/ + Images/), quirks handled",
+    ),
+    (
+        "medr1",
+        "omnimedvqa:MedR1Source",
+        "MedR1Options",
+        "Med-R1 split files (Splits/{modality,question_type}/...)",
+    ),
     ("folders", "sources:FoldersSource", "FoldersOptions", "Class folders, or classes in file names"),
     ("csv", "sources:CsvSource", "CsvOptions", "CSV metadata + image folder (presets: ham10000, figure1)"),
-    ("medmnist", "sources:MedMNISTSource", "MedMNISTOptions", "MedMNIST .npz ({split}_images/{split}_labels)"),
-    ("nifti", "volumes:NiftiSource", "NiftiOptions", "NIfTI volume + segmentation -> slices labelled with organs"),
+    (
+        "medmnist",
+        "sources:MedMNISTSource",
+        "MedMNISTOptions",
+        "MedMNIST .npz ({split}_images/{split}_labels)",
+    ),
+    (
+        "nifti",
+        "volumes:NiftiSource",
+        "NiftiOptions",
+        "NIfTI volume + segmentation -> slices labelled with organs",
+    ),
     ("dicom", "volumes:DicomSource", "DicomOptions", "Folder of DICOM files (modality/body part from tags)"),
-    ("demo", "volumes:DemoSource", "DemoOptions", "Offline demo corpus from pydicom, pydicom-data, scikit-image"),
+    (
+        "demo",
+        "volumes:DemoSource",
+        "DemoOptions",
+        "Offline demo corpus from pydicom, pydicom-data, scikit-image",
+    ),
 )
 
 _LOADERS = (
@@ -33,8 +57,12 @@ def medgr2_register_datasets(registry):
     """Dataset sources: ready-made VQA sets, labelled image layouts and the offline demo corpus."""
     for name, target, options, description in _SOURCES:
         registry.add(name, f"{_PKG}.{target}", config=f"{_OPT}:{options}", description=description)
-    registry.add("shared", f"{_PKG}.presets:SharedSource", config=f"{_PKG}.presets:SharedOptions",
-                 description="A shared real dataset by preset name (ham10000, busi, pneumoniamnist ...)")
+    registry.add(
+        "shared",
+        f"{_PKG}.presets:SharedSource",
+        config=f"{_PKG}.presets:SharedOptions",
+        description="A shared real dataset by preset name (ham10000, busi, pneumoniamnist ...)",
+    )
 
 
 @hookimpl
@@ -47,5 +75,9 @@ def medgr2_register_image_loaders(registry):
 @hookimpl
 def medgr2_register_generators(registry):
     """The offline question builder."""
-    registry.add("labels", f"{_PKG}.labels:LabelsGenerator", config=f"{_OPT}:LabelsOptions",
-                 description="Offline multiple-choice questions of all five types from labels and metadata")
+    registry.add(
+        "labels",
+        f"{_PKG}.labels:LabelsGenerator",
+        config=f"{_OPT}:LabelsOptions",
+        description="Offline multiple-choice questions of all five types from labels and metadata",
+    )

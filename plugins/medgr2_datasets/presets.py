@@ -45,18 +45,45 @@ from medgr2.interfaces import SeedSet
 
 SHARED_PRESETS: dict[str, dict[str, Any]] = {
     "ham10000": {"name": "csv", "options": {"root": "dermoscopy-ham10000", "preset": "ham10000"}},
-    "busi": {"name": "folders", "options": {"root": "ultrasound-busi", "name": "BUSI", "modality": "ultrasound",
-                                            "extra_labels": {"body_part": "breast"}}},
-    "pneumoniamnist": {"name": "medmnist", "options": {"root": "xray-pneumoniamnist", "file": "pneumoniamnist.npz",
-                                                       "name": "PneumoniaMNIST",
-                                                       "extra_labels": {"body_part": "chest"}}},
-    "nct-crc": {"name": "folders", "options": {"root": "pathology-nct-crc", "name": "NCT-CRC-HE",
-                                               "modality": "microscopy", "class_from": "filename",
-                                               "extra_labels": {"body_part": "colon"}}},
-    "totalsegmentator": {"name": "nifti", "options": {
-        "root": "ct-mr-totalsegmentator", "name": "TotalSegmentator",
-        "volumes": [{"image": "example_ct_sm.nii.gz", "segmentation": "example_seg.nii.gz", "modality": "ct"},
-                    {"image": "example_mr_sm.nii.gz", "segmentation": "example_seg_mr.nii.gz", "modality": "mri"}]}},
+    "busi": {
+        "name": "folders",
+        "options": {
+            "root": "ultrasound-busi",
+            "name": "BUSI",
+            "modality": "ultrasound",
+            "extra_labels": {"body_part": "breast"},
+        },
+    },
+    "pneumoniamnist": {
+        "name": "medmnist",
+        "options": {
+            "root": "xray-pneumoniamnist",
+            "file": "pneumoniamnist.npz",
+            "name": "PneumoniaMNIST",
+            "extra_labels": {"body_part": "chest"},
+        },
+    },
+    "nct-crc": {
+        "name": "folders",
+        "options": {
+            "root": "pathology-nct-crc",
+            "name": "NCT-CRC-HE",
+            "modality": "microscopy",
+            "class_from": "filename",
+            "extra_labels": {"body_part": "colon"},
+        },
+    },
+    "totalsegmentator": {
+        "name": "nifti",
+        "options": {
+            "root": "ct-mr-totalsegmentator",
+            "name": "TotalSegmentator",
+            "volumes": [
+                {"image": "example_ct_sm.nii.gz", "segmentation": "example_seg.nii.gz", "modality": "ct"},
+                {"image": "example_mr_sm.nii.gz", "segmentation": "example_seg_mr.nii.gz", "modality": "mri"},
+            ],
+        },
+    },
     "figure1": {"name": "csv", "options": {"root": "xray-figure1-covid", "preset": "figure1"}},
 }
 """Preset name -> dataset spec with ``root`` relative to the shared data folder."""
@@ -91,9 +118,11 @@ class SharedOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     preset: Literal["ham10000", "busi", "pneumoniamnist", "nct-crc", "totalsegmentator", "figure1"] = Field(
-        description="Which shared dataset (see medgr2_datasets.presets).")
-    root: Path | None = Field(default=None, description="Shared data folder (default: $MEDGR2_SHARED_DATA or "
-                                                        "../shared/data).")
+        description="Which shared dataset (see medgr2_datasets.presets)."
+    )
+    root: Path | None = Field(
+        default=None, description="Shared data folder (default: $MEDGR2_SHARED_DATA or ../shared/data)."
+    )
     overrides: dict[str, Any] = Field(default_factory=dict, description="Options replacing the preset's.")
 
 

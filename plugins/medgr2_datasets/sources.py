@@ -27,7 +27,13 @@ from medgr2_datasets.common import (
     reject_from_exception,
     safe_path,
 )
-from medgr2_datasets.options import CsvOptions, FoldersOptions, ImageFolderOptions, MedMNISTOptions, SourceOptions
+from medgr2_datasets.options import (
+    CsvOptions,
+    FoldersOptions,
+    ImageFolderOptions,
+    MedMNISTOptions,
+    SourceOptions,
+)
 
 
 def index_file(root: Path, rel: str, modality: Modality, verify: str, record: str) -> ImageRef:
@@ -52,12 +58,14 @@ def index_file(root: Path, rel: str, modality: Modality, verify: str, record: st
         width, height = int(ds.get("Columns", 0)) or None, int(ds.get("Rows", 0)) or None
         if verify == "decode":
             _ = ds.pixel_array
-    return ImageRef(path=rel, root=str(root), loader=loader, sha256=digest, modality=modality,
-                    width=width, height=height)
+    return ImageRef(
+        path=rel, root=str(root), loader=loader, sha256=digest, modality=modality, width=width, height=height
+    )
 
 
-def finish(items: list[SeedItem], rejects: list[Reject], options: SourceOptions | Any,
-           keep_splits: bool = False) -> SeedSet:
+def finish(
+    items: list[SeedItem], rejects: list[Reject], options: SourceOptions | Any, keep_splits: bool = False
+) -> SeedSet:
     """Sort, cap (``limit``), add ``extra_labels`` and assign grouped splits."""
     items = sorted(items, key=lambda it: it.id)
     if getattr(options, "limit", None):
@@ -127,9 +135,16 @@ class FoldersSource:
             except Exception as exc:  # noqa: BLE001 - any unreadable file is a reject
                 rejects.append(reject_from_exception(rel, exc))
                 continue
-            items.append(SeedItem(id=item_id(name, rel), dataset=name, image=ref, modality=o.modality,
-                                  labels={o.label_key: _class_name(o, raw)},
-                                  subject_id=f"{name}/{_subject(o.subject_pattern, stem)}"))
+            items.append(
+                SeedItem(
+                    id=item_id(name, rel),
+                    dataset=name,
+                    image=ref,
+                    modality=o.modality,
+                    labels={o.label_key: _class_name(o, raw)},
+                    subject_id=f"{name}/{_subject(o.subject_pattern, stem)}",
+                )
+            )
         return finish(items, rejects, o)
 
 
@@ -157,15 +172,23 @@ class CsvSource:
         name = o.name or root.name
         csv_path = safe_path(root, o.csv, "csv")
         if not csv_path.is_file():
-            raise FileNotFoundError(f"metadata CSV {csv_path} not found: set the 'csv' option (relative to root)")
+            raise FileNotFoundError(
+                f"metadata CSV {csv_path} not found: set the 'csv' option (relative to root)"
+            )
         rows = read_csv_rows(csv_path, o.encoding)
         header = set(rows[0]) if rows else set()
-        needed = [o.id_column, *o.columns.values(), *([o.subject_column] if o.subject_column else []),
-                  *([o.text_column] if o.text_column else [])]
+        needed = [
+            o.id_column,
+            *o.columns.values(),
+            *([o.subject_column] if o.subject_column else []),
+            *([o.text_column] if o.text_column else []),
+        ]
         missing = [c for c in needed if c not in header]
         if rows and missing:
-            raise ValueError(f"{csv_path.name} has no column(s) {missing}; its columns are {sorted(header)}. "
-                             "Fix id_column/columns/subject_column.")
+            raise ValueError(
+                f"{csv_path.name} has no column(s) {missing}; its columns are {sorted(header)}. "
+                "Fix id_column/columns/subject_column."
+            )
         images_dir = safe_path(root, o.images_dir, "images_dir")
         by_stem: dict[str, str] = {}
         if o.image_template is None and images_dir.is_dir():
@@ -201,8 +224,17 @@ class CsvSource:
             subject = (row.get(o.subject_column) or "").strip() if o.subject_column else ""
             subject = subject or _subject(o.subject_pattern, ident)
             text = (row.get(o.text_column) or "").strip() if o.text_column else ""
-            items.append(SeedItem(id=item_id(name, ident), dataset=name, image=ref, modality=o.modality,
-                                  labels=labels, subject_id=f"{name}/{subject}", text=text or None))
+            items.append(
+                SeedItem(
+                    id=item_id(name, ident),
+                    dataset=name,
+                    image=ref,
+                    modality=o.modality,
+                    labels=labels,
+                    subject_id=f"{name}/{subject}",
+                    text=text or None,
+                )
+            )
         return finish(items, rejects, o)
 
 
@@ -212,10 +244,20 @@ MEDMNIST_CLASSES: dict[str, dict[str, str]] = {
 }
 """Built-in class names of MedMNIST files, by file stem."""
 
-_MEDMNIST_MODALITY = [("pneumonia", Modality.XRAY), ("chest", Modality.XRAY), ("derma", Modality.DERMOSCOPY),
-                      ("breast", Modality.ULTRASOUND), ("oct", Modality.OCT), ("retina", Modality.FUNDUS),
-                      ("path", Modality.MICROSCOPY), ("blood", Modality.MICROSCOPY), ("organ", Modality.CT),
-                      ("nodule", Modality.CT), ("adrenal", Modality.CT), ("vessel", Modality.MRI)]
+_MEDMNIST_MODALITY = [
+    ("pneumonia", Modality.XRAY),
+    ("chest", Modality.XRAY),
+    ("derma", Modality.DERMOSCOPY),
+    ("breast", Modality.ULTRASOUND),
+    ("oct", Modality.OCT),
+    ("retina", Modality.FUNDUS),
+    ("path", Modality.MICROSCOPY),
+    ("blood", Modality.MICROSCOPY),
+    ("organ", Modality.CT),
+    ("nodule", Modality.CT),
+    ("adrenal", Modality.CT),
+    ("vessel", Modality.MRI),
+]
 
 
 class MedMNISTSource:
@@ -237,20 +279,39 @@ class MedMNISTSource:
         with np.load(path, allow_pickle=False) as z:
             splits = sorted(k[: -len("_images")] for k in z.files if k.endswith("_images"))
             if not splits:
-                raise ValueError(f"{path.name} holds no '<split>_images' arrays (it has {', '.join(z.files)})")
+                raise ValueError(
+                    f"{path.name} holds no '<split>_images' arrays (it has {', '.join(z.files)})"
+                )
             for split in splits:
                 images, labels = z[f"{split}_images"], z.get(f"{split}_labels")
                 target = o.split_map.get(split, split)
                 if o.use_source_splits and target not in ("train", "val", "test"):
-                    raise ValueError(f"split {split!r} of {path.name} is not train/val/test: map it with split_map")
+                    raise ValueError(
+                        f"split {split!r} of {path.name} is not train/val/test: map it with split_map"
+                    )
                 for i in range(len(images)):
                     record = f"{split}/{i}"
                     label = "" if labels is None else ",".join(str(int(v)) for v in np.ravel(labels[i]))
                     lab = {o.label_key: names.get(label, label)} if label else {}
-                    ref = ImageRef(path=f"{o.file}#{split}_images", root=str(root), loader="npz", frame=i,
-                                   sha256=bytes_sha256(np.ascontiguousarray(images[i]).tobytes()),
-                                   modality=modality, width=int(images.shape[2]), height=int(images.shape[1]))
-                    items.append(SeedItem(id=item_id(name, record), dataset=name, image=ref, modality=modality,
-                                          labels=lab, subject_id=f"{name}/{record}",
-                                          split=target if o.use_source_splits else None))
+                    ref = ImageRef(
+                        path=f"{o.file}#{split}_images",
+                        root=str(root),
+                        loader="npz",
+                        frame=i,
+                        sha256=bytes_sha256(np.ascontiguousarray(images[i]).tobytes()),
+                        modality=modality,
+                        width=int(images.shape[2]),
+                        height=int(images.shape[1]),
+                    )
+                    items.append(
+                        SeedItem(
+                            id=item_id(name, record),
+                            dataset=name,
+                            image=ref,
+                            modality=modality,
+                            labels=lab,
+                            subject_id=f"{name}/{record}",
+                            split=target if o.use_source_splits else None,
+                        )
+                    )
         return finish(items, rejects, o, keep_splits=o.use_source_splits)

@@ -11,23 +11,42 @@ import re
 from medgr2.data import Modality
 
 HAM10000_CLASSES = {
-    "nv": "melanocytic nevus", "mel": "melanoma", "bkl": "benign keratosis-like lesion",
-    "bcc": "basal cell carcinoma", "akiec": "actinic keratosis or intraepithelial carcinoma",
-    "vasc": "vascular lesion", "df": "dermatofibroma",
+    "nv": "melanocytic nevus",
+    "mel": "melanoma",
+    "bkl": "benign keratosis-like lesion",
+    "bcc": "basal cell carcinoma",
+    "akiec": "actinic keratosis or intraepithelial carcinoma",
+    "vasc": "vascular lesion",
+    "df": "dermatofibroma",
 }
 NCT_CRC_CLASSES = {
-    "ADI": "adipose tissue", "BACK": "background", "DEB": "debris", "LYM": "lymphocytes", "MUC": "mucus",
-    "MUS": "smooth muscle", "NORM": "normal colon mucosa", "STR": "cancer-associated stroma",
+    "ADI": "adipose tissue",
+    "BACK": "background",
+    "DEB": "debris",
+    "LYM": "lymphocytes",
+    "MUC": "mucus",
+    "MUS": "smooth muscle",
+    "NORM": "normal colon mucosa",
+    "STR": "cancer-associated stroma",
     "TUM": "colorectal adenocarcinoma epithelium",
 }
-BUSI_CLASSES = {"benign": "benign breast lesion", "malignant": "malignant breast lesion",
-                "normal": "normal breast tissue"}
-FIGURE1_CLASSES = {"COVID-19": "COVID-19 pneumonia", "Pneumonia": "non-COVID pneumonia",
-                   "No finding": "no abnormal finding"}
+BUSI_CLASSES = {
+    "benign": "benign breast lesion",
+    "malignant": "malignant breast lesion",
+    "normal": "normal breast tissue",
+}
+FIGURE1_CLASSES = {
+    "COVID-19": "COVID-19 pneumonia",
+    "Pneumonia": "non-COVID pneumonia",
+    "No finding": "no abnormal finding",
+}
 
 DATASET_CLASS_NAMES: dict[str, dict[str, str]] = {
-    "HAM10000": HAM10000_CLASSES, "BUSI": BUSI_CLASSES, "NCT-CRC-HE": NCT_CRC_CLASSES,
-    "Figure1-COVID": FIGURE1_CLASSES, "PneumoniaMNIST": {"normal": "normal", "pneumonia": "pneumonia"},
+    "HAM10000": HAM10000_CLASSES,
+    "BUSI": BUSI_CLASSES,
+    "NCT-CRC-HE": NCT_CRC_CLASSES,
+    "Figure1-COVID": FIGURE1_CLASSES,
+    "PneumoniaMNIST": {"normal": "normal", "pneumonia": "pneumonia"},
 }
 """Built-in readable names of the shared datasets' classes, by dataset name."""
 
@@ -37,15 +56,42 @@ SHARED_CLASS_NAMES: dict[str, str] = {**HAM10000_CLASSES, **NCT_CRC_CLASSES, **F
 MODALITY_VOCAB: tuple[str, ...] = tuple(m.label for m in Modality if m is not Modality.OTHER)
 """Distractors of modality-recognition questions."""
 
-BODY_PART_VOCAB = ("chest", "abdomen", "head", "breast", "skin", "eye", "colon", "pelvis", "extremity",
-                   "cervical spine", "knee", "heart")
-SITE_VOCAB = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest", "foot",
-              "neck", "scalp", "hand", "ear")
+BODY_PART_VOCAB = (
+    "chest",
+    "abdomen",
+    "head",
+    "breast",
+    "skin",
+    "eye",
+    "colon",
+    "pelvis",
+    "extremity",
+    "cervical spine",
+    "knee",
+    "heart",
+)
+SITE_VOCAB = (
+    "back",
+    "lower extremity",
+    "trunk",
+    "upper extremity",
+    "abdomen",
+    "face",
+    "chest",
+    "foot",
+    "neck",
+    "scalp",
+    "hand",
+    "ear",
+)
 SEX_VOCAB = ("male", "female")
 AGE_BANDS = ("under 20 years", "20-39 years", "40-59 years", "60-79 years", "80 years or older")
 
 FALLBACK_SPACES: dict[str, tuple[str, ...]] = {
-    "modality": MODALITY_VOCAB, "body_part": BODY_PART_VOCAB, "site": SITE_VOCAB, "sex": SEX_VOCAB,
+    "modality": MODALITY_VOCAB,
+    "body_part": BODY_PART_VOCAB,
+    "site": SITE_VOCAB,
+    "sex": SEX_VOCAB,
     "age": AGE_BANDS,
 }
 """Label spaces used when a dataset's own space is too small to give distractors."""

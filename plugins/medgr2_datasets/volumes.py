@@ -17,7 +17,14 @@ import numpy as np
 
 from medgr2.data import ImageRef, Modality, Reject, SeedItem
 from medgr2.interfaces import SeedSet
-from medgr2_datasets.common import file_sha256, frame_sha256, item_id, reject, reject_from_exception, safe_path
+from medgr2_datasets.common import (
+    file_sha256,
+    frame_sha256,
+    item_id,
+    reject,
+    reject_from_exception,
+    safe_path,
+)
 from medgr2_datasets.loaders import dicom_modality, nifti_slice, nifti_volume, package_dirs, resolve_pkg
 from medgr2_datasets.options import DemoOptions, DicomOptions, NiftiOptions, NiftiVolume
 from medgr2_datasets.sources import finish, index_file
@@ -70,12 +77,16 @@ class NiftiSource:
         if vol.segmentation:
             seg = nifti_volume(safe_path(root, vol.segmentation, vol.segmentation))
             if seg.shape[:3] != image.shape[:3]:
-                raise ValueError(f"segmentation {vol.segmentation} has shape {seg.shape}, image {image.shape}")
+                raise ValueError(
+                    f"segmentation {vol.segmentation} has shape {seg.shape}, image {image.shape}"
+                )
             names = self._label_map(vol)
             organs_per_slice = []
             for k in range(image.shape[o.axis]):
                 counts = np.bincount(np.take(seg, k, axis=o.axis).astype(np.int64).ravel())
-                present = [names.get(v, f"label {v}") for v in np.nonzero(counts >= o.min_voxels)[0] if v != 0]
+                present = [
+                    names.get(v, f"label {v}") for v in np.nonzero(counts >= o.min_voxels)[0] if v != 0
+                ]
                 organs_per_slice.append(sorted(present))
         subject = vol.subject or Path(vol.image).name.split(".")[0]
         out = []
@@ -84,37 +95,105 @@ class NiftiSource:
             if o.skip_empty and seg is not None and not organs:
                 continue
             h, w = nifti_slice(image, k, o.axis).shape[:2]
-            ref = ImageRef(path=vol.image, root=str(root), loader="nifti", frame=k,
-                           sha256=frame_sha256(digest, k), modality=vol.modality, width=int(w), height=int(h))
+            ref = ImageRef(
+                path=vol.image,
+                root=str(root),
+                loader="nifti",
+                frame=k,
+                sha256=frame_sha256(digest, k),
+                modality=vol.modality,
+                width=int(w),
+                height=int(h),
+            )
             labels = {"body_part": o.body_part, "slice": str(k)}
             if organs:
                 labels["organs"] = ", ".join(organs)
-            out.append(SeedItem(id=item_id(name, f"{subject}/slice{k:03d}"), dataset=name, image=ref,
-                                modality=vol.modality, labels=labels, subject_id=f"{name}/{subject}"))
+            out.append(
+                SeedItem(
+                    id=item_id(name, f"{subject}/slice{k:03d}"),
+                    dataset=name,
+                    image=ref,
+                    modality=vol.modality,
+                    labels=labels,
+                    subject_id=f"{name}/{subject}",
+                )
+            )
         return out
 
 
 # ------------------------------------------------------------------------------------- DICOM
 
-SAFE_DICOM_TAGS = ("Modality", "BodyPartExamined", "PhotometricInterpretation", "Rows", "Columns",
-                   "NumberOfFrames", "BitsStored")
+SAFE_DICOM_TAGS = (
+    "Modality",
+    "BodyPartExamined",
+    "PhotometricInterpretation",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "BitsStored",
+)
 """The only DICOM attributes a source reads into items (none identifies a person)."""
 
 IDENTIFYING_DICOM_TAGS = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "PatientAddress", "PatientTelephoneNumbers",
-    "OtherPatientIDs", "OtherPatientNames", "PatientMotherBirthName", "MedicalRecordLocator", "PatientAge",
-    "PatientSex", "PatientSize", "PatientWeight", "EthnicGroup", "Occupation", "AccessionNumber", "StudyID",
-    "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "StudyTime", "SeriesTime", "AcquisitionTime",
-    "ContentTime", "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "ReferringPhysicianName",
-    "ReferringPhysicianAddress", "PerformingPhysicianName", "OperatorsName", "PhysiciansOfRecord",
-    "NameOfPhysiciansReadingStudy", "StationName", "DeviceSerialNumber", "StudyInstanceUID", "SeriesInstanceUID",
-    "SOPInstanceUID", "FrameOfReferenceUID", "StudyDescription", "SeriesDescription", "ImageComments",
-    "AdditionalPatientHistory", "PatientComments", "RequestingPhysician", "ScheduledPerformingPhysicianName",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "OtherPatientIDs",
+    "OtherPatientNames",
+    "PatientMotherBirthName",
+    "MedicalRecordLocator",
+    "PatientAge",
+    "PatientSex",
+    "PatientSize",
+    "PatientWeight",
+    "EthnicGroup",
+    "Occupation",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
+    "StudyTime",
+    "SeriesTime",
+    "AcquisitionTime",
+    "ContentTime",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianName",
+    "ReferringPhysicianAddress",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "PhysiciansOfRecord",
+    "NameOfPhysiciansReadingStudy",
+    "StationName",
+    "DeviceSerialNumber",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "FrameOfReferenceUID",
+    "StudyDescription",
+    "SeriesDescription",
+    "ImageComments",
+    "AdditionalPatientHistory",
+    "PatientComments",
+    "RequestingPhysician",
+    "ScheduledPerformingPhysicianName",
 )
 """DICOM PS3.15 basic-profile attributes (a subset covering HIPAA Safe Harbor) that never leave."""
 
-_BODY_PARTS = {"CSPINE": "cervical spine", "TSPINE": "thoracic spine", "LSPINE": "lumbar spine",
-               "WHOLE BODY": "whole body", "WHOLEBODY": "whole body", "EXTREMITY": "extremity"}
+_BODY_PARTS = {
+    "CSPINE": "cervical spine",
+    "TSPINE": "thoracic spine",
+    "LSPINE": "lumbar spine",
+    "WHOLE BODY": "whole body",
+    "WHOLEBODY": "whole body",
+    "EXTREMITY": "extremity",
+}
 
 
 def _salted(salt: str, value: str) -> str:
@@ -136,8 +215,15 @@ def dicom_header(path: Path) -> dict[str, Any]:
     return safe
 
 
-def dicom_items(header: dict[str, Any], ref: ImageRef, dataset: str, local: str, salt: str,
-                max_frames: int, labels: dict[str, str] | None = None) -> list[SeedItem]:
+def dicom_items(
+    header: dict[str, Any],
+    ref: ImageRef,
+    dataset: str,
+    local: str,
+    salt: str,
+    max_frames: int,
+    labels: dict[str, str] | None = None,
+) -> list[SeedItem]:
     """Seed items (one per frame, at most ``max_frames``) for one DICOM file's safe header."""
     modality = dicom_modality(header.get("Modality"))
     body = str(header.get("BodyPartExamined") or "").strip().upper()
@@ -150,10 +236,20 @@ def dicom_items(header: dict[str, Any], ref: ImageRef, dataset: str, local: str,
     frame_ids: list[int | None] = [None] if frames <= 1 else list(range(min(frames, max_frames)))
     out = []
     for f in frame_ids:
-        fref = base if f is None else base.model_copy(update={"frame": f, "sha256": frame_sha256(ref.sha256, f)})
+        fref = (
+            base if f is None else base.model_copy(update={"frame": f, "sha256": frame_sha256(ref.sha256, f)})
+        )
         suffix = "" if f is None else f"#{f}"
-        out.append(SeedItem(id=item_id(dataset, local + suffix), dataset=dataset, image=fref, modality=modality,
-                            labels=dict(lab), subject_id=f"{dataset}/{subject}"))
+        out.append(
+            SeedItem(
+                id=item_id(dataset, local + suffix),
+                dataset=dataset,
+                image=fref,
+                modality=modality,
+                labels=dict(lab),
+                subject_id=f"{dataset}/{subject}",
+            )
+        )
     return out
 
 
@@ -232,20 +328,31 @@ class DemoSource:
                 continue
             uri = f"pkg://{package}/{filename}"
             if package not in dirs:
-                rejects.append(reject(uri, "missing_package",
-                                      f"{package} is not installed: pip install 'medgr2[data]'"))
+                rejects.append(
+                    reject(uri, "missing_package", f"{package} is not installed: pip install 'medgr2[data]'")
+                )
                 continue
             try:
                 path = resolve_pkg(uri)
                 local = f"{package}/{filename}"
                 if path.suffix == ".dcm":
                     ref = ImageRef(path=uri, loader="pkg", sha256=file_sha256(path))
-                    items.extend(dicom_items(dicom_header(path), ref, "demo", local, "demo", o.max_frames, labels))
+                    items.extend(
+                        dicom_items(dicom_header(path), ref, "demo", local, "demo", o.max_frames, labels)
+                    )
                 else:
                     ref = index_file(path.parent, path.name, Modality(modality), "header", uri)
                     ref = ref.model_copy(update={"path": uri, "root": None, "loader": "pkg"})
-                    items.append(SeedItem(id=item_id("demo", local), dataset="demo", image=ref,
-                                          modality=Modality(modality), labels=labels, subject_id=f"demo/{local}"))
+                    items.append(
+                        SeedItem(
+                            id=item_id("demo", local),
+                            dataset="demo",
+                            image=ref,
+                            modality=Modality(modality),
+                            labels=labels,
+                            subject_id=f"demo/{local}",
+                        )
+                    )
             except Exception as exc:  # noqa: BLE001
                 rejects.append(reject_from_exception(uri, exc))
         return finish(items, rejects, o)

@@ -18,17 +18,26 @@ def run(*args):
 
 def test_parse_opts_nests_and_parses_yaml():
     assert parse_opts(["root=/x", "columns.diagnosis=dx", "seed=3", "flag=true"]) == {
-        "root": "/x", "columns": {"diagnosis": "dx"}, "seed": 3, "flag": True}
+        "root": "/x",
+        "columns": {"diagnosis": "dx"},
+        "seed": 3,
+        "flag": True,
+    }
 
 
 def test_inspect_json(tmp_path):
     root = write_omnimedvqa_fixture(tmp_path, n_per_dataset=5)
     r = run("data", "inspect", "--source", "omnimedvqa", "--opt", f"root={root}", "--json")
     assert r.exit_code == 0, r.output
-    data = json.loads(r.stdout[r.stdout.index("{"):])
+    data = json.loads(r.stdout[r.stdout.index("{") :])
     assert data["total"] == 30 and sum(data["by_modality"].values()) == 30
-    assert set(data["by_question_type"]) == {"modality_recognition", "anatomy_identification", "disease_diagnosis",
-                                             "lesion_grading", "other_biological_attributes"}
+    assert set(data["by_question_type"]) == {
+        "modality_recognition",
+        "anatomy_identification",
+        "disease_diagnosis",
+        "lesion_grading",
+        "other_biological_attributes",
+    }
     r = run("data", "inspect", "--source", "demo", "--generator", "labels", "--gen-opt", "per_item=2")
     assert r.exit_code == 0 and "by modality" in r.output
 
@@ -44,14 +53,25 @@ def test_inspect_errors_are_clear(tmp_path):
 
 def test_export_then_inspect(tmp_path):
     out = tmp_path / "export"
-    r = run("data", "export", "--source", "demo", "--generator", "labels", "--split", "test",
-            "--format", "omnimedvqa", str(out))
+    r = run(
+        "data",
+        "export",
+        "--source",
+        "demo",
+        "--generator",
+        "labels",
+        "--split",
+        "test",
+        "--format",
+        "omnimedvqa",
+        str(out),
+    )
     assert r.exit_code == 0, r.output
-    report = json.loads(r.stdout[r.stdout.index("{"):])
+    report = json.loads(r.stdout[r.stdout.index("{") :])
     assert report["samples"] > 0 and report["rejects"] == 0
     assert (out / "QA_information" / "Open-access" / "demo.json").is_file()
     r = run("data", "inspect", "--source", "omnimedvqa", "--opt", f"root={out}", "--json")
-    data = json.loads(r.stdout[r.stdout.index("{"):])
+    data = json.loads(r.stdout[r.stdout.index("{") :])
     assert data["total"] == report["samples"] and data["by_split"] == {"test": report["samples"]}
     r = run("data", "export", "--source", "demo", "--format", "csv", str(out))
     assert r.exit_code == 2 and "omnimedvqa" in r.output

@@ -14,10 +14,17 @@ from medgr2.images import open_image
 from medgr2_datasets.loaders import ImageTooLargeError, to_uint8
 
 PHI = {
-    "PatientName": "Doe^Jane^Q", "PatientID": "MRN-9911-7", "PatientBirthDate": "19610412",
-    "PatientAddress": "12 Elm Street, Springfield", "InstitutionName": "St Example Hospital",
-    "ReferringPhysicianName": "House^Gregory", "AccessionNumber": "ACC77123", "StudyDate": "20200301",
-    "StationName": "CTSTATION42", "OtherPatientIDs": "ALT-5521", "StudyDescription": "CT ABD for Jane Doe",
+    "PatientName": "Doe^Jane^Q",
+    "PatientID": "MRN-9911-7",
+    "PatientBirthDate": "19610412",
+    "PatientAddress": "12 Elm Street, Springfield",
+    "InstitutionName": "St Example Hospital",
+    "ReferringPhysicianName": "House^Gregory",
+    "AccessionNumber": "ACC77123",
+    "StudyDate": "20200301",
+    "StationName": "CTSTATION42",
+    "OtherPatientIDs": "ALT-5521",
+    "StudyDescription": "CT ABD for Jane Doe",
 }
 
 
@@ -119,8 +126,14 @@ def test_demo_corpus_leaks_no_dicom_identifiers(registry):
 
     seed = registry.create("dataset", "demo", {}).load()
     assert not seed.rejects and len(seed.items) >= 20
-    assert {Modality.CT, Modality.MRI, Modality.XRAY, Modality.ULTRASOUND, Modality.FUNDUS,
-            Modality.MICROSCOPY} <= {it.modality for it in seed.items}
+    assert {
+        Modality.CT,
+        Modality.MRI,
+        Modality.XRAY,
+        Modality.ULTRASOUND,
+        Modality.FUNDUS,
+        Modality.MICROSCOPY,
+    } <= {it.modality for it in seed.items}
     dumped = json.dumps([it.model_dump(mode="json") for it in seed.items])
     checked = 0
     for it in seed.items:
@@ -150,7 +163,11 @@ def test_corrupt_files_are_skipped_with_reasons(tmp_path, registry):
     (root / "malignant" / "malignant (0)_mask.png").write_bytes(good)
     seed = registry.create("dataset", "folders", {"root": str(root), "verify": "decode"}).load()
     assert len(seed.items) == 7
-    assert sorted(r.id for r in seed.rejects) == ["benign/empty.jpg", "benign/garbage.png", "malignant/truncated.png"]
+    assert sorted(r.id for r in seed.rejects) == [
+        "benign/empty.jpg",
+        "benign/garbage.png",
+        "malignant/truncated.png",
+    ]
     assert all(r.reason == "unreadable" and r.detail for r in seed.rejects)
     fast = registry.create("dataset", "folders", {"root": str(root)}).load()  # header check only
     assert {r.id for r in fast.rejects} == {"benign/empty.jpg", "benign/garbage.png"}
@@ -173,8 +190,9 @@ def test_csv_source_mapping_and_missing_images(tmp_path, registry):
     assert it.labels == {"body_part": "skin", "diagnosis": "nv", "age": "41", "sex": "male", "site": "back"}
     assert it.subject_id == "HAM10000/L0"
     with pytest.raises(ValueError, match="no column"):
-        registry.create("dataset", "csv", {"root": str(root), "preset": "ham10000",
-                                           "columns": {"diagnosis": "diagnosis"}}).load()
+        registry.create(
+            "dataset", "csv", {"root": str(root), "preset": "ham10000", "columns": {"diagnosis": "diagnosis"}}
+        ).load()
 
 
 def test_nifti_source_slices_with_organs(tmp_path, registry):
@@ -187,26 +205,40 @@ def test_nifti_source_slices_with_organs(tmp_path, registry):
     seg[0:2, 0:2, 3] = 2  # 4 voxels: under min_voxels
     for name, arr in (("ct.nii.gz", vol), ("seg.nii.gz", seg), ("mr.nii.gz", vol + 1), ("mrseg.nii.gz", seg)):
         nib.save(nib.Nifti1Image(arr, np.eye(4)), tmp_path / name)
-    (tmp_path / "labels.json").write_text(json.dumps({"seg.nii.gz": {"1": "liver", "2": "kidney_right"},
-                                                      "mrseg.nii.gz": {"1": "spleen", "2": "liver"}}))
-    opts = {"root": str(tmp_path), "min_voxels": 10, "volumes": [
-        {"image": "ct.nii.gz", "segmentation": "seg.nii.gz", "modality": "ct"},
-        {"image": "mr.nii.gz", "segmentation": "mrseg.nii.gz", "modality": "mri"},
-        {"image": "missing.nii.gz", "modality": "ct"}]}
+    (tmp_path / "labels.json").write_text(
+        json.dumps(
+            {"seg.nii.gz": {"1": "liver", "2": "kidney_right"}, "mrseg.nii.gz": {"1": "spleen", "2": "liver"}}
+        )
+    )
+    opts = {
+        "root": str(tmp_path),
+        "min_voxels": 10,
+        "volumes": [
+            {"image": "ct.nii.gz", "segmentation": "seg.nii.gz", "modality": "ct"},
+            {"image": "mr.nii.gz", "segmentation": "mrseg.nii.gz", "modality": "mri"},
+            {"image": "missing.nii.gz", "modality": "ct"},
+        ],
+    }
     seed = registry.create("dataset", "nifti", opts).load()
     assert sorted((it.modality.value, it.labels["organs"]) for it in seed.items) == [
-        ("ct", "liver"), ("ct", "right kidney"), ("mri", "liver"), ("mri", "spleen")]
+        ("ct", "liver"),
+        ("ct", "right kidney"),
+        ("mri", "liver"),
+        ("mri", "spleen"),
+    ]
     assert [r.reason for r in seed.rejects] == ["missing_file"]
     assert len({it.image.sha256 for it in seed.items}) == 4 and len({it.subject_id for it in seed.items}) == 2
     assert open_image(seed.items[0].image, registry).size == (8, 8)
 
 
 def test_medmnist_source_splits(tmp_path, registry):
-    np.savez(tmp_path / "pneumoniamnist.npz",
-             train_images=np.random.default_rng(0).integers(0, 255, (6, 28, 28), dtype=np.uint8),
-             train_labels=np.array([[0], [1], [0], [1], [0], [1]], dtype=np.uint8),
-             val_images=np.random.default_rng(1).integers(0, 255, (2, 28, 28), dtype=np.uint8),
-             val_labels=np.array([[0], [1]], dtype=np.uint8))
+    np.savez(
+        tmp_path / "pneumoniamnist.npz",
+        train_images=np.random.default_rng(0).integers(0, 255, (6, 28, 28), dtype=np.uint8),
+        train_labels=np.array([[0], [1], [0], [1], [0], [1]], dtype=np.uint8),
+        val_images=np.random.default_rng(1).integers(0, 255, (2, 28, 28), dtype=np.uint8),
+        val_labels=np.array([[0], [1]], dtype=np.uint8),
+    )
     opts = {"root": str(tmp_path), "file": "pneumoniamnist.npz"}
     seed = registry.create("dataset", "medmnist", opts).load()
     assert Counter(it.split for it in seed.items) == {"train": 6, "val": 2}

@@ -12,19 +12,44 @@ from medgr2_datasets.common import assign_splits, grouped_splits
 
 
 def item(i, dataset="HAM10000", modality=Modality.DERMOSCOPY, **labels):
-    return SeedItem(id=f"{dataset}:{i}", dataset=dataset, modality=modality, labels=labels,
-                    image=ImageRef(path=f"{i}.png", root="/r", sha256=f"{i:064x}", modality=modality),
-                    subject_id=f"s{i // 3}", split="train")
+    return SeedItem(
+        id=f"{dataset}:{i}",
+        dataset=dataset,
+        modality=modality,
+        labels=labels,
+        image=ImageRef(path=f"{i}.png", root="/r", sha256=f"{i:064x}", modality=modality),
+        subject_id=f"s{i // 3}",
+        split="train",
+    )
 
 
 def corpus():
     dx = ["nv", "mel", "bkl", "bcc", "akiec", "vasc", "df"]
-    items = [item(i, diagnosis=dx[i % 7], age=str(20 + i), sex="male" if i % 2 else "female",
-                  site=["back", "face", "trunk"][i % 3], grade=f"grade {1 + i % 3}") for i in range(42)]
-    items += [item(100 + i, "TotalSegmentator", Modality.CT, organs="liver, spleen, right kidney"
-                   if i % 2 else "left lung upper lobe, heart", body_part="abdomen") for i in range(6)]
-    items += [item(200 + i, "PneumoniaMNIST", Modality.XRAY, diagnosis=["normal", "pneumonia"][i % 2])
-              for i in range(4)]
+    items = [
+        item(
+            i,
+            diagnosis=dx[i % 7],
+            age=str(20 + i),
+            sex="male" if i % 2 else "female",
+            site=["back", "face", "trunk"][i % 3],
+            grade=f"grade {1 + i % 3}",
+        )
+        for i in range(42)
+    ]
+    items += [
+        item(
+            100 + i,
+            "TotalSegmentator",
+            Modality.CT,
+            organs="liver, spleen, right kidney" if i % 2 else "left lung upper lobe, heart",
+            body_part="abdomen",
+        )
+        for i in range(6)
+    ]
+    items += [
+        item(200 + i, "PneumoniaMNIST", Modality.XRAY, diagnosis=["normal", "pneumonia"][i % 2])
+        for i in range(4)
+    ]
     return items
 
 
@@ -53,8 +78,11 @@ def test_all_five_types_valid_options_and_provenance(tmp_path, registry):
     assert pn and all(set(s.options) == {"normal", "pneumonia"} for s in pn)
     organs = [s for s in res.samples if s.provenance.raw.get("kind") == "organs"]
     for s in organs:  # distractors are organs absent from the slice
-        present = {"liver", "spleen", "right kidney"} if s.answer in {"liver", "spleen", "right kidney"} \
+        present = (
+            {"liver", "spleen", "right kidney"}
+            if s.answer in {"liver", "spleen", "right kidney"}
             else {"left lung upper lobe", "heart"}
+        )
         assert len(set(s.options) & present) == 1
     ages = [s for s in res.samples if s.provenance.raw.get("kind") == "age"]
     assert ages and all(s.answer.endswith("years") or "older" in s.answer for s in ages)
@@ -67,7 +95,9 @@ def test_seeded_determinism_and_per_item(tmp_path, registry):
     c = gen(registry, per_item=2).generate(corpus(), ctx(tmp_path, seed=4)).samples
     assert [s.id for s in a] == [s.id for s in b] and [s.id for s in a] != [s.id for s in c]
     assert max(Counter(s.provenance.source_id for s in a).values()) == 2
-    only = gen(registry, question_types=["disease_diagnosis"], max_options=2).generate(corpus(), ctx(tmp_path))
+    only = gen(registry, question_types=["disease_diagnosis"], max_options=2).generate(
+        corpus(), ctx(tmp_path)
+    )
     assert {s.question_type for s in only.samples} == {QuestionType.DISEASE_DIAGNOSIS}
     assert {len(s.options) for s in only.samples} == {2}
     assert [r.reason for r in only.rejects] == ["no_question"] * 6  # the CT slices have no diagnosis
@@ -88,9 +118,13 @@ def test_label_noise_and_class_name_override(tmp_path, registry):
 
 def test_balance_classes(tmp_path, registry):
     items = [item(i, diagnosis="nv" if i < 30 else "mel") for i in range(36)]
-    res = gen(registry, question_types=["disease_diagnosis"], balance_classes=True).generate(items, ctx(tmp_path))
+    res = gen(registry, question_types=["disease_diagnosis"], balance_classes=True).generate(
+        items, ctx(tmp_path)
+    )
     assert Counter(s.answer for s in res.samples) == {"melanocytic nevus": 6, "melanoma": 6}
-    capped = gen(registry, question_types=["disease_diagnosis"], max_per_class=4).generate(items, ctx(tmp_path))
+    capped = gen(registry, question_types=["disease_diagnosis"], max_per_class=4).generate(
+        items, ctx(tmp_path)
+    )
     assert Counter(s.answer for s in capped.samples) == {"melanocytic nevus": 4, "melanoma": 4}
 
 
@@ -112,4 +146,6 @@ def test_grouped_splits_have_no_subject_overlap(seed):
     assert counts == {"train": 29, "val": 4, "test": 4}
     assert [it.split for it in assign_splits(items, seed)] == [it.split for it in out]
     assert grouped_splits(["a", "b"], seed, {"train": 0.8, "test": 0.2}) in (
-        {"a": "train", "b": "test"}, {"a": "test", "b": "train"})
+        {"a": "train", "b": "test"},
+        {"a": "test", "b": "train"},
+    )

@@ -23,9 +23,14 @@ def test_fixture_loads_with_quirks(omni):
     assert seed.rejects == []
     assert len(seed.samples) == 5 * len(FIXTURE_DATASETS)
     by_ds = {s.provenance.source_dataset: s.modality for s in seed.samples}
-    assert by_ds == {"Chest CT Scan": Modality.CT, "Brain Tumor MRI": Modality.MRI, "OCT Retina": Modality.OCT,
-                     "Blood Cell": Modality.MICROSCOPY, "BUSI": Modality.ULTRASOUND,
-                     "ISIC2020": Modality.DERMOSCOPY}
+    assert by_ds == {
+        "Chest CT Scan": Modality.CT,
+        "Brain Tumor MRI": Modality.MRI,
+        "OCT Retina": Modality.OCT,
+        "Blood Cell": Modality.MICROSCOPY,
+        "BUSI": Modality.ULTRASOUND,
+        "ISIC2020": Modality.DERMOSCOPY,
+    }
     raw = {s.provenance.source_dataset: s.provenance.raw for s in seed.samples}
     assert raw["Brain Tumor MRI"]["modality_type"] == "MR (Mag-netic Resonance Imaging)"
     assert raw["OCT Retina"]["modality_type"] == "OCT (Optical Coherence Tomography"
@@ -81,8 +86,14 @@ def test_medr1_split_files(omni):
     for split, n in (("train", 3), ("test", 2)):
         d = omni / "Splits" / "modality" / split
         d.mkdir(parents=True)
-        recs = [{"image": rel, "problem": "Which organ is shown? A)Lung, B)Liver, C)Brain",
-                 "solution": "<answer> A </answer>"} for _ in range(n)]
+        recs = [
+            {
+                "image": rel,
+                "problem": "Which organ is shown? A)Lung, B)Liver, C)Brain",
+                "solution": "<answer> A </answer>",
+            }
+            for _ in range(n)
+        ]
         recs.append({"image": rel, "problem": "no options here", "solution": "<answer> A </answer>"})
         (d / f"CT(Computed Tomography)_{split}.json").write_text(json.dumps(recs))
     seed = MedR1Source(MedR1Options(root=omni)).load()

@@ -15,18 +15,52 @@ from medgr2_datasets.fixtures import write_omnimedvqa_fixture
 
 TARGETS = ["secret.png", "../secret.png", "etc/passwd", "Windows/win.ini"]
 TRAVERSALS = [  # relative escapes: also tried behind harmless prefixes
-    "../{t}", "../../{t}", "../../../../../../{t}", "a/../../{t}", "a/b/../../../{t}",
-    "..\\{t}", "a\\..\\..\\{t}", "..\\..\\{t}", "..//{t}", "a/./../../{t}",
-    "%2e%2e/{t}", "%2e%2e%2f{t}", "..%2f{t}", "..%5c{t}", "%252e%252e%252f{t}", "%2E%2E/%2E%2E/{t}",
-    "\uff0e\uff0e/{t}", "\uff0e\uff0e\uff0f{t}", "..\uff0f{t}",
-    "{t}\x00.png", "a\x00/../../{t}", "\x00{t}",
+    "../{t}",
+    "../../{t}",
+    "../../../../../../{t}",
+    "a/../../{t}",
+    "a/b/../../../{t}",
+    "..\\{t}",
+    "a\\..\\..\\{t}",
+    "..\\..\\{t}",
+    "..//{t}",
+    "a/./../../{t}",
+    "%2e%2e/{t}",
+    "%2e%2e%2f{t}",
+    "..%2f{t}",
+    "..%5c{t}",
+    "%252e%252e%252f{t}",
+    "%2E%2E/%2E%2E/{t}",
+    "\uff0e\uff0e/{t}",
+    "\uff0e\uff0e\uff0f{t}",
+    "..\uff0f{t}",
+    "{t}\x00.png",
+    "a\x00/../../{t}",
+    "\x00{t}",
 ]
 ROOTED = [  # absolute, UNC and drive-letter paths
-    "/{t}", "//{t}", "///{t}", "\\{t}", "\\\\server\\share\\{t}", "//server/share/{t}",
-    "C:\\{t}", "C:/{t}", "c:{t}", "Z:\\..\\{t}", "\\\\?\\C:\\{t}", "%2f{t}", "%5c%5cserver%5c{t}",
+    "/{t}",
+    "//{t}",
+    "///{t}",
+    "\\{t}",
+    "\\\\server\\share\\{t}",
+    "//server/share/{t}",
+    "C:\\{t}",
+    "C:/{t}",
+    "c:{t}",
+    "Z:\\..\\{t}",
+    "\\\\?\\C:\\{t}",
+    "%2f{t}",
+    "%5c%5cserver%5c{t}",
 ]
-SYMLINKS = ["escape_dir/secret.png", "escape_link.png", "nested/escape_dir/secret.png", "loop/../escape_link.png",
-            "images/../escape_dir/secret.png", "./escape_link.png"]
+SYMLINKS = [
+    "escape_dir/secret.png",
+    "escape_link.png",
+    "nested/escape_dir/secret.png",
+    "loop/../escape_link.png",
+    "images/../escape_dir/secret.png",
+    "./escape_link.png",
+]
 PREFIXES = ["", "images/", "./", "images/./"]
 
 
@@ -85,7 +119,9 @@ def test_hostile_paths_in_a_dataset_become_rejects(tmp_path):
     f = root / "QA_information" / "Open-access" / "BUSI.json"
     template = json.loads(f.read_text())[0]
     paths = hostile_paths()
-    f.write_text(json.dumps([{**template, "question_id": str(i), "image_path": p} for i, p in enumerate(paths)]))
+    f.write_text(
+        json.dumps([{**template, "question_id": str(i), "image_path": p} for i, p in enumerate(paths)])
+    )
     seed = OmniMedVQASource(OmniMedVQAOptions(root=root, datasets=["BUSI"])).load()
     assert len(seed.samples) == 0
     assert len(seed.rejects) == len(paths)
@@ -93,8 +129,12 @@ def test_hostile_paths_in_a_dataset_become_rejects(tmp_path):
 
 
 def test_pkg_paths_cannot_leave_the_package(registry):
-    for p in ("pkg://skimage/../../os.py", "pkg://skimage//etc/passwd", "pkg://skimage/%2e%2e/__init__.py",
-              "pkg://pydicom/..\\..\\config.py"):
+    for p in (
+        "pkg://skimage/../../os.py",
+        "pkg://skimage//etc/passwd",
+        "pkg://skimage/%2e%2e/__init__.py",
+        "pkg://pydicom/..\\..\\config.py",
+    ):
         with pytest.raises(UnsafePathError):
             open_image(ImageRef(path=p, loader="pkg"), registry)
     with pytest.raises(FileNotFoundError, match="not installed"):

@@ -37,7 +37,14 @@ def test_ham10000(loaded):
     assert len(seed.items) == 8494 and not seed.rejects
     assert len({it.subject_id for it in seed.items}) == 6324  # lesion_id groups
     assert Counter(it.labels["diagnosis"] for it in seed.items) == {
-        "nv": 5682, "bkl": 955, "mel": 929, "bcc": 437, "akiec": 274, "vasc": 122, "df": 95}
+        "nv": 5682,
+        "bkl": 955,
+        "mel": 929,
+        "bcc": 437,
+        "akiec": 274,
+        "vasc": 122,
+        "df": 95,
+    }
     assert {it.modality for it in seed.items} == {Modality.DERMOSCOPY}
     assert _no_subject_overlap(seed.items)
     assert set(Counter(it.split for it in seed.items)) == {"train", "val", "test"}
@@ -48,7 +55,11 @@ def test_ham10000(loaded):
 def test_busi(loaded):
     seed = loaded["busi"]
     assert len(seed.items) == 623 and not seed.rejects
-    assert Counter(it.labels["diagnosis"] for it in seed.items) == {"benign": 356, "malignant": 158, "normal": 109}
+    assert Counter(it.labels["diagnosis"] for it in seed.items) == {
+        "benign": 356,
+        "malignant": 158,
+        "normal": 109,
+    }
     assert {it.image.width for it in seed.items} == {256}
 
 
@@ -63,7 +74,16 @@ def test_nct_crc(loaded):
     seed = loaded["nct-crc"]
     assert len(seed.items) == 9
     assert sorted(it.labels["diagnosis"] for it in seed.items) == [
-        "ADI", "BACK", "DEB", "LYM", "MUC", "MUS", "NORM", "STR", "TUM"]
+        "ADI",
+        "BACK",
+        "DEB",
+        "LYM",
+        "MUC",
+        "MUS",
+        "NORM",
+        "STR",
+        "TUM",
+    ]
 
 
 def test_totalsegmentator(loaded):
@@ -80,7 +100,11 @@ def test_figure1(loaded):
     seed = loaded["figure1"]
     assert len(seed.items) == 55 and not seed.rejects
     assert Counter(it.labels.get("diagnosis") for it in seed.items) == {
-        "COVID-19": 35, None: 15, "No finding": 3, "Pneumonia": 2}
+        "COVID-19": 35,
+        None: 15,
+        "No finding": 3,
+        "Pneumonia": 2,
+    }
     a, b = (next(it for it in seed.items if it.id.endswith(s)) for s in ("COVID-00003a", "COVID-00003b"))
     assert a.subject_id == b.subject_id and a.split == b.split
     assert _no_subject_overlap(seed.items)
