@@ -17,7 +17,9 @@ from typing import Any
 @contextlib.contextmanager
 def fake_server(*args: str) -> Iterator[str]:
     """Start ``python -m medgr2.fake_servers ARGS`` in a subprocess; yield its base URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "medgr2.fake_servers", *args], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medgr2.fake_servers", *args], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         yield proc.stdout.readline().strip()
@@ -35,16 +37,27 @@ def server_log(base_url: str) -> dict[str, Any]:
 
 def openai_engine(base_url: str, *, concurrency: int, rpm: float | None = None, window_s: float = 60.0):
     """(open_transport context, engine factory) using the ``openai`` generator's SDK transport."""
-    from medgr2.engine import EngineOptions, RequestEngine
     from medgr2_generation.openai_backend import OpenAIGenerator
     from medgr2_generation.options import OpenAIOptions
 
-    gen = OpenAIGenerator(OpenAIOptions(base_url=base_url, model="fake-model", structured_output=False,
-                                        timeout_s=60, concurrency=concurrency))
+    from medgr2.engine import EngineOptions, RequestEngine
+
+    gen = OpenAIGenerator(
+        OpenAIOptions(
+            base_url=base_url,
+            model="fake-model",
+            structured_output=False,
+            timeout_s=60,
+            concurrency=concurrency,
+        )
+    )
 
     def make(transport):
-        return RequestEngine(transport, EngineOptions(concurrency=concurrency, rpm=rpm, timeout_s=60,
-                                                      max_retries=3, backoff_base_s=0.05), window_s=window_s)
+        return RequestEngine(
+            transport,
+            EngineOptions(concurrency=concurrency, rpm=rpm, timeout_s=60, max_retries=3, backoff_base_s=0.05),
+            window_s=window_s,
+        )
 
     return gen, make
 

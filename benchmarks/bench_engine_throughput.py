@@ -34,7 +34,9 @@ async def throughput(base_url: str, c: int, waves: int) -> tuple[float, float, i
     return n / elapsed, cpu / n * 1000, engine.stats.max_in_flight
 
 
-async def rpm_limited(base_url: str, c: int, per_window: int, window: float, n: int) -> tuple[float, int, float]:
+async def rpm_limited(
+    base_url: str, c: int, per_window: int, window: float, n: int
+) -> tuple[float, int, float]:
     gen, make = openai_engine(base_url, concurrency=c, rpm=per_window, window_s=window)
     async with gen.open_transport() as transport:
         engine = make(transport)
@@ -46,14 +48,17 @@ async def rpm_limited(base_url: str, c: int, per_window: int, window: float, n: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--waves", type=int, default=4, help="Requests per concurrency slot (n = C x waves).")
     parser.add_argument("--window", type=float, default=5.0, help="Rate-limit window standing in for 60 s.")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 64, 256])
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     latency = 1.0
-    print(f"fixed latency {latency:g} s, {args.waves} requests per slot, openai SDK client, server in a subprocess")
+    print(f"fixed latency {latency:g} s, {args.waves} requests per slot, openai SDK client, "
+          "server in a subprocess")
     print(f"{'C':>5} {'req/s':>8} {'ideal':>7} {'ratio':>6} {'cpu ms/req':>10} {'max in flight':>13}")
     with fake_server("--latency", str(latency)) as url:
         for c in args.concurrency:
@@ -62,12 +67,16 @@ def main() -> None:
             print(f"{c:>5} {rate:>8.2f} {ideal:>7.1f} {rate / ideal:>6.3f} {cpu_ms:>10.2f} {peak:>13}")
     c, per_window = 64, 100
     n = per_window * 3
-    print(f"\nrpm limit below C/L: C={c}, L={latency:g} s (C/L = {c / latency:g}/s), limit {per_window} per "
-          f"{args.window:g} s window (= {per_window * 60 / args.window:g} rpm scaled), {n} requests")
+    print(
+        f"\nrpm limit below C/L: C={c}, L={latency:g} s (C/L = {c / latency:g}/s), limit {per_window} per "
+        f"{args.window:g} s window (= {per_window * 60 / args.window:g} rpm scaled), {n} requests"
+    )
     with fake_server("--latency", str(latency)) as url:
         rate, worst, limit = asyncio.run(rpm_limited(url, c, per_window, args.window, n))
-    print(f"achieved {rate:.3f}/s vs limit {limit:.3f}/s: ratio {rate / limit:.4f} (goal 0.95-1.0); "
-          f"max in any {args.window:g} s window at the server: {worst} (limit {per_window})")
+    print(
+        f"achieved {rate:.3f}/s vs limit {limit:.3f}/s: ratio {rate / limit:.4f} (goal 0.95-1.0); "
+        f"max in any {args.window:g} s window at the server: {worst} (limit {per_window})"
+    )
 
 
 if __name__ == "__main__":

@@ -101,7 +101,9 @@ def parse_retry_after(value: str | None) -> float | None:
 def classify_status(status: int, message: str, retry_after: str | None = None) -> Exception:
     """The engine error for an HTTP error status: retryable (408/429/5xx ...) or fatal."""
     if status in RETRYABLE_STATUS:
-        return RetryableError(f"HTTP {status}: {message}", retry_after=parse_retry_after(retry_after), status=status)
+        return RetryableError(
+            f"HTTP {status}: {message}", retry_after=parse_retry_after(retry_after), status=status
+        )
     return FatalError(f"HTTP {status}: {message}")
 
 
@@ -127,9 +129,13 @@ class EngineOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     concurrency: int = Field(default=16, ge=1, le=4096, description="Requests in flight at most.")
-    rpm: float | None = Field(default=None, gt=0, description="Requests per minute at most (None: unlimited).")
+    rpm: float | None = Field(
+        default=None, gt=0, description="Requests per minute at most (None: unlimited)."
+    )
     tpm: float | None = Field(default=None, gt=0, description="Tokens per minute at most (None: unlimited).")
-    max_retries: int = Field(default=6, ge=0, le=100, description="Retries of a failed request before giving up.")
+    max_retries: int = Field(
+        default=6, ge=0, le=100, description="Retries of a failed request before giving up."
+    )
     timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one HTTP attempt, in seconds.")
     backoff_base_s: float = Field(default=1.0, ge=0, description="First backoff delay; doubles per retry.")
     backoff_max_s: float = Field(default=60.0, ge=0, description="Cap on one backoff delay.")
@@ -320,7 +326,7 @@ class RequestEngine:
 
     def backoff(self, attempt: int) -> float:
         """Full-jitter exponential backoff for retry number ``attempt`` (0-based)."""
-        cap = min(self.options.backoff_max_s, self.options.backoff_base_s * (2 ** attempt))
+        cap = min(self.options.backoff_max_s, self.options.backoff_base_s * (2**attempt))
         return self._rng.uniform(cap / 2, cap)
 
     async def _sleep(self, seconds: float) -> None:
@@ -339,7 +345,9 @@ class RequestEngine:
             self.stats.cached_output_tokens += reply.output_tokens
         return reply
 
-    async def request(self, key: str, build: Callable[[], Awaitable[Any]] | Any, est_tokens: int = 0) -> Reply:
+    async def request(
+        self, key: str, build: Callable[[], Awaitable[Any]] | Any, est_tokens: int = 0
+    ) -> Reply:
         """The reply for ``key``: from the cache, else sent (with retries) and cached.
 
         ``build`` is the transport payload, or an ``async`` zero-argument function making it
@@ -388,9 +396,13 @@ class RequestEngine:
             self._count_error(error)
             if attempt >= opts.max_retries:
                 self.stats.failures += 1
-                raise RequestFailed(f"gave up after {attempt + 1} attempt(s): {error}", attempt + 1) from error
+                raise RequestFailed(
+                    f"gave up after {attempt + 1} attempt(s): {error}", attempt + 1
+                ) from error
             retry_after = getattr(error, "retry_after", None)
-            delay = min(retry_after, opts.max_retry_after_s) if retry_after is not None else self.backoff(attempt)
+            delay = (
+                min(retry_after, opts.max_retry_after_s) if retry_after is not None else self.backoff(attempt)
+            )
             attempt += 1
             self.stats.retries += 1
             await self._sleep(delay)
@@ -449,14 +461,26 @@ class RequestEngine:
         """
         s = self.stats
         return Ledger(
-            stage=stage, requests=s.requests, successes=successes, retries=s.retries, failures=s.failures,
-            rejects=dict(rejects), input_tokens=s.input_tokens, output_tokens=s.output_tokens,
+            stage=stage,
+            requests=s.requests,
+            successes=successes,
+            retries=s.retries,
+            failures=s.failures,
+            rejects=dict(rejects),
+            input_tokens=s.input_tokens,
+            output_tokens=s.output_tokens,
             cost_usd=round(self.cost(s.input_tokens, s.output_tokens), 6),
             wall_s=round(time.perf_counter() - self._started, 3),
-            extra={"cache_hits": s.cache_hits, "cached_input_tokens": s.cached_input_tokens,
-                   "cached_output_tokens": s.cached_output_tokens,
-                   "cached_cost_usd": round(self.cost(s.cached_input_tokens, s.cached_output_tokens), 6),
-                   "errors": dict(s.errors), "max_in_flight": s.max_in_flight, "model": self.model, **extra},
+            extra={
+                "cache_hits": s.cache_hits,
+                "cached_input_tokens": s.cached_input_tokens,
+                "cached_output_tokens": s.cached_output_tokens,
+                "cached_cost_usd": round(self.cost(s.cached_input_tokens, s.cached_output_tokens), 6),
+                "errors": dict(s.errors),
+                "max_in_flight": s.max_in_flight,
+                "model": self.model,
+                **extra,
+            },
         )
 
 
@@ -480,4 +504,3 @@ def run_sync(coro: Awaitable[R]) -> R:
     if "error" in box:
         raise box["error"]
     return box["value"]
-

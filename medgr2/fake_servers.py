@@ -118,9 +118,11 @@ def default_reply(prompt: str) -> dict[str, Any]:
     rng.shuffle(options)
     return {
         "question": f"What is the {key.replace('_', ' ')} shown in this image?",
-        "options": options, "answer": answer,
+        "options": options,
+        "answer": answer,
         "rationale": f"The image shows features typical of {answer}.",
-        "modality": "xray", "question_type": "disease_diagnosis",
+        "modality": "xray",
+        "question_type": "disease_diagnosis",
     }
 
 
@@ -157,7 +159,9 @@ class _Handler(BaseHTTPRequestHandler):
                 data = {"times": [a.t for a in fake.log], "max_in_flight": fake.max_in_flight}
             self._send(200, json.dumps(data).encode())
             return
-        self._send(200, json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).encode())
+        self._send(
+            200, json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).encode()
+        )
 
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         length = int(self.headers.get("Content-Length") or 0)
@@ -210,8 +214,12 @@ class FakeServer:
         """Start serving on 127.0.0.1 (an ephemeral port)."""
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.fake = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True, name=f"fake-{self.dialect}")
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+            name=f"fake-{self.dialect}",
+        )
         self._thread.start()
         return self
 
@@ -345,16 +353,32 @@ class FakeOpenAIServer(FakeServer):
 
     def ok_body(self, text: str, truncated: bool, prompt: str) -> dict[str, Any]:
         return {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": "fake-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "length" if truncated else "stop"}],
-            "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(text) // 4,
-                      "total_tokens": len(prompt) // 4 + len(text) // 4},
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "fake-model",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "length" if truncated else "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": len(prompt) // 4,
+                "completion_tokens": len(text) // 4,
+                "total_tokens": len(prompt) // 4 + len(text) // 4,
+            },
         }
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
-        return {"error": {"message": message, "type": "rate_limit_error" if status == 429 else "server_error",
-                          "code": str(status)}}
+        return {
+            "error": {
+                "message": message,
+                "type": "rate_limit_error" if status == 429 else "server_error",
+                "code": str(status),
+            }
+        }
 
 
 class FakeGeminiServer(FakeServer):
@@ -382,10 +406,18 @@ class FakeGeminiServer(FakeServer):
 
     def ok_body(self, text: str, truncated: bool, prompt: str) -> dict[str, Any]:
         return {
-            "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
-                            "finishReason": "MAX_TOKENS" if truncated else "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": len(prompt) // 4, "candidatesTokenCount": len(text) // 4,
-                              "totalTokenCount": len(prompt) // 4 + len(text) // 4},
+            "candidates": [
+                {
+                    "content": {"role": "model", "parts": [{"text": text}]},
+                    "finishReason": "MAX_TOKENS" if truncated else "STOP",
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": len(prompt) // 4,
+                "candidatesTokenCount": len(text) // 4,
+                "totalTokenCount": len(prompt) // 4 + len(text) // 4,
+            },
             "modelVersion": "fake-gemini",
         }
 
@@ -405,8 +437,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m medgr2.fake_servers", description=main.__doc__)
     parser.add_argument("--dialect", choices=["openai", "gemini"], default="openai")
     parser.add_argument("--latency", type=float, default=0.0, help="Fixed latency in seconds.")
-    parser.add_argument("--lognormal-median", type=float, default=None,
-                        help="Heavy-tailed latency instead: lognormal with this median and p99 = 10x median.")
+    parser.add_argument(
+        "--lognormal-median",
+        type=float,
+        default=None,
+        help="Heavy-tailed latency instead: lognormal with this median and p99 = 10x median.",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     latency: Any = lognormal_latency(args.lognormal_median) if args.lognormal_median else args.latency

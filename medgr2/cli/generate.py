@@ -26,13 +26,19 @@ def _summary(ledger: Any, out: Path) -> None:
     from rich.table import Table
 
     table = Table("", "value", title=f"generation ledger ({out})")
-    rows = [("samples", ledger.successes), ("rejects", sum(ledger.rejects.values())),
-            ("rejects by reason", ", ".join(f"{k} {v}" for k, v in sorted(ledger.rejects.items())) or "-"),
-            ("requests (this run)", ledger.requests), ("retries", ledger.retries), ("failures", ledger.failures),
-            ("cache hits", ledger.extra.get("cache_hits", 0)),
-            ("tokens in / out", f"{ledger.input_tokens} / {ledger.output_tokens}"),
-            ("cost (this run)", f"${ledger.cost_usd:.4f}"), ("wall", f"{ledger.wall_s:.1f} s"),
-            ("completed", ledger.extra.get("completed", True))]
+    rows = [
+        ("samples", ledger.successes),
+        ("rejects", sum(ledger.rejects.values())),
+        ("rejects by reason", ", ".join(f"{k} {v}" for k, v in sorted(ledger.rejects.items())) or "-"),
+        ("requests (this run)", ledger.requests),
+        ("retries", ledger.retries),
+        ("failures", ledger.failures),
+        ("cache hits", ledger.extra.get("cache_hits", 0)),
+        ("tokens in / out", f"{ledger.input_tokens} / {ledger.output_tokens}"),
+        ("cost (this run)", f"${ledger.cost_usd:.4f}"),
+        ("wall", f"{ledger.wall_s:.1f} s"),
+        ("completed", ledger.extra.get("completed", True)),
+    ]
     for k, v in rows:
         table.add_row(k, str(v))
     Console(stderr=True).print(table)
@@ -45,9 +51,16 @@ def register(app: typer.Typer) -> None:
     def generate_cmd(
         config: ConfigArg = None,
         overrides: SetOpt = None,
-        limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N seed items.")] = None,
-        out: Annotated[Path | None, typer.Option(
-            "--out", help="Output folder (default: <run_dir>/generate); re-running resumes from its cache.")] = None,
+        limit: Annotated[
+            int | None, typer.Option("--limit", min=1, help="Only the first N seed items.")
+        ] = None,
+        out: Annotated[
+            Path | None,
+            typer.Option(
+                "--out",
+                help="Output folder (default: <run_dir>/generate); re-running resumes from its cache.",
+            ),
+        ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
         as_json: JsonOpt = False,
     ) -> None:

@@ -43,8 +43,11 @@ def graceful_stop(stop: threading.Event, reporter: Any = None) -> Iterator[None]
             raise KeyboardInterrupt
         stop.set()
         if reporter is not None:
-            reporter.log(f"{signal.Signals(signum).name}: finishing in-flight requests and keeping finished work "
-                         "(send it again to abort)", style="yellow")
+            reporter.log(
+                f"{signal.Signals(signum).name}: finishing in-flight requests and keeping finished work "
+                "(send it again to abort)",
+                style="yellow",
+            )
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -67,7 +70,9 @@ def generate(
     crash or a stop: the generator redoes only the missing work.
     """
     if not isinstance(generator, Generator):
-        raise TypeError(f"{type(generator).__name__} is not a Generator: it needs a generate(items, context) method")
+        raise TypeError(
+            f"{type(generator).__name__} is not a Generator: it needs a generate(items, context) method"
+        )
     items = list(items)[:limit] if limit is not None else list(items)
     ids = [i.id for i in items]
     if len(set(ids)) != len(ids):

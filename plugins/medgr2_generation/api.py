@@ -16,8 +16,15 @@ from typing import Any
 
 import medgr2
 from medgr2.data import GenerationResult, ImageRef, Reject, SeedItem, VQASample, stable_hash
-from medgr2.engine import EngineOptions, Reply, RequestEngine, RequestFailed, ResponseCache, run_sync
-from medgr2.engine import request_key
+from medgr2.engine import (
+    EngineOptions,
+    Reply,
+    RequestEngine,
+    RequestFailed,
+    ResponseCache,
+    request_key,
+    run_sync,
+)
 from medgr2.interfaces import StageContext
 from medgr2_generation.common import (
     EncodedImage,
@@ -68,23 +75,42 @@ class ApiGenerator:
     def params(self) -> dict[str, Any]:
         """Generation parameters that change replies (part of every cache key)."""
         o = self.options
-        return {"temperature": o.temperature, "max_output_tokens": o.max_output_tokens,
-                "structured": o.structured_output, "image": [o.max_image_side, o.max_image_pixels,
-                                                             o.max_image_bytes, o.image_format]}
+        return {
+            "temperature": o.temperature,
+            "max_output_tokens": o.max_output_tokens,
+            "structured": o.structured_output,
+            "image": [o.max_image_side, o.max_image_pixels, o.max_image_bytes, o.image_format],
+        }
 
     def _key(self, prompt: str, images: Sequence[ImageRef], schema_version: str) -> str:
-        return request_key(backend=self.name, model=self.options.model, prompt=prompt,
-                           images=[i.key for i in images], params=self.params(), schema=schema_version)
+        return request_key(
+            backend=self.name,
+            model=self.options.model,
+            prompt=prompt,
+            images=[i.key for i in images],
+            params=self.params(),
+            schema=schema_version,
+        )
 
     def _engine(self, transport: Transport, context: StageContext, cache: ResponseCache) -> RequestEngine:
         o = self.options
-        eo = EngineOptions(concurrency=o.concurrency, rpm=o.rpm, tpm=o.tpm, max_retries=o.max_retries,
-                           timeout_s=o.timeout_s, backoff_base_s=o.backoff_base_s, backoff_max_s=o.backoff_max_s)
-        return RequestEngine(transport, eo, cache=cache, prices=o.prices, model=o.model, stop=context.stop,
-                             seed=context.seed)
+        eo = EngineOptions(
+            concurrency=o.concurrency,
+            rpm=o.rpm,
+            tpm=o.tpm,
+            max_retries=o.max_retries,
+            timeout_s=o.timeout_s,
+            backoff_base_s=o.backoff_base_s,
+            backoff_max_s=o.backoff_max_s,
+        )
+        return RequestEngine(
+            transport, eo, cache=cache, prices=o.prices, model=o.model, stop=context.stop, seed=context.seed
+        )
 
     def _cache(self, context: StageContext) -> ResponseCache:
-        path = Path(self.options.cache_path) if self.options.cache_path else context.work_dir / "requests.jsonl"
+        path = (
+            Path(self.options.cache_path) if self.options.cache_path else context.work_dir / "requests.jsonl"
+        )
         return ResponseCache(path)
 
     def _encoder(self, refs: Sequence[ImageRef], context: StageContext) -> Callable[[], Any]:
@@ -93,16 +119,32 @@ class ApiGenerator:
 
         async def encoded() -> list[EncodedImage]:
             if "v" not in box:
-                box["v"] = await asyncio.to_thread(lambda: [
-                    encode_image(r, max_side=o.max_image_side, max_pixels=o.max_image_pixels,
-                                 max_bytes=o.max_image_bytes, fmt=o.image_format, registry=context.registry)
-                    for r in refs])
+                box["v"] = await asyncio.to_thread(
+                    lambda: [
+                        encode_image(
+                            r,
+                            max_side=o.max_image_side,
+                            max_pixels=o.max_image_pixels,
+                            max_bytes=o.max_image_bytes,
+                            fmt=o.image_format,
+                            registry=context.registry,
+                        )
+                        for r in refs
+                    ]
+                )
             return box["v"]
 
         return encoded
 
-    async def _ask(self, engine: RequestEngine, prompt: str, refs: Sequence[ImageRef], images: Callable[[], Any],
-                   schema: dict[str, Any], schema_version: str) -> Reply:
+    async def _ask(
+        self,
+        engine: RequestEngine,
+        prompt: str,
+        refs: Sequence[ImageRef],
+        images: Callable[[], Any],
+        schema: dict[str, Any],
+        schema_version: str,
+    ) -> Reply:
         est = len(prompt) // 4 + 300 * len(refs) + self.options.max_output_tokens
         sent_schema = schema if self.options.structured_output else None
 
@@ -111,9 +153,16 @@ class ApiGenerator:
 
         return await engine.request(self._key(prompt, refs, schema_version), build, est)
 
-    async def _ask_valid(self, engine: RequestEngine, prompt: str, refs: Sequence[ImageRef],
-                         images: Callable[[], Any], schema: dict[str, Any], schema_version: str,
-                         check: Callable[[Reply], Any]) -> tuple[Any, Reply, bool]:
+    async def _ask_valid(
+        self,
+        engine: RequestEngine,
+        prompt: str,
+        refs: Sequence[ImageRef],
+        images: Callable[[], Any],
+        schema: dict[str, Any],
+        schema_version: str,
+        check: Callable[[Reply], Any],
+    ) -> tuple[Any, Reply, bool]:
         """Ask, validate, and re-ask once with the error; returns (checked value, reply, re-asked)."""
         reply = await self._ask(engine, prompt, refs, images, schema, schema_version)
         try:
@@ -135,8 +184,9 @@ class ApiGenerator:
         template = resolve_template(self.options.strategy, self.options.template_path, context.registry)
         return run_sync(self._generate(list(items), context, template))
 
-    async def _generate(self, items: list[SeedItem], context: StageContext,
-                        template: PromptTemplate) -> GenerationResult:
+    async def _generate(
+        self, items: list[SeedItem], context: StageContext, template: PromptTemplate
+    ) -> GenerationResult:
         cache = self._cache(context)
         assert context.reporter is not None
         started = time.perf_counter()
@@ -154,55 +204,81 @@ class ApiGenerator:
                             result = reject(items[index].id, "error", f"{type(result).__name__}: {result}")
                         s = engine.stats
                         rate = s.requests / max(time.perf_counter() - started, 1e-9)
-                        out.add(index, result, requests=s.requests, req_s=f"{rate:.1f}",
-                                tokens=s.input_tokens + s.output_tokens,
-                                cost=f"${engine.cost(s.input_tokens, s.output_tokens):.4f}")
+                        out.add(
+                            index,
+                            result,
+                            requests=s.requests,
+                            req_s=f"{rate:.1f}",
+                            tokens=s.input_tokens + s.output_tokens,
+                            cost=f"${engine.cost(s.input_tokens, s.output_tokens):.4f}",
+                        )
 
                     finished = await engine.run_jobs(range(len(items)), job, done)
         finally:
             cache.close()
-        ledger = engine.ledger("generate", successes=len(out.samples()), rejects=out.reasons,
-                               items=len(items), completed=finished, backend=self.name,
-                               prompt_strategy=template.name)
+        ledger = engine.ledger(
+            "generate",
+            successes=len(out.samples()),
+            rejects=out.reasons,
+            items=len(items),
+            completed=finished,
+            backend=self.name,
+            prompt_strategy=template.name,
+        )
         self.last_ledger = ledger
         return GenerationResult(samples=tuple(out.samples()), rejects=tuple(out.rejects()), ledger=ledger)
 
-    async def _one(self, engine: RequestEngine, item: SeedItem, template: PromptTemplate,
-                   context: StageContext) -> VQASample | Reject:
+    async def _one(
+        self, engine: RequestEngine, item: SeedItem, template: PromptTemplate, context: StageContext
+    ) -> VQASample | Reject:
         if self.external and not self.options.allow_restricted:
             why = restricted_reason(item, self.options.restricted_datasets)
             if why:
-                return reject(item.id, "restricted_source",
-                              f"{why}: not sent to the external backend {self.name!r} (allow_restricted=false)")
+                return reject(
+                    item.id,
+                    "restricted_source",
+                    f"{why}: not sent to the external backend {self.name!r} (allow_restricted=false)",
+                )
         prompt = template.render(item)
         images = self._encoder([item.image], context)
         try:
-            fields, reply, _ = await self._ask_valid(engine, prompt, [item.image], images, SAMPLE_SCHEMA,
-                                                     SCHEMA_VERSION, check_reply)
+            fields, reply, _ = await self._ask_valid(
+                engine, prompt, [item.image], images, SAMPLE_SCHEMA, SCHEMA_VERSION, check_reply
+            )
         except ContractError as exc:
             return content_error_reject(item.id, exc, getattr(exc, "reasked", False))
         except RequestFailed as exc:
             return reject(item.id, "request_failed", str(exc))
         except OSError as exc:
             return reject(item.id, "image_unreadable", f"{type(exc).__name__}: {exc}")
-        prov = provenance(item, generator=self.name, version=medgr2.__version__, model=self.options.model,
-                          strategy=template.strategy, template_hash=template.hash(prompt), cycle=context.cycle,
-                          seed=context.seed, reply=reply)
+        prov = provenance(
+            item,
+            generator=self.name,
+            version=medgr2.__version__,
+            model=self.options.model,
+            strategy=template.strategy,
+            template_hash=template.hash(prompt),
+            cycle=context.cycle,
+            seed=context.seed,
+            reply=reply,
+        )
         try:
             return make_sample(item, fields, prov)
         except ValueError as exc:
             return reject(item.id, "invalid_sample", str(exc))
 
     # ------------------------------------------------------------------ generic structured calls
-    def complete_json(self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any],
-                      context: StageContext) -> list[dict[str, Any] | Reject]:
+    def complete_json(
+        self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any], context: StageContext
+    ) -> list[dict[str, Any] | Reject]:
         """One JSON object per ``(prompt, images)`` that satisfies ``schema``, or a Reject (stage
         ``complete_json``, id ``prompt-<i>``) with the reason. Cached and resumable like
         :meth:`generate`; images go through the same guard-free encoder (callers decide what to send)."""
         return run_sync(self._complete_json(list(prompts), schema, context))
 
-    async def _complete_json(self, prompts: list[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any],
-                             context: StageContext) -> list[dict[str, Any] | Reject]:
+    async def _complete_json(
+        self, prompts: list[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any], context: StageContext
+    ) -> list[dict[str, Any] | Reject]:
         cache = self._cache(context)
         version = "json/" + stable_hash(schema)
 
@@ -219,29 +295,41 @@ class ApiGenerator:
                 async def job(i: int) -> dict[str, Any] | Reject:
                     text, refs = prompts[i]
                     try:
-                        value, _, _ = await self._ask_valid(engine, text, list(refs),
-                                                            self._encoder(list(refs), context), schema, version,
-                                                            check)
+                        value, _, _ = await self._ask_valid(
+                            engine,
+                            text,
+                            list(refs),
+                            self._encoder(list(refs), context),
+                            schema,
+                            version,
+                            check,
+                        )
                         return value
                     except ContractError as exc:
-                        return content_error_reject(f"prompt-{i}", exc, getattr(exc, "reasked", False),
-                                                    "complete_json")
+                        return content_error_reject(
+                            f"prompt-{i}", exc, getattr(exc, "reasked", False), "complete_json"
+                        )
                     except RequestFailed as exc:
                         return reject(f"prompt-{i}", "request_failed", str(exc), "complete_json")
 
                 def done(i: int, result: Any) -> None:
                     if isinstance(result, BaseException):
-                        result = reject(f"prompt-{i}", "error", f"{type(result).__name__}: {result}",
-                                        "complete_json")
+                        result = reject(
+                            f"prompt-{i}", "error", f"{type(result).__name__}: {result}", "complete_json"
+                        )
                     results[i] = result
 
                 await engine.run_jobs(range(len(prompts)), job, done)
         finally:
             cache.close()
-        self.last_ledger = engine.ledger("complete_json", successes=sum(isinstance(r, dict) for r in
-                                                                        results.values()), rejects={})
-        return [results.get(i) or reject(f"prompt-{i}", "stopped", "the run was stopped before this prompt",
-                                         "complete_json") for i in range(len(prompts))]
+        self.last_ledger = engine.ledger(
+            "complete_json", successes=sum(isinstance(r, dict) for r in results.values()), rejects={}
+        )
+        return [
+            results.get(i)
+            or reject(f"prompt-{i}", "stopped", "the run was stopped before this prompt", "complete_json")
+            for i in range(len(prompts))
+        ]
 
 
 @contextlib.asynccontextmanager
@@ -260,5 +348,14 @@ async def closing(client: Any, transport: Transport) -> AsyncIterator[Transport]
 def is_transport_error(exc: BaseException) -> bool:
     """True for network-level failures of httpx-like clients (timeouts, resets, refused connections)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"TransportError", "TimeoutException", "NetworkError", "RemoteProtocolError",
-                         "ConnectionError", "TimeoutError"})
+    return bool(
+        names
+        & {
+            "TransportError",
+            "TimeoutException",
+            "NetworkError",
+            "RemoteProtocolError",
+            "ConnectionError",
+            "TimeoutError",
+        }
+    )

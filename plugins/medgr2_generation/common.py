@@ -28,8 +28,9 @@ class EncodedImage:
     height: int
 
 
-def encode_image(ref: Any, *, max_side: int, max_pixels: int, max_bytes: int, fmt: str = "jpeg",
-                 registry: Any = None) -> EncodedImage:
+def encode_image(
+    ref: Any, *, max_side: int, max_pixels: int, max_bytes: int, fmt: str = "jpeg", registry: Any = None
+) -> EncodedImage:
     """Decode ``ref`` (via :func:`medgr2.images.open_image`) and re-encode it under the caps:
     longest side ``max_side``, ``max_pixels`` pixels and ``max_bytes`` bytes."""
     from PIL import Image
@@ -73,16 +74,34 @@ def check_reply(reply: Reply) -> dict[str, Any]:
 
 def make_sample(item: SeedItem, fields: dict[str, Any], provenance: Provenance) -> VQASample:
     """A sample for ``item`` from validated reply fields."""
-    return VQASample(images=(item.image,), provenance=provenance, split=item.split, subject_id=item.subject_id,
-                     **fields)
+    return VQASample(
+        images=(item.image,), provenance=provenance, split=item.split, subject_id=item.subject_id, **fields
+    )
 
 
-def provenance(item: SeedItem, *, generator: str, version: str, model: str, strategy: str, template_hash: str,
-               cycle: int, seed: int, reply: Reply) -> Provenance:
+def provenance(
+    item: SeedItem,
+    *,
+    generator: str,
+    version: str,
+    model: str,
+    strategy: str,
+    template_hash: str,
+    cycle: int,
+    seed: int,
+    reply: Reply,
+) -> Provenance:
     """Provenance of a sample; ``created_at`` is the reply's time, so resumed runs reproduce it."""
     return Provenance(
-        source_dataset=item.dataset, source_id=item.id, generator=generator, generator_version=version,
-        model_id=model, prompt_strategy=strategy, template_hash=template_hash, cycle=cycle, seed=seed,
+        source_dataset=item.dataset,
+        source_id=item.id,
+        generator=generator,
+        generator_version=version,
+        model_id=model,
+        prompt_strategy=strategy,
+        template_hash=template_hash,
+        cycle=cycle,
+        seed=seed,
         created_at=datetime.fromisoformat(reply.created_at),
     )
 
@@ -108,7 +127,9 @@ class Outcomes:
         if self.task is not None:
             failed = isinstance(result, Reject) and result.reason == "request_failed"
             rejected = isinstance(result, Reject) and not failed
-            self.task.advance(1, **({"failed": 1} if failed else {"rejected": 1} if rejected else {"done": 1}))
+            self.task.advance(
+                1, **({"failed": 1} if failed else {"rejected": 1} if rejected else {"done": 1})
+            )
             if fields:
                 self.task.update(**fields)
 

@@ -28,7 +28,10 @@ SAMPLE_SCHEMA: dict[str, Any] = {
     "properties": {
         "question": {"type": "string", "description": "The question about the image."},
         "options": {
-            "type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 8,
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 2,
+            "maxItems": 8,
             "description": "2 to 8 distinct answer options.",
         },
         "answer": {"type": "string", "description": "The correct option, copied exactly."},
@@ -79,8 +82,12 @@ def parse_reply(text: str, *, truncated: bool = False) -> dict[str, Any]:
                 return obj
             start = chunk.find("{", start + 1)
     if truncated:
-        raise ContractError("truncated", "the reply was cut off before the JSON object ended; answer more briefly")
-    raise ContractError("malformed_json", "the reply contains no valid JSON object; answer with one JSON object only")
+        raise ContractError(
+            "truncated", "the reply was cut off before the JSON object ended; answer more briefly"
+        )
+    raise ContractError(
+        "malformed_json", "the reply contains no valid JSON object; answer with one JSON object only"
+    )
 
 
 def _as_str(data: dict[str, Any], key: str) -> str:
@@ -116,7 +123,8 @@ def _match_answer(answer: str, options: list[str]) -> str:
         if idx < len(options) and (not rest or rest == options[idx].strip().lower()):
             return options[idx]
     raise ContractError(
-        "answer_not_in_options", f"the answer {answer!r} is not one of the options {options}; copy one option exactly"
+        "answer_not_in_options",
+        f"the answer {answer!r} is not one of the options {options}; copy one option exactly",
     )
 
 
@@ -161,7 +169,11 @@ def check_schema(value: Any, schema: dict[str, Any], path: str = "$") -> None:
     types = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
     t = schema.get("type")
     if t in ("number", "integer"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (t == "integer" and value != int(value)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (t == "integer" and value != int(value))
+        ):
             raise ContractError("schema", f"{path} must be {'an integer' if t == 'integer' else 'a number'}")
     elif t in types and not isinstance(value, types[t]):
         raise ContractError("schema", f"{path} must be of type {t}")

@@ -30,17 +30,24 @@ class GeminiGenerator(ApiGenerator):
         super().__init__(options)
         self.options: GeminiOptions = options
 
-    def payload(self, prompt: str, images: Sequence[EncodedImage], schema: dict[str, Any] | None) -> dict[str, Any]:
+    def payload(
+        self, prompt: str, images: Sequence[EncodedImage], schema: dict[str, Any] | None
+    ) -> dict[str, Any]:
         from google.genai import types
 
         parts = [types.Part.from_bytes(data=img.data, mime_type=img.mime) for img in images]
         parts.append(types.Part.from_text(text=prompt))
-        config: dict[str, Any] = {"temperature": self.options.temperature,
-                                  "max_output_tokens": self.options.max_output_tokens}
+        config: dict[str, Any] = {
+            "temperature": self.options.temperature,
+            "max_output_tokens": self.options.max_output_tokens,
+        }
         if schema is not None:
             config.update(response_mime_type="application/json", response_schema=schema)
-        return {"model": self.options.model, "contents": [types.Content(role="user", parts=parts)],
-                "config": types.GenerateContentConfig(**config)}
+        return {
+            "model": self.options.model,
+            "contents": [types.Content(role="user", parts=parts)],
+            "config": types.GenerateContentConfig(**config),
+        }
 
     def open_transport(self) -> contextlib.AbstractAsyncContextManager[Transport]:
         from google import genai
@@ -50,7 +57,8 @@ class GeminiGenerator(ApiGenerator):
         if secret is None:
             raise FatalError("the gemini backend needs an API key: set GEMINI_API_KEY (or GOOGLE_API_KEY)")
         http = types.HttpOptions(
-            base_url=self.options.base_url, api_version=self.options.api_version,
+            base_url=self.options.base_url,
+            api_version=self.options.api_version,
             timeout=int(self.options.timeout_s * 1000),
             async_client_args={"limits": _limits(self.options.concurrency)},
         )
@@ -61,7 +69,9 @@ class GeminiGenerator(ApiGenerator):
                 resp = await client.aio.models.generate_content(**kwargs)
             except errors.APIError as exc:
                 headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-                raise classify_status(exc.code or 0, str(exc.message or exc), headers.get("retry-after")) from exc
+                raise classify_status(
+                    exc.code or 0, str(exc.message or exc), headers.get("retry-after")
+                ) from exc
             except ValueError as exc:  # a body that is not JSON
                 raise RetryableError(f"unreadable reply body: {exc}") from exc
             except Exception as exc:
@@ -71,9 +81,12 @@ class GeminiGenerator(ApiGenerator):
             cand = (resp.candidates or [None])[0]
             finish = str(getattr(cand, "finish_reason", "") or "").rsplit(".", 1)[-1]
             usage = resp.usage_metadata
-            return Reply(text=resp.text or "", finish_reason=finish,
-                         input_tokens=(usage.prompt_token_count or 0) if usage else 0,
-                         output_tokens=(usage.candidates_token_count or 0) if usage else 0)
+            return Reply(
+                text=resp.text or "",
+                finish_reason=finish,
+                input_tokens=(usage.prompt_token_count or 0) if usage else 0,
+                output_tokens=(usage.candidates_token_count or 0) if usage else 0,
+            )
 
         return closing(client.aio, transport)
 

@@ -14,10 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import medgr2
-from medgr2.data import GenerationResult, ImageRef, Ledger, Reject, SeedItem, VQASample, stable_hash
+from medgr2.data import GenerationResult, ImageRef, Ledger, Reject, SeedItem, stable_hash
 from medgr2.engine import Reply, ResponseCache, request_key
 from medgr2.interfaces import StageContext
-from medgr2_generation.common import Outcomes, check_reply, content_error_reject, make_sample, provenance, reject
+from medgr2_generation.common import (
+    Outcomes,
+    check_reply,
+    content_error_reject,
+    make_sample,
+    provenance,
+    reject,
+)
 from medgr2_generation.contract import SCHEMA_VERSION, ContractError, check_schema, parse_reply
 from medgr2_generation.options import LocalOptions
 from medgr2_generation.prompts import REASK, resolve_template
@@ -41,7 +48,9 @@ class LocalGenerator:
     def model_id(self) -> str:
         """The folder plus a fingerprint of its files (name, size, mtime): changes when weights change."""
         folder = Path(self.options.model_path).resolve()
-        files = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in folder.iterdir() if p.is_file())
+        files = sorted(
+            (p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in folder.iterdir() if p.is_file()
+        )
         return f"{folder}#{stable_hash(files)}"
 
     def _model(self) -> tuple[Any, Any]:
@@ -60,45 +69,77 @@ class LocalGenerator:
 
     def _run_batch(self, prompts: Sequence[str], images: Sequence[Any]) -> list[Reply]:
         import torch
-
         from medgr2_hf.vlm import build_inputs
 
         model, processor = self._model()
         o = self.options
         batch = build_inputs(processor, list(images), list(prompts), device=model.device)
-        sampling = {"do_sample": True, "temperature": o.temperature} if o.temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": o.temperature} if o.temperature > 0 else {"do_sample": False}
+        )
         with torch.inference_mode():
-            ids = model.generate(**batch, max_new_tokens=o.max_output_tokens,
-                                 pad_token_id=processor.tokenizer.pad_token_id, **sampling)
-        new = ids[:, batch["input_ids"].shape[1]:]
+            ids = model.generate(
+                **batch,
+                max_new_tokens=o.max_output_tokens,
+                pad_token_id=processor.tokenizer.pad_token_id,
+                **sampling,
+            )
+        new = ids[:, batch["input_ids"].shape[1] :]
         pad, eos = processor.tokenizer.pad_token_id, processor.tokenizer.eos_token_id
         replies = []
-        for row, mask, text in zip(new, batch["attention_mask"], processor.batch_decode(new, skip_special_tokens=True)):
+        for row, mask, text in zip(
+            new, batch["attention_mask"], processor.batch_decode(new, skip_special_tokens=True)
+        ):
             toks = [t for t in row.tolist() if t != pad]
             hit_limit = len(row) >= o.max_output_tokens and (not toks or toks[-1] != eos)
-            replies.append(Reply(text=text.strip(), input_tokens=int(mask.sum()), output_tokens=len(toks),
-                                 finish_reason="length" if hit_limit else "stop"))
+            replies.append(
+                Reply(
+                    text=text.strip(),
+                    input_tokens=int(mask.sum()),
+                    output_tokens=len(toks),
+                    finish_reason="length" if hit_limit else "stop",
+                )
+            )
         return replies
 
     # ------------------------------------------------------------------ shared loop
     def _params(self) -> dict[str, Any]:
         o = self.options
-        return {"temperature": o.temperature, "max_output_tokens": o.max_output_tokens, "side": o.max_image_side}
+        return {
+            "temperature": o.temperature,
+            "max_output_tokens": o.max_output_tokens,
+            "side": o.max_image_side,
+        }
 
-    def _replies(self, jobs: Sequence[tuple[str, ImageRef]], schema_version: str, cache: ResponseCache,
-                 context: StageContext, stats: Counter[str]) -> list[Reply | None]:
+    def _replies(
+        self,
+        jobs: Sequence[tuple[str, ImageRef]],
+        schema_version: str,
+        cache: ResponseCache,
+        context: StageContext,
+        stats: Counter[str],
+    ) -> list[Reply | None]:
         """Replies for ``(prompt, image)`` jobs: cached ones, then the misses in batches
         (``None`` for jobs not reached because ``context.stop`` was set)."""
         model = self.model_id()
-        keys = [request_key(backend=self.name, model=model, prompt=p, images=[r.key], params=self._params(),
-                            schema=schema_version) for p, r in jobs]
+        keys = [
+            request_key(
+                backend=self.name,
+                model=model,
+                prompt=p,
+                images=[r.key],
+                params=self._params(),
+                schema=schema_version,
+            )
+            for p, r in jobs
+        ]
         out: list[Reply | None] = [cache.get(k) for k in keys]
         stats["cache_hits"] += sum(r is not None for r in out)
         todo = [i for i, r in enumerate(out) if r is None]
         for start in range(0, len(todo), self.options.batch_size):
             if context.stop.is_set():
                 break
-            idx = todo[start:start + self.options.batch_size]
+            idx = todo[start : start + self.options.batch_size]
             images = [self._image(jobs[i][1], context) for i in idx]
             for i, reply in zip(idx, self._run_batch([jobs[i][0] for i in idx], images)):
                 cache.add(keys[i], reply)
@@ -108,8 +149,15 @@ class LocalGenerator:
                 stats["output_tokens"] += reply.output_tokens
         return out
 
-    def _validated(self, jobs: Sequence[tuple[str, ImageRef]], check: Any, schema_version: str,
-                   cache: ResponseCache, context: StageContext, stats: Counter[str]) -> list[Any]:
+    def _validated(
+        self,
+        jobs: Sequence[tuple[str, ImageRef]],
+        check: Any,
+        schema_version: str,
+        cache: ResponseCache,
+        context: StageContext,
+        stats: Counter[str],
+    ) -> list[Any]:
         """Per job: ``(value, reply)``, a :class:`ContractError` (after one re-ask), or ``None`` (stopped)."""
         first = self._replies(jobs, schema_version, cache, context, stats)
         results: list[Any] = [None] * len(jobs)
@@ -123,8 +171,10 @@ class LocalGenerator:
                 results[i] = exc
                 if self.options.reask:
                     retry.append(i)
-        follow = [(REASK.format(prompt=jobs[i][0], error=results[i], reply=first[i].text[:4000]), jobs[i][1])
-                  for i in retry]
+        follow = [
+            (REASK.format(prompt=jobs[i][0], error=results[i], reply=first[i].text[:4000]), jobs[i][1])
+            for i in retry
+        ]
         for i, reply in zip(retry, self._replies(follow, schema_version, cache, context, stats)):
             if reply is None:
                 results[i] = None
@@ -137,7 +187,9 @@ class LocalGenerator:
         return results
 
     def _cache(self, context: StageContext) -> ResponseCache:
-        path = Path(self.options.cache_path) if self.options.cache_path else context.work_dir / "requests.jsonl"
+        path = (
+            Path(self.options.cache_path) if self.options.cache_path else context.work_dir / "requests.jsonl"
+        )
         return ResponseCache(path)
 
     # ------------------------------------------------------------------ Generator
@@ -151,8 +203,14 @@ class LocalGenerator:
         assert context.reporter is not None
         with context.reporter.task(f"generate ({self.name})", total=len(items)) as task:
             try:
-                results = self._validated(list(zip(prompts, [i.image for i in items])), check_reply,
-                                          SCHEMA_VERSION, cache, context, stats)
+                results = self._validated(
+                    list(zip(prompts, [i.image for i in items])),
+                    check_reply,
+                    SCHEMA_VERSION,
+                    cache,
+                    context,
+                    stats,
+                )
             finally:
                 cache.close()
             out = Outcomes(len(items), task)
@@ -161,12 +219,21 @@ class LocalGenerator:
                     continue
                 out.add(n, self._sample(item, prompt, res, template, context))
         ledger = Ledger(
-            stage="generate", requests=stats["requests"], successes=len(out.samples()), rejects=dict(out.reasons),
-            input_tokens=stats["input_tokens"], output_tokens=stats["output_tokens"],
+            stage="generate",
+            requests=stats["requests"],
+            successes=len(out.samples()),
+            rejects=dict(out.reasons),
+            input_tokens=stats["input_tokens"],
+            output_tokens=stats["output_tokens"],
             wall_s=round(time.perf_counter() - started, 3),
-            extra={"cache_hits": stats["cache_hits"], "items": len(items), "backend": self.name,
-                   "completed": all(r is not None for r in results), "prompt_strategy": template.name,
-                   "model": self.options.model_path},
+            extra={
+                "cache_hits": stats["cache_hits"],
+                "items": len(items),
+                "backend": self.name,
+                "completed": all(r is not None for r in results),
+                "prompt_strategy": template.name,
+                "model": self.options.model_path,
+            },
         )
         self.last_ledger = ledger
         return GenerationResult(samples=tuple(out.samples()), rejects=tuple(out.rejects()), ledger=ledger)
@@ -175,22 +242,33 @@ class LocalGenerator:
         if isinstance(res, ContractError):
             return content_error_reject(item.id, res, getattr(res, "reasked", False))
         fields, reply = res
-        prov = provenance(item, generator=self.name, version=medgr2.__version__, model=self.options.model_path,
-                          strategy=template.strategy, template_hash=template.hash(prompt), cycle=context.cycle,
-                          seed=context.seed, reply=reply)
+        prov = provenance(
+            item,
+            generator=self.name,
+            version=medgr2.__version__,
+            model=self.options.model_path,
+            strategy=template.strategy,
+            template_hash=template.hash(prompt),
+            cycle=context.cycle,
+            seed=context.seed,
+            reply=reply,
+        )
         try:
             return make_sample(item, fields, prov)
         except ValueError as exc:
             return reject(item.id, "invalid_sample", str(exc))
 
-    def complete_json(self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any],
-                      context: StageContext) -> list[dict[str, Any] | Reject]:
+    def complete_json(
+        self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any], context: StageContext
+    ) -> list[dict[str, Any] | Reject]:
         """One JSON object per ``(prompt, images)`` satisfying ``schema``, or a Reject with the reason.
 
         The local backend takes exactly one image per prompt."""
         bad = [i for i, (_, refs) in enumerate(prompts) if len(refs) != 1]
         if bad:
-            raise ValueError(f"the local backend takes exactly one image per prompt; prompts {bad[:5]} do not")
+            raise ValueError(
+                f"the local backend takes exactly one image per prompt; prompts {bad[:5]} do not"
+            )
 
         def check(reply: Reply) -> dict[str, Any]:
             data = parse_reply(reply.text, truncated=reply.truncated)
@@ -199,16 +277,28 @@ class LocalGenerator:
 
         cache, stats = self._cache(context), Counter[str]()
         try:
-            results = self._validated([(p, refs[0]) for p, refs in prompts], check, "json/" + stable_hash(schema),
-                                      cache, context, stats)
+            results = self._validated(
+                [(p, refs[0]) for p, refs in prompts],
+                check,
+                "json/" + stable_hash(schema),
+                cache,
+                context,
+                stats,
+            )
         finally:
             cache.close()
         out: list[dict[str, Any] | Reject] = []
         for i, res in enumerate(results):
             if res is None:
-                out.append(reject(f"prompt-{i}", "stopped", "the run was stopped before this prompt", "complete_json"))
+                out.append(
+                    reject(
+                        f"prompt-{i}", "stopped", "the run was stopped before this prompt", "complete_json"
+                    )
+                )
             elif isinstance(res, ContractError):
-                out.append(content_error_reject(f"prompt-{i}", res, getattr(res, "reasked", False), "complete_json"))
+                out.append(
+                    content_error_reject(f"prompt-{i}", res, getattr(res, "reasked", False), "complete_json")
+                )
             else:
                 out.append(res[0])
         return out

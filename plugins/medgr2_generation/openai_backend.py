@@ -30,18 +30,24 @@ class OpenAIGenerator(ApiGenerator):
         super().__init__(options)
         self.options: OpenAIOptions = options
 
-    def payload(self, prompt: str, images: Sequence[EncodedImage], schema: dict[str, Any] | None) -> dict[str, Any]:
+    def payload(
+        self, prompt: str, images: Sequence[EncodedImage], schema: dict[str, Any] | None
+    ) -> dict[str, Any]:
         content: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
         for img in images:
             url = f"data:{img.mime};base64,{base64.b64encode(img.data).decode('ascii')}"
             content.append({"type": "image_url", "image_url": {"url": url}})
         body: dict[str, Any] = {
-            "model": self.options.model, "messages": [{"role": "user", "content": content}],
-            "temperature": self.options.temperature, "max_tokens": self.options.max_output_tokens,
+            "model": self.options.model,
+            "messages": [{"role": "user", "content": content}],
+            "temperature": self.options.temperature,
+            "max_tokens": self.options.max_output_tokens,
         }
         if schema is not None:
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "reply", "schema": schema, "strict": False}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "reply", "schema": schema, "strict": False},
+            }
         return body
 
     def open_transport(self) -> contextlib.AbstractAsyncContextManager[Transport]:
@@ -49,8 +55,10 @@ class OpenAIGenerator(ApiGenerator):
 
         secret = env_secret(self.options.api_key_env)
         client = openai.AsyncOpenAI(
-            api_key=secret.get_secret_value() if secret else "not-needed", base_url=self.options.base_url,
-            max_retries=0, timeout=self.options.timeout_s,
+            api_key=secret.get_secret_value() if secret else "not-needed",
+            base_url=self.options.base_url,
+            max_retries=0,
+            timeout=self.options.timeout_s,
         )
 
         async def transport(body: dict[str, Any]) -> Reply:
@@ -60,7 +68,9 @@ class OpenAIGenerator(ApiGenerator):
                 # CPU per request); auth, base URL and the error classes are still the SDK's.
                 resp = await client.post("/chat/completions", body=body, cast_to=object)
             except openai.APIStatusError as exc:
-                raise classify_status(exc.status_code, exc.message, exc.response.headers.get("retry-after")) from exc
+                raise classify_status(
+                    exc.status_code, exc.message, exc.response.headers.get("retry-after")
+                ) from exc
             except openai.APITimeoutError as exc:
                 raise RetryableError(f"timed out: {exc}") from exc
             except openai.APIConnectionError as exc:
@@ -76,11 +86,15 @@ class OpenAIGenerator(ApiGenerator):
             try:
                 choice = resp["choices"][0]
                 usage = resp.get("usage") or {}
-                return Reply(text=choice["message"].get("content") or "",
-                             finish_reason=choice.get("finish_reason") or "",
-                             input_tokens=int(usage.get("prompt_tokens") or 0),
-                             output_tokens=int(usage.get("completion_tokens") or 0))
+                return Reply(
+                    text=choice["message"].get("content") or "",
+                    finish_reason=choice.get("finish_reason") or "",
+                    input_tokens=int(usage.get("prompt_tokens") or 0),
+                    output_tokens=int(usage.get("completion_tokens") or 0),
+                )
             except (TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
-                raise RetryableError(f"the server sent a reply that is not a chat completion: {exc!r}") from exc
+                raise RetryableError(
+                    f"the server sent a reply that is not a chat completion: {exc!r}"
+                ) from exc
 
         return closing(client, transport)

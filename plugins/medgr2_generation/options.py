@@ -28,16 +28,25 @@ class _Options(BaseModel):
 class PromptOptions(_Options):
     """How prompts are made and replies checked (shared by every backend)."""
 
-    strategy: str = Field(default="meta_cognitive",
-                          description="Registered prompt strategy: direct, step_by_step, meta_cognitive ...")
-    template_path: str | None = Field(default=None,
-                                      description="A template file that overrides the strategy's template.")
+    strategy: str = Field(
+        default="meta_cognitive",
+        description="Registered prompt strategy: direct, step_by_step, meta_cognitive ...",
+    )
+    template_path: str | None = Field(
+        default=None, description="A template file that overrides the strategy's template."
+    )
     temperature: float = Field(default=0.7, ge=0, le=2, description="Sampling temperature.")
     max_output_tokens: int = Field(default=1024, ge=16, description="Cap on tokens per reply.")
     reask: bool = Field(default=True, description="Re-ask an invalid reply once with the validation error.")
-    max_image_side: int = Field(default=1024, ge=16, description="Images are downscaled to this longest side.")
-    max_image_pixels: int = Field(default=1024 * 1024, ge=256, description="... and to at most this many pixels.")
-    max_image_bytes: int = Field(default=4_000_000, ge=1024, description="... and re-encoded under this size.")
+    max_image_side: int = Field(
+        default=1024, ge=16, description="Images are downscaled to this longest side."
+    )
+    max_image_pixels: int = Field(
+        default=1024 * 1024, ge=256, description="... and to at most this many pixels."
+    )
+    max_image_bytes: int = Field(
+        default=4_000_000, ge=1024, description="... and re-encoded under this size."
+    )
     image_format: Literal["jpeg", "png"] = Field(default="jpeg", description="Encoding of inline images.")
 
 
@@ -47,7 +56,9 @@ class ApiOptions(PromptOptions):
     model: str = Field(default="gpt-4o-mini", description="Model name sent to the server.")
     base_url: str | None = Field(default=None, description="Server URL (None: the provider's default).")
     concurrency: int = Field(default=16, ge=1, le=4096, description="Requests in flight at most.")
-    rpm: float | None = Field(default=None, gt=0, description="Requests per minute at most (None: unlimited).")
+    rpm: float | None = Field(
+        default=None, gt=0, description="Requests per minute at most (None: unlimited)."
+    )
     tpm: float | None = Field(default=None, gt=0, description="Tokens per minute at most (None: unlimited).")
     timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one HTTP attempt, in seconds.")
     max_retries: int = Field(default=6, ge=0, le=100, description="Retries per request before giving up.")
@@ -57,15 +68,18 @@ class ApiOptions(PromptOptions):
     allow_restricted: bool = Field(
         default=False,
         description="Send images of restricted sources to this external backend (items whose labels have "
-                    "restricted=true or whose dataset is in restricted_datasets).",
+        "restricted=true or whose dataset is in restricted_datasets).",
     )
-    restricted_datasets: list[str] = Field(default_factory=list,
-                                           description="Datasets whose images never leave the machine.")
-    cache_path: str | None = Field(default=None,
-                                   description="Reply cache (JSONL); None: requests.jsonl in the stage folder.")
+    restricted_datasets: list[str] = Field(
+        default_factory=list, description="Datasets whose images never leave the machine."
+    )
+    cache_path: str | None = Field(
+        default=None, description="Reply cache (JSONL); None: requests.jsonl in the stage folder."
+    )
     prices: dict[str, dict[str, float]] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
-        description="USD per million tokens by model: {model: {input: x, output: y}}.")
+        description="USD per million tokens by model: {model: {input: x, output: y}}.",
+    )
 
 
 class GeminiOptions(ApiOptions):
@@ -78,8 +92,10 @@ class GeminiOptions(ApiOptions):
 class OpenAIOptions(ApiOptions):
     """Options of the ``openai`` backend (any OpenAI-compatible server: OpenAI, vLLM, Ollama ...)."""
 
-    api_key_env: str = Field(default="OPENAI_API_KEY",
-                             description="Environment variable holding the key (optional for local servers).")
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY",
+        description="Environment variable holding the key (optional for local servers).",
+    )
 
 
 class LocalOptions(PromptOptions):
@@ -91,5 +107,6 @@ class LocalOptions(PromptOptions):
     max_output_tokens: int = Field(default=256, ge=16, description="New tokens per reply.")
     max_image_side: int = Field(default=448, ge=16, description="Images are downscaled to this longest side.")
     device: str = Field(default="cpu", description="torch device.")
-    cache_path: str | None = Field(default=None,
-                                   description="Reply cache (JSONL); None: requests.jsonl in the stage folder.")
+    cache_path: str | None = Field(
+        default=None, description="Reply cache (JSONL); None: requests.jsonl in the stage folder."
+    )

@@ -57,11 +57,16 @@ class PromptTemplate:
     body: str
     source: str = ""
 
-    PLACEHOLDERS = frozenset({"dataset", "modality", "labels", "report", "modalities", "question_types", "schema"})
+    PLACEHOLDERS = frozenset(
+        {"dataset", "modality", "labels", "report", "modalities", "question_types", "schema"}
+    )
 
     def __post_init__(self) -> None:
-        names = {m.group("named") or m.group("braced")
-                 for m in string.Template.pattern.finditer(self.body) if not m.group("escaped")}
+        names = {
+            m.group("named") or m.group("braced")
+            for m in string.Template.pattern.finditer(self.body)
+            if not m.group("escaped")
+        }
         unknown = sorted(n for n in names if n and n not in self.PLACEHOLDERS)
         if unknown:
             raise TemplateError(
@@ -78,7 +83,9 @@ class PromptTemplate:
         text = path.read_text(encoding="utf-8")
         head, sep, body = text.partition("\n---\n")
         if not sep:
-            raise TemplateError(f"{path}: a template needs '# strategy:' and '# version:' lines, then a '---' line")
+            raise TemplateError(
+                f"{path}: a template needs '# strategy:' and '# version:' lines, then a '---' line"
+            )
         meta: dict[str, str] = {}
         for line in head.splitlines():
             key, colon, value = line.lstrip("# ").partition(":")
@@ -96,7 +103,10 @@ class PromptTemplate:
 
     def render(self, item: SeedItem) -> str:
         """The prompt for one seed item."""
-        labels = "\n".join(f"- {k}: {v}" for k, v in sorted(item.labels.items()) if k != "restricted") or "- (none)"
+        labels = (
+            "\n".join(f"- {k}: {v}" for k, v in sorted(item.labels.items()) if k != "restricted")
+            or "- (none)"
+        )
         return string.Template(self.body).substitute(
             dataset=item.dataset,
             modality=item.modality.label,
@@ -135,7 +145,9 @@ def resolve_template(strategy: str, template_path: str | Path | None, registry: 
     if isinstance(target, (str, Path)):
         target = PromptTemplate.from_file(target)
     if not isinstance(target, PromptTemplate):
-        raise TemplateError(f"prompt {strategy!r} is registered as {type(target).__name__}, not a PromptTemplate")
+        raise TemplateError(
+            f"prompt {strategy!r} is registered as {type(target).__name__}, not a PromptTemplate"
+        )
     return target
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pytest
-
 from gen_helpers import make_items
 
 

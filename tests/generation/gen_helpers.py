@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def make_items(root: Path, n: int, *, dataset: str = "demo", start: int = 0, labels: dict | None = None) -> list:
+def make_items(
+    root: Path, n: int, *, dataset: str = "demo", start: int = 0, labels: dict | None = None
+) -> list:
     """``n`` seed items whose images are small PNGs written under ``root``."""
     from PIL import Image
 
@@ -17,9 +19,14 @@ def make_items(root: Path, n: int, *, dataset: str = "demo", start: int = 0, lab
         name = f"img{i}.png"
         if not (root / name).exists():
             Image.new("RGB", (96, 64), ((i * 37) % 256, 80, 160)).save(root / name)
-        items.append(SeedItem(
-            id=f"{dataset}-{i}", dataset=dataset, modality=Modality.XRAY, split="train",
-            image=ImageRef(path=name, root=str(root), sha256=f"sha-{dataset}-{i}"),
-            labels=dict(labels or {"diagnosis": ["pneumonia", "normal", "effusion"][i % 3]}),
-        ))
+        items.append(
+            SeedItem(
+                id=f"{dataset}-{i}",
+                dataset=dataset,
+                modality=Modality.XRAY,
+                split="train",
+                image=ImageRef(path=name, root=str(root), sha256=f"sha-{dataset}-{i}"),
+                labels=dict(labels or {"diagnosis": ["pneumonia", "normal", "effusion"][i % 3]}),
+            )
+        )
     return items

@@ -22,10 +22,15 @@ def main() -> None:
     from medgr2.stages.generate import generate
 
     registry = load_registry()
-    items = [i.model_copy(update={"labels": {"diagnosis": f"finding {i.id}"}})
-             for i in make_items(Path(image_dir), int(n))]
-    gen = registry.create("generator", "openai", {"base_url": base_url, "concurrency": int(concurrency),
-                                                  "model": "fake-model", "strategy": "direct"})
+    items = [
+        i.model_copy(update={"labels": {"diagnosis": f"finding {i.id}"}})
+        for i in make_items(Path(image_dir), int(n))
+    ]
+    gen = registry.create(
+        "generator",
+        "openai",
+        {"base_url": base_url, "concurrency": int(concurrency), "model": "fake-model", "strategy": "direct"},
+    )
     generate(gen, items, StageContext(work_dir=Path(work_dir), registry=registry, seed=1))
 
 

@@ -6,11 +6,11 @@ import json
 import time
 
 import pytest
+from medgr2_generation.contract import validate_reply
 
 from medgr2.data import Reject, VQASample
 from medgr2.fake_servers import FakeGeminiServer, FakeOpenAIServer, FaultPlan
 from medgr2.interfaces import StageContext
-from medgr2_generation.contract import validate_reply
 
 SERVERS = {"openai": FakeOpenAIServer, "gemini": FakeGeminiServer}
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0, "model": "fake-model"}
@@ -34,13 +34,20 @@ def test_generates_valid_samples_with_provenance(backend, gen_registry, items_fa
     items = items_factory(6)
     with SERVERS[backend](latency=0.01) as server:
         result = make(gen_registry, backend, server, strategy="direct").generate(
-            items, ctx(tmp_path, gen_registry, cycle=2, seed=5))
+            items, ctx(tmp_path, gen_registry, cycle=2, seed=5)
+        )
         assert server.bodies["structured"] == 6 and server.bodies["images"] == 6
     assert len(result.samples) == 6 and not result.rejects
     for item, s in zip(items, result.samples):
         assert s.answer in s.options and s.images == (item.image,) and s.split == "train"
         p = s.provenance
-        assert (p.source_id, p.generator, p.prompt_strategy, p.cycle, p.seed) == (item.id, backend, "direct", 2, 5)
+        assert (p.source_id, p.generator, p.prompt_strategy, p.cycle, p.seed) == (
+            item.id,
+            backend,
+            "direct",
+            2,
+            5,
+        )
         assert p.template_hash and p.model_id == "fake-model"
     assert len({s.provenance.template_hash for s in result.samples}) == 3  # one per distinct label
     ledger = result.ledger
@@ -49,8 +56,12 @@ def test_generates_valid_samples_with_provenance(backend, gen_registry, items_fa
 
 
 @pytest.mark.parametrize("backend", ["openai", "gemini"])
-@pytest.mark.parametrize("faults", [["429"], ["500", "503"], ["reset", "429", "500"], ["bad_body"], ["timeout"]])
-def test_k_faults_reach_the_server_as_k_plus_1_attempts(backend, faults, gen_registry, items_factory, tmp_path):
+@pytest.mark.parametrize(
+    "faults", [["429"], ["500", "503"], ["reset", "429", "500"], ["bad_body"], ["timeout"]]
+)
+def test_k_faults_reach_the_server_as_k_plus_1_attempts(
+    backend, faults, gen_registry, items_factory, tmp_path
+):
     items = items_factory(3)
     plan = FaultPlan(per_prompt=faults, retry_after=0.05, stall_s=1.0)
     opts = {"max_retries": 4, "timeout_s": 0.5} if "timeout" in faults else {"max_retries": 4}
@@ -66,7 +77,9 @@ def test_k_faults_reach_the_server_as_k_plus_1_attempts(backend, faults, gen_reg
 def test_retry_after_is_honoured(backend, gen_registry, items_factory, tmp_path):
     plan = FaultPlan(per_prompt=["429"], retry_after=0.6)
     with SERVERS[backend](faults=plan) as server:
-        make(gen_registry, backend, server, backoff_base_s=0.0).generate(items_factory(1), ctx(tmp_path, gen_registry))
+        make(gen_registry, backend, server, backoff_base_s=0.0).generate(
+            items_factory(1), ctx(tmp_path, gen_registry)
+        )
         first, second = server.log[0].t, server.log[1].t
     assert 0.6 <= second - first < 1.2
 
@@ -74,7 +87,8 @@ def test_retry_after_is_honoured(backend, gen_registry, items_factory, tmp_path)
 def test_gives_up_with_the_error_recorded(gen_registry, items_factory, tmp_path):
     with FakeOpenAIServer(faults=FaultPlan(rates={"500": 1.0})) as server:
         result = make(gen_registry, "openai", server, max_retries=2).generate(
-            items_factory(2), ctx(tmp_path, gen_registry))
+            items_factory(2), ctx(tmp_path, gen_registry)
+        )
         assert server.attempts == 6
     assert not result.samples and {r.reason for r in result.rejects} == {"request_failed"}
     assert all("gave up after 3 attempt(s)" in r.detail and "500" in r.detail for r in result.rejects)
@@ -87,7 +101,9 @@ def test_malformed_replies_never_become_samples(backend, gen_registry, items_fac
     items = items_factory(40)
     plan = FaultPlan(rates={"malformed": 0.2, "truncated": 0.05, "wrong_answer": 0.05}, seed=3)
     with SERVERS[backend](faults=plan) as server:
-        result = make(gen_registry, backend, server, concurrency=8).generate(items, ctx(tmp_path, gen_registry))
+        result = make(gen_registry, backend, server, concurrency=8).generate(
+            items, ctx(tmp_path, gen_registry)
+        )
         reasks = sum(1 for a in server.log if a.prompt_key.startswith("Your previous reply"))
     assert len(result.samples) + len(result.rejects) == 40
     assert reasks >= 4  # some first replies were bad and re-asked once
@@ -113,13 +129,18 @@ def test_an_invalid_reply_is_reasked_once_with_the_error(gen_registry, items_fac
         result = make(gen_registry, "openai", server).generate(items_factory(1), ctx(tmp_path, gen_registry))
         follow_up = server.last_body["messages"][0]["content"][0]["text"]
     assert len(result.samples) == 1 and server.attempts == 2
-    assert "not one of the options" in follow_up and "Previous reply" in follow_up and "- diagnosis:" in follow_up
+    assert (
+        "not one of the options" in follow_up
+        and "Previous reply" in follow_up
+        and "- diagnosis:" in follow_up
+    )
 
 
 def test_reask_off_rejects_at_once(gen_registry, items_factory, tmp_path):
     with FakeOpenAIServer(faults=FaultPlan(per_prompt=["malformed"])) as server:
         result = make(gen_registry, "openai", server, reask=False).generate(
-            items_factory(2), ctx(tmp_path, gen_registry))
+            items_factory(2), ctx(tmp_path, gen_registry)
+        )
         assert server.attempts == 2
     assert [r.reason for r in result.rejects] == ["malformed_json", "malformed_json"]
 
@@ -132,7 +153,11 @@ def test_resume_and_cache_invalidation_by_one_parameter(gen_registry, items_fact
         assert server.attempts == 8
         again = make(gen_registry, "openai", server).generate(items, context)
         assert server.attempts == 8 and again.samples == first.samples
-        assert again.ledger.requests == 0 and again.ledger.extra["cache_hits"] == 8 and again.ledger.cost_usd == 0
+        assert (
+            again.ledger.requests == 0
+            and again.ledger.extra["cache_hits"] == 8
+            and again.ledger.cost_usd == 0
+        )
         # scheduling options do not change replies: still nothing to request
         make(gen_registry, "openai", server, concurrency=3, rpm=6000, timeout_s=9).generate(items, context)
         assert server.attempts == 8
@@ -153,7 +178,8 @@ def test_restricted_sources_never_leave_the_machine(gen_registry, items_factory,
     items += items_factory(1, dataset="private")
     with FakeOpenAIServer() as server:
         result = make(gen_registry, "openai", server, restricted_datasets=["private"]).generate(
-            items, ctx(tmp_path, gen_registry))
+            items, ctx(tmp_path, gen_registry)
+        )
         assert server.attempts == 2
         allowed = make(gen_registry, "openai", server, allow_restricted=True, restricted_datasets=["private"])
         assert len(allowed.generate(items, ctx(tmp_path, gen_registry)).samples) == 4
@@ -170,11 +196,17 @@ def test_images_are_sent_inline_under_the_caps(gen_registry, tmp_path):
     from medgr2.data import ImageRef, Modality, SeedItem
 
     Image.new("RGB", (1200, 900), (20, 40, 60)).save(tmp_path / "big.png")
-    item = SeedItem(id="big", dataset="demo", modality=Modality.CT, labels={"diagnosis": "cyst"},
-                    image=ImageRef(path="big.png", root=str(tmp_path)))
+    item = SeedItem(
+        id="big",
+        dataset="demo",
+        modality=Modality.CT,
+        labels={"diagnosis": "cyst"},
+        image=ImageRef(path="big.png", root=str(tmp_path)),
+    )
     with FakeOpenAIServer() as server:
         make(gen_registry, "openai", server, max_image_side=256, max_image_pixels=40_000).generate(
-            [item], ctx(tmp_path, gen_registry))
+            [item], ctx(tmp_path, gen_registry)
+        )
         url = server.last_body["messages"][0]["content"][1]["image_url"]["url"]
     assert url.startswith("data:image/jpeg;base64,")
     img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
@@ -185,8 +217,12 @@ def test_unreadable_images_are_rejected(gen_registry, tmp_path):
     from medgr2.data import ImageRef, Modality, SeedItem
 
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    item = SeedItem(id="broken", dataset="demo", modality=Modality.CT,
-                    image=ImageRef(path="broken.png", root=str(tmp_path)))
+    item = SeedItem(
+        id="broken",
+        dataset="demo",
+        modality=Modality.CT,
+        image=ImageRef(path="broken.png", root=str(tmp_path)),
+    )
     with FakeOpenAIServer() as server:
         result = make(gen_registry, "openai", server).generate([item], ctx(tmp_path, gen_registry))
         assert server.attempts == 0
@@ -195,10 +231,16 @@ def test_unreadable_images_are_rejected(gen_registry, tmp_path):
 
 @pytest.mark.parametrize("backend", ["openai", "gemini"])
 def test_complete_json_for_judges(backend, gen_registry, items_factory, tmp_path):
-    schema = {"type": "object", "properties": {"score": {"type": "integer"}, "verdict": {"type": "string"}},
-              "required": ["score", "verdict"]}
-    replies = {"good": '{"score": 7, "verdict": "ok"}', "prose": 'Sure: ```json\n{"score": 2, "verdict": "no"}\n```',
-               "bad": '{"score": "high", "verdict": "x"}'}
+    schema = {
+        "type": "object",
+        "properties": {"score": {"type": "integer"}, "verdict": {"type": "string"}},
+        "required": ["score", "verdict"],
+    }
+    replies = {
+        "good": '{"score": 7, "verdict": "ok"}',
+        "prose": 'Sure: ```json\n{"score": 2, "verdict": "no"}\n```',
+        "bad": '{"score": "high", "verdict": "x"}',
+    }
 
     def reply(prompt):
         return next(v for k, v in replies.items() if prompt.endswith(k + " one"))
@@ -239,7 +281,8 @@ def test_rpm_limit_against_the_server(gen_registry, items_factory, tmp_path):
     with FakeOpenAIServer() as server:
         t = time.monotonic()
         make(gen_registry, "openai", server, rpm=600, concurrency=8).generate(
-            items_factory(6), ctx(tmp_path, gen_registry))
+            items_factory(6), ctx(tmp_path, gen_registry)
+        )
         elapsed = time.monotonic() - t
         times = [a.t for a in server.log]
     assert elapsed >= 0.5  # 600 rpm: one start per 0.1 s

@@ -6,32 +6,44 @@ import json
 from pathlib import Path
 
 import pytest
-
-from medgr2.data import Modality, QuestionType
 from medgr2_generation.contract import SAMPLE_SCHEMA, ContractError, check_schema, parse_reply, validate_reply
 from medgr2_generation.prompts import PromptTemplate, TemplateError, resolve_template
 
-GOOD = {"question": "Which finding?", "options": ["normal", "pneumonia", "effusion"], "answer": "pneumonia",
-        "rationale": "opacity", "modality": "xray", "question_type": "disease_diagnosis"}
+from medgr2.data import Modality, QuestionType
+
+GOOD = {
+    "question": "Which finding?",
+    "options": ["normal", "pneumonia", "effusion"],
+    "answer": "pneumonia",
+    "rationale": "opacity",
+    "modality": "xray",
+    "question_type": "disease_diagnosis",
+}
 
 
-@pytest.mark.parametrize("text", [
-    json.dumps(GOOD),
-    "```json\n" + json.dumps(GOOD) + "\n```",
-    "Here is the sample:\n" + json.dumps(GOOD, indent=2) + "\nLet me know if you need more.",
-    "Thinking {not json} first. " + json.dumps(GOOD),
-    "```\n" + json.dumps(GOOD) + "\n```\ntrailing",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps(GOOD),
+        "```json\n" + json.dumps(GOOD) + "\n```",
+        "Here is the sample:\n" + json.dumps(GOOD, indent=2) + "\nLet me know if you need more.",
+        "Thinking {not json} first. " + json.dumps(GOOD),
+        "```\n" + json.dumps(GOOD) + "\n```\ntrailing",
+    ],
+)
 def test_parse_reply_finds_the_object(text):
     assert parse_reply(text) == GOOD
 
 
-@pytest.mark.parametrize("text,truncated,reason", [
-    ("", False, "empty_reply"),
-    ("no json here", False, "malformed_json"),
-    ('{"question": "Which', True, "truncated"),
-    ('{"question": "Which', False, "malformed_json"),
-])
+@pytest.mark.parametrize(
+    "text,truncated,reason",
+    [
+        ("", False, "empty_reply"),
+        ("no json here", False, "malformed_json"),
+        ('{"question": "Which', True, "truncated"),
+        ('{"question": "Which', False, "malformed_json"),
+    ],
+)
 def test_parse_reply_errors_have_reasons(text, truncated, reason):
     with pytest.raises(ContractError) as e:
         parse_reply(text, truncated=truncated)
@@ -47,23 +59,28 @@ def test_validate_accepts_and_normalises():
     assert validate_reply({**GOOD, "answer": "Pneumonia"})["answer"] == "pneumonia"
     lettered = validate_reply({**GOOD, "options": ["A. normal", "B. pneumonia"], "answer": "B. pneumonia"})
     assert lettered["options"] == ("normal", "pneumonia") and lettered["answer"] == "pneumonia"
-    assert validate_reply({**GOOD, "modality": "X-ray", "question_type": "Disease Diagnosis"})["modality"] is \
-        Modality.XRAY
+    assert (
+        validate_reply({**GOOD, "modality": "X-ray", "question_type": "Disease Diagnosis"})["modality"]
+        is Modality.XRAY
+    )
 
 
-@pytest.mark.parametrize("change,reason", [
-    ({"question": "  "}, "empty_question"),
-    ({"options": ["only one"], "answer": "only one"}, "option_count"),
-    ({"options": [f"o{i}" for i in range(9)], "answer": "o1"}, "option_count"),
-    ({"options": ["a", "A", "b"], "answer": "a"}, "duplicate_options"),
-    ({"options": "a, b"}, "bad_options"),
-    ({"options": ["a", ""], "answer": "a"}, "bad_options"),
-    ({"answer": "none of these"}, "answer_not_in_options"),
-    ({"answer": "E"}, "answer_not_in_options"),
-    ({"modality": "xray-ct"}, "bad_modality"),
-    ({"question_type": "trivia"}, "bad_question_type"),
-    ({"question": None}, "missing_question"),
-])
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        ({"question": "  "}, "empty_question"),
+        ({"options": ["only one"], "answer": "only one"}, "option_count"),
+        ({"options": [f"o{i}" for i in range(9)], "answer": "o1"}, "option_count"),
+        ({"options": ["a", "A", "b"], "answer": "a"}, "duplicate_options"),
+        ({"options": "a, b"}, "bad_options"),
+        ({"options": ["a", ""], "answer": "a"}, "bad_options"),
+        ({"answer": "none of these"}, "answer_not_in_options"),
+        ({"answer": "E"}, "answer_not_in_options"),
+        ({"modality": "xray-ct"}, "bad_modality"),
+        ({"question_type": "trivia"}, "bad_question_type"),
+        ({"question": None}, "missing_question"),
+    ],
+)
 def test_validate_rejects_with_a_reason(change, reason):
     with pytest.raises(ContractError) as e:
         validate_reply({**GOOD, **change})
@@ -73,12 +90,22 @@ def test_validate_rejects_with_a_reason(change, reason):
 def test_schema_matches_the_contract_and_checker():
     check_schema(GOOD, SAMPLE_SCHEMA)
     assert set(SAMPLE_SCHEMA["required"]) == set(GOOD)
-    for bad in ({**GOOD, "options": ["x"]}, {k: v for k, v in GOOD.items() if k != "answer"},
-                {**GOOD, "modality": "radio"}, {**GOOD, "question": 3}):
+    for bad in (
+        {**GOOD, "options": ["x"]},
+        {k: v for k, v in GOOD.items() if k != "answer"},
+        {**GOOD, "modality": "radio"},
+        {**GOOD, "question": 3},
+    ):
         with pytest.raises(ContractError):
             check_schema(bad, SAMPLE_SCHEMA)
-    check_schema({"score": 3, "ok": True}, {"type": "object", "properties": {
-        "score": {"type": "integer"}, "ok": {"type": "boolean"}}, "required": ["score"]})
+    check_schema(
+        {"score": 3, "ok": True},
+        {
+            "type": "object",
+            "properties": {"score": {"type": "integer"}, "ok": {"type": "boolean"}},
+            "required": ["score"],
+        },
+    )
     with pytest.raises(ContractError, match="integer"):
         check_schema({"score": 2.5}, {"type": "object", "properties": {"score": {"type": "integer"}}})
 
@@ -115,7 +142,9 @@ def test_plugin_override_replaces_a_builtin(tmp_path, items_factory):
     registry = load_registry(disabled=["reward", "trl"])
     registry.registrar("prompt", "mine").add("direct", Path(path), override=True)
     template = resolve_template("direct", None, registry)
-    assert template.version == "2" and template.render(items_factory(1)[0]) == "Short: - diagnosis: pneumonia\n"
+    assert (
+        template.version == "2" and template.render(items_factory(1)[0]) == "Short: - diagnosis: pneumonia\n"
+    )
 
 
 def test_bad_templates_are_explained(tmp_path):

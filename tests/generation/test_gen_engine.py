@@ -27,7 +27,12 @@ class ScriptedTransport:
     """Fails the first ``faults[payload]`` attempts of each payload, sleeping ``latency(payload)``."""
 
     def __init__(self, faults=None, latency=lambda p: 0.0, retry_after=None, fatal=()):
-        self.faults, self.latency, self.retry_after, self.fatal = faults or {}, latency, retry_after, set(fatal)
+        self.faults, self.latency, self.retry_after, self.fatal = (
+            faults or {},
+            latency,
+            retry_after,
+            set(fatal),
+        )
         self.attempts: dict = {}
         self.times: list[float] = []
         self.in_flight = self.max_in_flight = 0
@@ -142,6 +147,7 @@ def test_tpm_limits_tokens_per_window():
     async def main():
         async def job(p):
             return await engine.request(request_key(p=p), p, est_tokens=15)
+
         await engine.run_jobs([f"p{i}" for i in range(6)], job, lambda p, r: results.__setitem__(p, r))
 
     asyncio.run(main())
@@ -190,7 +196,10 @@ def test_stop_event_stops_new_work_and_keeps_finished():
             if p == "p3":
                 stop.set()
             return await engine.request(request_key(p=p), p)
-        return await engine.run_jobs([f"p{i}" for i in range(20)], job, lambda p, r: results.__setitem__(p, r))
+
+        return await engine.run_jobs(
+            [f"p{i}" for i in range(20)], job, lambda p, r: results.__setitem__(p, r)
+        )
 
     finished = asyncio.run(main())
     assert finished is False

@@ -19,8 +19,11 @@ N, C = 40, 4
 
 
 def start(server, work_dir: Path, image_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(WORKER), server.base_url, str(work_dir), str(image_dir), str(N),
-                             str(C)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), server.base_url, str(work_dir), str(image_dir), str(N), str(C)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def cached_keys(work_dir: Path) -> list[str]:
@@ -41,8 +44,16 @@ def final_set(work_dir: Path) -> list[tuple]:
     for line in (work_dir / "samples.jsonl").read_text().splitlines():
         s = json.loads(line)
         prov = {k: v for k, v in s["provenance"].items() if k != "created_at"}
-        out.append((s["id"], s["question"], tuple(s["options"]), s["answer"], s["rationale"],
-                    json.dumps(prov, sort_keys=True)))
+        out.append(
+            (
+                s["id"],
+                s["question"],
+                tuple(s["options"]),
+                s["answer"],
+                s["rationale"],
+                json.dumps(prov, sort_keys=True),
+            )
+        )
     return out
 
 

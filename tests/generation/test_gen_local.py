@@ -22,12 +22,19 @@ def tiny_vlm(tmp_path_factory):
 
 def local(registry, tmp_path, model_path, **kw):
     (tmp_path / "short.txt").write_text(TEMPLATE)
-    opts = {"model_path": str(model_path), "template_path": str(tmp_path / "short.txt"), "max_output_tokens": 16,
-            "batch_size": 2, **kw}
+    opts = {
+        "model_path": str(model_path),
+        "template_path": str(tmp_path / "short.txt"),
+        "max_output_tokens": 16,
+        "batch_size": 2,
+        **kw,
+    }
     return registry.create("generator", "local", opts)
 
 
-def test_tiny_vlm_runs_batched_and_every_item_is_accounted_for(tiny_vlm, gen_registry, items_factory, tmp_path):
+def test_tiny_vlm_runs_batched_and_every_item_is_accounted_for(
+    tiny_vlm, gen_registry, items_factory, tmp_path
+):
     items = items_factory(3)
     gen = local(gen_registry, tmp_path, tiny_vlm)
     context = StageContext(work_dir=tmp_path / "work", registry=gen_registry)
@@ -69,9 +76,12 @@ def test_local_contract_and_resume_with_a_scripted_model(gen_registry, items_fac
     assert [s.provenance.source_id for s in result.samples] == ["demo-0", "demo-1", "demo-3", "demo-4"]
     assert {r.id: r.reason for r in result.rejects} == {"demo-2": "option_count", "demo-5": "option_count"}
     assert calls == [4, 2, 4]  # 6 prompts in batches of 4, then 4 re-asks
-    assert all(s.provenance.generator == "local" and s.provenance.prompt_strategy == "short"
-               for s in result.samples)
+    assert all(
+        s.provenance.generator == "local" and s.provenance.prompt_strategy == "short" for s in result.samples
+    )
     assert result.ledger.rejects == {"option_count": 2}
     assert gen.generate(items, context).samples == result.samples and calls == [4, 2, 4]
-    out = gen.complete_json([("rate it", [items[0].image])], {"type": "object", "required": ["score"]}, context)
+    out = gen.complete_json(
+        [("rate it", [items[0].image])], {"type": "object", "required": ["score"]}, context
+    )
     assert isinstance(out[0], Reject) and out[0].reason == "schema"

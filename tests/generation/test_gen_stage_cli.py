@@ -53,9 +53,22 @@ def test_cli_generate_runs_and_resumes(tmp_path):
     out, config = tmp_path / "out", tmp_path / "run.yaml"
     config.write_text(FAKES_CONFIG)
     with FakeOpenAIServer() as server:
-        args = [sys.executable, "-c", "from medgr2.cli import main; main()", "--plugin", "medgr2.testing",
-                "generate", str(config), "--set", f"generation.generator.options.base_url={server.base_url}",
-                "--limit", "4", "--out", str(out), "--json"]
+        args = [
+            sys.executable,
+            "-c",
+            "from medgr2.cli import main; main()",
+            "--plugin",
+            "medgr2.testing",
+            "generate",
+            str(config),
+            "--set",
+            f"generation.generator.options.base_url={server.base_url}",
+            "--limit",
+            "4",
+            "--out",
+            str(out),
+            "--json",
+        ]
         first = subprocess.run(args, capture_output=True, text=True, timeout=120)
         assert first.returncode == 0, first.stderr[-2000:]
         ledger = json.loads(first.stdout)
@@ -69,7 +82,18 @@ def test_cli_generate_runs_and_resumes(tmp_path):
 def test_cli_reports_bad_options(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(FAKES_CONFIG)
-    args = [sys.executable, "-c", "from medgr2.cli import main; main()", "--plugin", "medgr2.testing", "generate",
-            str(config), "--set", "generation.generator.options.concurency=3", "--out", str(tmp_path)]
+    args = [
+        sys.executable,
+        "-c",
+        "from medgr2.cli import main; main()",
+        "--plugin",
+        "medgr2.testing",
+        "generate",
+        str(config),
+        "--set",
+        "generation.generator.options.concurency=3",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "concurency" in proc.stderr
