@@ -276,7 +276,13 @@ class MedMNISTSource:
         modality = o.modality or next((m for key, m in _MEDMNIST_MODALITY if key in stem), Modality.OTHER)
         names = {**MEDMNIST_CLASSES.get(stem, {}), **o.class_names}
         items, rejects = [], []
-        with np.load(path, allow_pickle=False) as z:
+        if not path.is_file():
+            raise FileNotFoundError(f"MedMNIST file {path} not found: set 'file' (relative to root)")
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - any unreadable archive gets one clear message
+            raise ValueError(f"cannot read {path} as a MedMNIST .npz: {type(exc).__name__}: {exc}") from exc
+        with archive as z:
             splits = sorted(k[: -len("_images")] for k in z.files if k.endswith("_images"))
             if not splits:
                 raise ValueError(

@@ -248,3 +248,11 @@ def test_medmnist_source_splits(tmp_path, registry):
     assert Counter(it.split for it in mapped.items) == {"train": 6, "test": 2}
     resplit = registry.create("dataset", "medmnist", {**opts, "use_source_splits": False}).load()
     assert sum(Counter(it.split for it in resplit.items).values()) == 8
+
+
+def test_unreadable_npz_is_a_clear_error(tmp_path, registry):
+    (tmp_path / "x.npz").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot read .* as a MedMNIST"):
+        registry.create("dataset", "medmnist", {"root": str(tmp_path), "file": "x.npz"}).load()
+    with pytest.raises(FileNotFoundError, match="not found"):
+        registry.create("dataset", "medmnist", {"root": str(tmp_path), "file": "y.npz"}).load()
