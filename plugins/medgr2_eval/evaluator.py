@@ -110,7 +110,7 @@ class VQAEvaluator:
                         model_answer=read_answer(raw, fmt), raw_answer=raw, modality=s.modality.value,
                         question_type=s.question_type.value, dataset=s.provenance.source_dataset or None,
                         option_scores=scores))
-                task.advance(len(batch), invalid=0)
+                task.advance(len(batch))
         return preds
 
     def answer_format(self, context: StageContext) -> str:
