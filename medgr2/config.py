@@ -37,6 +37,8 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, defaults are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
@@ -462,6 +464,7 @@ def resolved_dict(config: RunConfig, registry: Registry | None = None) -> dict[s
 
 
 def dump_yaml(data: Any) -> str:
+    """Plain data as block-style YAML, keys in their original order."""
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -98,6 +98,7 @@ class Entry:
         return self.config
 
     def validate_options(self, options: Mapping[str, Any] | BaseModel | None) -> BaseModel:
+        """``options`` validated against the options model (raises :class:`OptionsError`)."""
         model = self.options_model()
         if isinstance(options, model):
             return options
@@ -109,6 +110,7 @@ class Entry:
             raise OptionsError(self.kind, self.name, e) from e
 
     def summary(self) -> str:
+        """One line for listings: the description, else the first docstring line of an imported target."""
         if self.description:
             return self.description
         target = self.target
@@ -161,10 +163,12 @@ class Registry:
 
     def registrar(self, kind: str, plugin: str = "", distribution: str | None = None,
                   version: str | None = None) -> KindRegistry:
+        """The object handed to one plugin's registrar hook for ``kind``."""
         self._check_kind(kind)
         return KindRegistry(self, kind, plugin, distribution, version)
 
     def add(self, entry: Entry, *, override: bool = False) -> None:
+        """Add ``entry``; a taken name is a :class:`RegistryError` unless ``override``."""
         self._check_kind(entry.kind)
         if not entry.name or not entry.name.replace("_", "").replace("-", "").replace(".", "").isalnum():
             raise RegistryError(f"invalid {entry.kind} name {entry.name!r}: use letters, digits, - _ .")
@@ -177,6 +181,7 @@ class Registry:
         self.entries[entry.kind][entry.name] = entry
 
     def names(self, kind: str) -> list[str]:
+        """The registered names of ``kind``, sorted."""
         self._check_kind(kind)
         return sorted(self.entries[kind])
 

@@ -89,6 +89,7 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 
 
 def read_json(path: str | os.PathLike[str], model: type[M] | None = None) -> Any:
+    """Read a JSON file (validated into ``model`` when given)."""
     text = Path(path).read_text(encoding="utf-8")
     return model.model_validate_json(text) if model is not None else json.loads(text)
 
@@ -151,12 +152,14 @@ class JsonlAppender:
             f.truncate(cut)
 
     def append(self, record: Any) -> None:
+        """Write one record as a line, flushed (and fsync'd unless ``fsync=False``)."""
         self._f.write(_line(record) + "\n")
         self._f.flush()
         if self._fsync:
             os.fsync(self._f.fileno())
 
     def close(self) -> None:
+        """Close the file."""
         self._f.close()
 
     def __enter__(self) -> JsonlAppender:
@@ -205,9 +208,11 @@ class RunStore:
 
     @staticmethod
     def key(cycle: int, stage: str) -> str:
+        """The manifest key of a stage: ``cycle-NNN/<stage>``."""
         return f"cycle-{cycle:03d}/{stage}"
 
     def manifest(self) -> dict[str, Any]:
+        """The manifest (``{"stages": {}}`` before any stage completed)."""
         if not self.manifest_path.exists():
             return {"stages": {}}
         return read_json(self.manifest_path)
@@ -218,6 +223,7 @@ class RunStore:
         return bool(rec) and rec.get("inputs") == inputs_hash and rec.get("config") == config_hash
 
     def record(self, cycle: int, stage: str) -> dict[str, Any] | None:
+        """The manifest record of a completed stage (hashes, outputs, time), else ``None``."""
         return self.manifest()["stages"].get(self.key(cycle, stage))
 
     def mark_complete(self, cycle: int, stage: str, inputs_hash: str, config_hash: str,
@@ -237,6 +243,7 @@ class RunStore:
             write_json(self.manifest_path, m)
 
     def save_config(self, resolved: dict[str, Any], versions: dict[str, Any]) -> None:
+        """Write ``config.yaml`` (the resolved config: secrets are never part of it) and ``versions.json``."""
         from medgr2.config import dump_yaml
 
         atomic_write_text(self.root / "config.yaml", dump_yaml(resolved))

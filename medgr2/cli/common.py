@@ -45,12 +45,14 @@ def load_run_config(path: Path | None, overrides: list[str] | None) -> Any:
 
 
 def reporter(quiet: bool = False) -> Any:
+    """A rich progress reporter on stderr, or a silent one when ``quiet``."""
     from medgr2.progress import RichReporter, SilentReporter
 
     return SilentReporter() if quiet else RichReporter()
 
 
 def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout."""
     import json
     import sys
 
