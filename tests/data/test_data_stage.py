@@ -23,10 +23,10 @@ def test_omnimedvqa_export_round_trip(tmp_path, registry):
 
 
 def test_generated_questions_round_trip_through_export(tmp_path, registry):
-    seed = load_seed([{"name": "demo"}], registry)
-    gen = registry.create("generator", "labels", {"per_item": 3, "seed": 1})
+    seed = load_seed([{"name": "demo", "options": {"packages": ["skimage", "pydicom"]}}], registry)
+    gen = registry.create("generator", "labels", {"per_item": 5, "seed": 1})
     samples = gen.generate(seed.items, StageContext(work_dir=tmp_path)).samples
-    assert len(samples) >= 30
+    assert len(samples) >= 15 and len({s.modality for s in samples}) >= 4
     result = export_omnimedvqa(samples, tmp_path / "out", registry)
     assert result.samples == len(samples) and not result.rejects
     back = load_seed([{"name": "omnimedvqa", "options": {"root": str(tmp_path / "out")}}], registry)
