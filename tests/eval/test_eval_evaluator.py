@@ -118,3 +118,19 @@ def test_eval_run_cli_on_a_source(tmp_path, tiny_model, omni_root):
     bad = ["eval", "run", "--model", str(tmp_path / "nope"), "--samples", "x.jsonl", "--out", str(tmp_path)]
     r = CliRunner().invoke(build_app(bad), bad)
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+@pytest.mark.data
+def test_vqa_evaluator_on_real_shared_images(tmp_path, tiny_model, shared_data, registry):
+    """Real BUSI ultrasound PNGs through the labels builder, evaluated under two scorers."""
+    seed = registry.create("dataset", "shared", {"preset": "busi", "root": str(shared_data),
+                                                 "overrides": {"limit": 12}}).load()
+    ctx = StageContext(work_dir=tmp_path / "w", registry=registry, seed=0)
+    samples = list(registry.create("generator", "labels", {"seed": 0}).generate(seed.items, ctx).samples)[:10]
+    assert samples, "the labels builder made no questions from BUSI"
+    ev = registry.create("evaluator", "vqa", {"batch_size": 5, "bootstrap": 0, "prompt": "medgr2"})
+    report = evaluate(ev, samples, tiny_model, tmp_path / "o", ctx, scorer="vlmevalkit")
+    assert report.overall.n == len(samples) and "ultrasound" in report.by_modality
+    assert report.meta["prompt"] == "medgr2"
+    preds = read_jsonl(tmp_path / "o" / "predictions.jsonl", Prediction)
+    assert all("Please choose one of the following" not in p.question for p in preds)  # the sample's own question
