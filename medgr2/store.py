@@ -140,7 +140,11 @@ class JsonlAppender:
         self._fsync = fsync
 
     def _repair(self) -> None:
-        """Cut a torn last line so the next append starts on a fresh line."""
+        """Cut a torn last line so the next append starts on a fresh line.
+
+        A last line that is complete JSON but lacks its newline (written by another tool) is
+        kept and terminated instead.
+        """
         if not self.path.exists() or self.path.stat().st_size == 0:
             return
         with open(self.path, "rb+") as f:
@@ -149,11 +153,24 @@ class JsonlAppender:
                 return
             data = f.seek(0) or f.read()
             cut = data.rfind(b"\n") + 1
-            f.truncate(cut)
+            try:
+                json.loads(data[cut:])
+            except ValueError:
+                f.truncate(cut)
+            else:
+                f.write(b"\n")
 
     def append(self, record: Any) -> None:
         """Write one record as a line, flushed (and fsync'd unless ``fsync=False``)."""
         self._f.write(_line(record) + "\n")
+        self._f.flush()
+        if self._fsync:
+            os.fsync(self._f.fileno())
+
+    def append_many(self, records: Iterable[Any]) -> None:
+        """Write several records, then flush and fsync once (group commit: all are durable on return)."""
+        for record in records:
+            self._f.write(_line(record) + "\n")
         self._f.flush()
         if self._fsync:
             os.fsync(self._f.fileno())

@@ -226,3 +226,11 @@ class TestResume:
         assert yaml.safe_load((store.root / "config.yaml").read_text()) == {"name": "x", "seed": 3}
         assert read_json(store.root / "versions.json")["medgr2"] == "0.1.0"
         assert not [p for p in os.listdir(store.root) if p.endswith(".tmp")]
+
+
+def test_appender_keeps_a_complete_last_line_without_newline(tmp_path):
+    path = tmp_path / "other_tool.jsonl"
+    path.write_text('{"i": 0}\n{"i": 1}')
+    with JsonlAppender(path) as app:
+        app.append({"i": 2})
+    assert read_jsonl(path, skip_torn=False) == [{"i": 0}, {"i": 1}, {"i": 2}]
