@@ -115,6 +115,8 @@ class OmniMedVQASource:
                 continue
             for i, rec in enumerate(records):
                 rid = f"{path.stem}#{rec.get('question_id', i) if isinstance(rec, dict) else i}"
+                if not self.wanted(rec):
+                    continue
                 try:
                     samples.append(self.record_to_sample(rec, access, path.stem, images, rid))
                 except (ValueError, OSError, KeyError, TypeError) as exc:
@@ -122,6 +124,21 @@ class OmniMedVQASource:
                 if o.limit and len(samples) >= o.limit:
                     return SeedSet(samples=_with_splits(samples, o.seed, o.fractions), rejects=rejects)
         return SeedSet(samples=_with_splits(samples, o.seed, o.fractions), rejects=rejects)
+
+    def wanted(self, rec: Any) -> bool:
+        """Whether a record passes the ``modalities``/``question_types`` filters (checked before
+        its image is hashed; malformed records pass, to be rejected with a reason)."""
+        o = self.options
+        if not isinstance(rec, dict):
+            return True
+        if o.modalities is not None:
+            if parse_modality(str(rec.get("modality_type", rec.get("modality", "")))) not in o.modalities:
+                return False
+        if o.question_types is not None:
+            qtype = parse_question_type(str(rec.get("question_type", "")))
+            if qtype is not None and qtype not in o.question_types:
+                return False
+        return True
 
     @staticmethod
     def record_to_sample(rec: Any, access: str, stem: str, images: _ImageIndex, rid: str) -> VQASample:

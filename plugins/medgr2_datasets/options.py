@@ -53,6 +53,10 @@ class OmniMedVQAOptions(SourceOptions):
     include_restricted: bool = Field(default=True, description="Also read QA_information/Restricted-access.")
     datasets: list[str] | None = Field(default=None, description="Only these dataset files (JSON stem).")
     check_images: bool = Field(default=True, description="Reject records whose image file is missing.")
+    modalities: list[Modality] | None = Field(default=None, description="Only records of these modalities.")
+    question_types: list[QuestionType] | None = Field(
+        default=None, description="Only records of these question types."
+    )
 
 
 class MedR1Options(SourceOptions):

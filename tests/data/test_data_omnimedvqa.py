@@ -107,3 +107,11 @@ def test_medr1_split_files(omni):
 def test_limit_stops_across_files(omni):
     seed = OmniMedVQASource(OmniMedVQAOptions(root=omni, limit=7)).load()
     assert len(seed.samples) == 7
+
+
+def test_modality_and_question_type_filters(omni):
+    opts = OmniMedVQAOptions(root=omni, modalities=["ct", "mri"], question_types=["disease_diagnosis"])
+    seed = OmniMedVQASource(opts).load()
+    assert len(seed.samples) == 2
+    assert {s.modality for s in seed.samples} == {Modality.CT, Modality.MRI}
+    assert {s.question_type for s in seed.samples} == {QuestionType.DISEASE_DIAGNOSIS}
