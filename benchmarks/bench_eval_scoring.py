@@ -27,8 +27,13 @@ from medgr2_eval.scoring import options_of, read_predictions, score_all
 from medgr2_eval.scorers import SCORERS
 
 MODALITIES = ["ct", "mri", "xray", "ultrasound", "dermoscopy", "fundus", "oct", "microscopy"]
-QTYPES = ["modality_recognition", "anatomy_identification", "disease_diagnosis", "lesion_grading",
-          "other_biological_attributes"]
+QTYPES = [
+    "modality_recognition",
+    "anatomy_identification",
+    "disease_diagnosis",
+    "lesion_grading",
+    "other_biological_attributes",
+]
 CLASSES = [f"finding {i}" for i in range(300)]
 
 
@@ -41,15 +46,37 @@ def synth(n: int, seed: int = 0) -> list[Prediction]:
         pick = gt if rng.random() < 0.6 else rng.choice(opts)
         letter = "ABCDE"[opts.index(pick)]
         style = rng.random()
-        answer = (pick if style < 0.4 else f"{pick.title()}." if style < 0.6 else f"{pick} ({letter})"
-                  if style < 0.75 else f"The answer is {letter}." if style < 0.85 else
-                  f"<answer>{letter}</answer>" if style < 0.93 else "I am not sure")
-        question = f"Question {i % 977}? Please choose one of the following: {' or '.join(opts)}. " \
-                   "You must pick only one answer."
+        answer = (
+            pick
+            if style < 0.4
+            else f"{pick.title()}."
+            if style < 0.6
+            else f"{pick} ({letter})"
+            if style < 0.75
+            else f"The answer is {letter}."
+            if style < 0.85
+            else f"<answer>{letter}</answer>"
+            if style < 0.93
+            else "I am not sure"
+        )
+        question = (
+            f"Question {i % 977}? Please choose one of the following: {' or '.join(opts)}. "
+            "You must pick only one answer."
+        )
         scores = tuple(rng.gauss(2.0 if o == gt else 0.0, 1.0) for o in opts) if i % 2 else None
-        out.append(Prediction(question_id=str(i), question=question, options=tuple(opts) if i % 3 else (),
-                              gt_answer=gt, model_answer=answer, modality=MODALITIES[i % 8],
-                              question_type=QTYPES[i % 5], dataset=f"ds{i % 40}", option_scores=scores))
+        out.append(
+            Prediction(
+                question_id=str(i),
+                question=question,
+                options=tuple(opts) if i % 3 else (),
+                gt_answer=gt,
+                model_answer=answer,
+                modality=MODALITIES[i % 8],
+                question_type=QTYPES[i % 5],
+                dataset=f"ds{i % 40}",
+                option_scores=scores,
+            )
+        )
     return out
 
 
@@ -67,9 +94,11 @@ def main() -> None:
     print(f"{n:,} predictions (1/3 without options: parsed from the question; 1/2 with option scores)")
     print(f"{'scorer':<12} {'wall s':>7} {'cpu s':>7} {'preds/s (cpu)':>14}  accuracy  invalid  auroc")
     for name in SCORERS:
-        s, c, rep = timed(lambda: score_predictions(preds, SCORERS[name]))
-        print(f"{name:<12} {s:7.2f} {c:7.2f} {n / c:14,.0f}  {rep.overall.accuracy:.4f}  {rep.overall.invalid:7d}  "
-              f"{rep.overall.auroc}")
+        s, c, rep = timed(lambda fn=SCORERS[name]: score_predictions(preds, fn))
+        print(
+            f"{name:<12} {s:7.2f} {c:7.2f} {n / c:14,.0f}  {rep.overall.accuracy:.4f}  {rep.overall.invalid:7d}  "
+            f"{rep.overall.auroc}"
+        )
     options = options_of(preds)
     verdicts = score_all(preds, SCORERS["medgr2"], options)
     s_metrics, c_metrics, _ = timed(lambda: build_report(preds, verdicts, "medgr2", options=options))
@@ -78,10 +107,14 @@ def main() -> None:
         path = Path(d) / "predictions.jsonl"
         write_jsonl(path, preds)
         s_file, c_file, rep = timed(lambda: score_predictions(read_predictions(path), "medgr2"))
-    print(f"metrics only (per-group acc/F1/bal.acc/AUROC/bootstrap 1000): wall {s_metrics:.2f} s, cpu {c_metrics:.2f} s")
+    print(
+        f"metrics only (per-group acc/F1/bal.acc/AUROC/bootstrap 1000): wall {s_metrics:.2f} s, cpu {c_metrics:.2f} s"
+    )
     print(f"option parsing only: wall {s_parse:.2f} s, cpu {c_parse:.2f} s")
-    print(f"read JSONL + medgr2 scoring + metrics (the `eval score` path): wall {s_file:.2f} s, cpu {c_file:.2f} s "
-          f"({'meets' if c_file < 5 else 'MISSES'} the < 5 s goal in CPU time)")
+    print(
+        f"read JSONL + medgr2 scoring + metrics (the `eval score` path): wall {s_file:.2f} s, cpu {c_file:.2f} s "
+        f"({'meets' if c_file < 5 else 'MISSES'} the < 5 s goal in CPU time)"
+    )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,14 @@ def register(app: typer.Typer) -> None:
         from medgr2_eval.scorers import source_rule
 
         registry = get_registry()
-        rows = [{"name": n, "plugin": registry.entry("scorer", n).plugin,
-                 "rule": source_rule(registry.get("scorer", n))} for n in registry.names("scorer")]
+        rows = [
+            {
+                "name": n,
+                "plugin": registry.entry("scorer", n).plugin,
+                "rule": source_rule(registry.get("scorer", n)),
+            }
+            for n in registry.names("scorer")
+        ]
         if as_json:
             print_json(rows)
             return
@@ -72,10 +78,18 @@ def register(app: typer.Typer) -> None:
 
     @group.command("score")
     def score(
-        predictions: Annotated[Path, typer.Option("--predictions", help="JSONL with question, gt_answer, "
-                                                  "model_answer (optional: options, question_id, modality, dataset).")],
+        predictions: Annotated[
+            Path,
+            typer.Option(
+                "--predictions",
+                help="JSONL with question, gt_answer, "
+                "model_answer (optional: options, question_id, modality, dataset).",
+            ),
+        ],
         scorer: ScorerOpt = "medgr2",
-        out: Annotated[Path | None, typer.Option("--out", help="Also write report.json/report.md here.")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Also write report.json/report.md here.")
+        ] = None,
         bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs (0: none).")] = 1000,
         seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
         as_json: JsonOpt = False,
@@ -104,12 +118,24 @@ def register(app: typer.Typer) -> None:
         config: ConfigArg = None,
         model: Annotated[Path, typer.Option("--model", help="Policy model folder.")] = ...,  # type: ignore[assignment]
         out: OutOpt = ...,  # type: ignore[assignment]
-        samples: Annotated[Path | None, typer.Option("--samples", help="VQASample JSONL to evaluate.")] = None,
-        source: Annotated[str | None, typer.Option("--source", help="A dataset source's ready-made VQA samples.")] = None,
-        split: Annotated[str, typer.Option("--split", help="With --source: test, val, train or all.")] = "test",
-        opt: Annotated[list[str] | None, typer.Option("--opt", help="Source option key=value (repeatable).")] = None,
-        scorer: Annotated[str | None, typer.Option("--scorer", help="Scorer; default: evaluation.scorer.")] = None,
-        limit: Annotated[int | None, typer.Option("--limit", help="Evaluate at most this many samples.")] = None,
+        samples: Annotated[
+            Path | None, typer.Option("--samples", help="VQASample JSONL to evaluate.")
+        ] = None,
+        source: Annotated[
+            str | None, typer.Option("--source", help="A dataset source's ready-made VQA samples.")
+        ] = None,
+        split: Annotated[
+            str, typer.Option("--split", help="With --source: test, val, train or all.")
+        ] = "test",
+        opt: Annotated[
+            list[str] | None, typer.Option("--opt", help="Source option key=value (repeatable).")
+        ] = None,
+        scorer: Annotated[
+            str | None, typer.Option("--scorer", help="Scorer; default: evaluation.scorer.")
+        ] = None,
+        limit: Annotated[
+            int | None, typer.Option("--limit", help="Evaluate at most this many samples.")
+        ] = None,
         overrides: SetOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -145,15 +171,22 @@ def register(app: typer.Typer) -> None:
                 seed_set = registry.create("dataset", source, _parse_opts(opt)).load()
                 items = [s for s in seed_set.samples if split == "all" or s.split == split]
             if not items:
-                fail("no VQA samples to evaluate (the source holds no ready-made samples in that split; "
-                     "try --split all)")
+                fail(
+                    "no VQA samples to evaluate (the source holds no ready-made samples in that split; "
+                    "try --split all)"
+                )
             items = items[:limit] if limit else items
             spec = cfg.evaluation.evaluator
             if spec is None:
                 fail("evaluation.evaluator is null in the config: nothing to run")
             evaluator = registry.create("evaluator", spec.name, spec.options)
-            ctx = StageContext(work_dir=out, seed=cfg.seed, reporter=reporter(as_json), registry=registry,
-                               extras={"answer_format": cfg.policy.answer_format})
+            ctx = StageContext(
+                work_dir=out,
+                seed=cfg.seed,
+                reporter=reporter(as_json),
+                registry=registry,
+                extras={"answer_format": cfg.policy.answer_format},
+            )
             report = evaluate(evaluator, items, model, out, ctx, scorer=scorer or cfg.evaluation.scorer)
         except (RegistryError, ValueError) as e:
             fail(str(e))
@@ -197,15 +230,25 @@ def _study_components(config: Path | None, overrides: list[str] | None, trainer:
         fail(f"the config has no policy.{trainer} trainer or no evaluation.evaluator")
     registry = get_registry()
     ev = cfg.evaluation.evaluator
-    return cfg, registry.create("trainer", spec.name, spec.options), registry.create("evaluator", ev.name, ev.options)
+    return (
+        cfg,
+        registry.create("trainer", spec.name, spec.options),
+        registry.create("evaluator", ev.name, ev.options),
+    )
 
 
 def _register_studies(group: typer.Typer) -> None:
     """The studies: builders from prediction files / results, and runners over registered components."""
+
     @group.command("transfer")
     def transfer(
-        pred: Annotated[list[str], typer.Option("--pred", help="TRAIN_GROUP=predictions.jsonl of the policy "
-                                                "trained on that group (repeatable).")],
+        pred: Annotated[
+            list[str],
+            typer.Option(
+                "--pred",
+                help="TRAIN_GROUP=predictions.jsonl of the policy trained on that group (repeatable).",
+            ),
+        ],
         out: OutOpt,
         by: ByOpt = "modality",
         scorer: ScorerOpt = "medgr2",
@@ -228,7 +271,9 @@ def _register_studies(group: typer.Typer) -> None:
     @group.command("transitions")
     def transitions(
         before: Annotated[Path, typer.Option("--before", help="Predictions of the earlier/baseline policy.")],
-        after: Annotated[Path, typer.Option("--after", help="Predictions of the later policy (same questions).")],
+        after: Annotated[
+            Path, typer.Option("--after", help="Predictions of the later policy (same questions).")
+        ],
         out: OutOpt,
         by: ByOpt = "modality",
         scorer: ScorerOpt = "medgr2",
@@ -237,8 +282,13 @@ def _register_studies(group: typer.Typer) -> None:
         from medgr2_eval.studies import error_transitions, write_transitions
 
         try:
-            table = error_transitions(_read_preds(before), _read_preds(after), by, scorer,
-                                      names=(before.parent.name or before.stem, after.parent.name or after.stem))
+            table = error_transitions(
+                _read_preds(before),
+                _read_preds(after),
+                by,
+                scorer,
+                names=(before.parent.name or before.stem, after.parent.name or after.stem),
+            )
             paths = write_transitions(table, out)
         except ValueError as e:
             fail(str(e))
@@ -246,7 +296,9 @@ def _register_studies(group: typer.Typer) -> None:
 
     @group.command("efficiency")
     def efficiency(
-        results: Annotated[Path, typer.Option("--results", help="JSONL rows {method, size, seed, accuracy}.")],
+        results: Annotated[
+            Path, typer.Option("--results", help="JSONL rows {method, size, seed, accuracy}.")
+        ],
         out: OutOpt,
     ) -> None:
         """Data-efficiency curves (TopK vs RandK, with the unfiltered baseline) with spread over seeds."""
@@ -269,7 +321,9 @@ def _register_studies(group: typer.Typer) -> None:
         model: Annotated[Path, typer.Option("--model", help="Base policy folder.")] = ...,  # type: ignore[assignment]
         out: OutOpt = ...,  # type: ignore[assignment]
         by: ByOpt = "modality",
-        trainer: Annotated[str, typer.Option("--trainer", help="Which policy trainer of the config: sft or grpo.")] = "sft",
+        trainer: Annotated[
+            str, typer.Option("--trainer", help="Which policy trainer of the config: sft or grpo.")
+        ] = "sft",
         overrides: SetOpt = None,
     ) -> None:
         """Train one policy per group (config's trainer), evaluate each on every group, write the heatmap."""
@@ -280,11 +334,25 @@ def _register_studies(group: typer.Typer) -> None:
         from medgr2_eval.study_runners import run_transfer
 
         cfg, tr, ev = _study_components(config, overrides, trainer)
-        ctx = StageContext(work_dir=out, seed=cfg.seed, reporter=reporter(), registry=get_registry(),
-                           extras={"answer_format": cfg.policy.answer_format})
+        ctx = StageContext(
+            work_dir=out,
+            seed=cfg.seed,
+            reporter=reporter(),
+            registry=get_registry(),
+            extras={"answer_format": cfg.policy.answer_format},
+        )
         try:
-            table = run_transfer(_read_samples(train, "--train"), _read_samples(eval_set, "--eval"), by, tr, ev,
-                                 model, out / "cells", ctx, cfg.evaluation.scorer)
+            table = run_transfer(
+                _read_samples(train, "--train"),
+                _read_samples(eval_set, "--eval"),
+                by,
+                tr,
+                ev,
+                model,
+                out / "cells",
+                ctx,
+                cfg.evaluation.scorer,
+            )
         except ValueError as e:
             fail(str(e))
         _console().print("\n".join(f"wrote {p}" for p in write_transfer(table, out)))
@@ -292,14 +360,22 @@ def _register_studies(group: typer.Typer) -> None:
     @group.command("efficiency-run")
     def efficiency_run(
         config: ConfigArg = None,
-        scored: Annotated[Path, typer.Option("--scored", help="Reward-scored VQASample JSONL to select from.")] = ...,  # type: ignore[assignment]
+        scored: Annotated[
+            Path, typer.Option("--scored", help="Reward-scored VQASample JSONL to select from.")
+        ] = ...,  # type: ignore[assignment]
         eval_set: Annotated[Path, typer.Option("--eval", help="VQASample JSONL to evaluate on.")] = ...,  # type: ignore[assignment]
         model: Annotated[Path, typer.Option("--model", help="Base policy folder.")] = ...,  # type: ignore[assignment]
         out: OutOpt = ...,  # type: ignore[assignment]
         sizes: Annotated[list[int], typer.Option("--size", help="Training-set size k (repeatable).")] = ...,  # type: ignore[assignment]
-        seeds: Annotated[list[int] | None, typer.Option("--seed", help="Seed (repeatable; default 0 1 2).")] = None,
-        full: Annotated[bool, typer.Option(help="Also train on every scored sample (unfiltered baseline).")] = True,
-        trainer: Annotated[str, typer.Option("--trainer", help="Which policy trainer of the config: sft or grpo.")] = "sft",
+        seeds: Annotated[
+            list[int] | None, typer.Option("--seed", help="Seed (repeatable; default 0 1 2).")
+        ] = None,
+        full: Annotated[
+            bool, typer.Option(help="Also train on every scored sample (unfiltered baseline).")
+        ] = True,
+        trainer: Annotated[
+            str, typer.Option("--trainer", help="Which policy trainer of the config: sft or grpo.")
+        ] = "sft",
         overrides: SetOpt = None,
     ) -> None:
         """TopK vs RandK (and the full set) over sizes and seeds; writes results.jsonl and the curves."""
@@ -312,12 +388,28 @@ def _register_studies(group: typer.Typer) -> None:
 
         cfg, tr, ev = _study_components(config, overrides, trainer)
         registry = get_registry()
-        ctx = StageContext(work_dir=out, seed=cfg.seed, reporter=reporter(), registry=registry,
-                           extras={"answer_format": cfg.policy.answer_format})
+        ctx = StageContext(
+            work_dir=out,
+            seed=cfg.seed,
+            reporter=reporter(),
+            registry=registry,
+            extras={"answer_format": cfg.policy.answer_format},
+        )
         try:
-            rows = run_efficiency(_read_samples(scored, "--scored"), _read_samples(eval_set, "--eval"), sizes,
-                                  seeds or [0, 1, 2], tr, ev, model, out / "cells", ctx, registry=registry,
-                                  scorer=cfg.evaluation.scorer, full=full)
+            rows = run_efficiency(
+                _read_samples(scored, "--scored"),
+                _read_samples(eval_set, "--eval"),
+                sizes,
+                seeds or [0, 1, 2],
+                tr,
+                ev,
+                model,
+                out / "cells",
+                ctx,
+                registry=registry,
+                scorer=cfg.evaluation.scorer,
+                full=full,
+            )
         except ValueError as e:
             fail(str(e))
         write_jsonl(out / "results.jsonl", rows)

@@ -15,8 +15,9 @@ from medgr2.interfaces import Evaluator, StageContext
 from medgr2.registry import Registry
 
 
-def resolve_scorer(scorer: str | Callable[..., Any], registry: Registry | None = None,
-                   options: dict[str, Any] | None = None) -> tuple[str, Callable[..., Any]]:
+def resolve_scorer(
+    scorer: str | Callable[..., Any], registry: Registry | None = None, options: dict[str, Any] | None = None
+) -> tuple[str, Callable[..., Any]]:
     """``(name, function)`` of a scorer given by registered name (or as a function)."""
     if callable(scorer):
         return getattr(scorer, "__name__", "custom"), scorer
@@ -27,9 +28,15 @@ def resolve_scorer(scorer: str | Callable[..., Any], registry: Registry | None =
     return scorer, registry.create("scorer", scorer, options)
 
 
-def score_predictions(preds: Sequence[Prediction], scorer: str | Callable[..., Any] = "medgr2", *,
-                      registry: Registry | None = None, bootstrap: int = 1000, seed: int = 0,
-                      model: str | None = None) -> EvalReport:
+def score_predictions(
+    preds: Sequence[Prediction],
+    scorer: str | Callable[..., Any] = "medgr2",
+    *,
+    registry: Registry | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    model: str | None = None,
+) -> EvalReport:
     """Score predictions under ``scorer`` and compute every metric (accuracy with invalid answers
     counted wrong and skipped, per-group breakdowns, macro F1, balanced accuracy, AUROC when
     option scores exist, bootstrap 95 % CIs). Options missing from a prediction are parsed from
@@ -41,20 +48,29 @@ def score_predictions(preds: Sequence[Prediction], scorer: str | Callable[..., A
     options = options_of(preds)
     verdicts = score_all(preds, fn, options)
     meta = {"n_without_options": sum(1 for o in options if not o)}
-    return build_report(preds, verdicts, name, options=options, bootstrap=bootstrap, seed=seed, model=model,
-                        meta=meta)
+    return build_report(
+        preds, verdicts, name, options=options, bootstrap=bootstrap, seed=seed, model=model, meta=meta
+    )
 
 
-def evaluate(evaluator: Evaluator, samples: Sequence[VQASample], model_path: Path, output_dir: Path,
-             context: StageContext, scorer: str = "medgr2") -> EvalReport:
+def evaluate(
+    evaluator: Evaluator,
+    samples: Sequence[VQASample],
+    model_path: Path,
+    output_dir: Path,
+    context: StageContext,
+    scorer: str = "medgr2",
+) -> EvalReport:
     """Run ``evaluator`` on ``samples`` with the policy at ``model_path``; predictions and the
     report (``predictions.jsonl``, ``report.json``, ``report.md``) go to ``output_dir``.
 
     The scorer name reaches the evaluator as ``context.extras["scorer"]``.
     """
     if not samples:
-        raise ValueError("no samples to evaluate: the evaluation set is empty (check evaluation.sources "
-                         "or the test split of data.sources)")
+        raise ValueError(
+            "no samples to evaluate: the evaluation set is empty (check evaluation.sources "
+            "or the test split of data.sources)"
+        )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     context.extras["scorer"] = scorer

@@ -31,8 +31,10 @@ _LETTER_SUFFIX = re.compile(r"\s*\(\s*[A-H]\s*\)\s*\.?\s*$")
 
 def medgr2_prompt(sample: Any) -> str:
     """The MedGR2 authors' evaluation prompt (answers are option texts)."""
-    return (f"{sample.question.strip()} Please choose one of the following: {' or '.join(sample.options)}. "
-            "You must pick only one answer.")
+    return (
+        f"{sample.question.strip()} Please choose one of the following: {' or '.join(sample.options)}. "
+        "You must pick only one answer."
+    )
 
 
 def read_answer(raw: str, fmt: str) -> str:
@@ -58,8 +60,12 @@ def option_targets(sample: VQASample, fmt: str) -> list[str]:
     """What the policy would write for each option in format ``fmt`` (for log-prob scoring)."""
     from medgr2.answers import target_text
 
-    return [target_text(sample.model_copy(update={"answer": o, "rationale": ""}), "letter" if fmt == "letter"
-                        else "text") for o in sample.options]
+    return [
+        target_text(
+            sample.model_copy(update={"answer": o, "rationale": ""}), "letter" if fmt == "letter" else "text"
+        )
+        for o in sample.options
+    ]
 
 
 class VQAEvaluator:
@@ -76,7 +82,9 @@ class VQAEvaluator:
 
         return build_prompt(sample, fmt)
 
-    def predict(self, samples: Sequence[VQASample], model_path: Path, context: StageContext) -> list[Prediction]:
+    def predict(
+        self, samples: Sequence[VQASample], model_path: Path, context: StageContext
+    ) -> list[Prediction]:
         """Generate an answer (and optionally option scores) for every sample, in batches.
 
         Stops early, keeping the finished batches, when ``context.stop`` is set.
@@ -96,20 +104,38 @@ class VQAEvaluator:
             for start in range(0, len(samples), opts.batch_size):
                 if context.stop.is_set():
                     break
-                batch = list(samples[start:start + opts.batch_size])
+                batch = list(samples[start : start + opts.batch_size])
                 images = [[open_image(ref, context.registry) for ref in s.images] for s in batch]
                 images = [ims[0] if len(ims) == 1 else ims for ims in images]
                 texts = [self.prompt(s, fmt) for s in batch]
-                raws = generate(model, processor, images, texts, max_new_tokens=opts.max_new_tokens,
-                                batch_size=opts.batch_size)
+                raws = generate(
+                    model,
+                    processor,
+                    images,
+                    texts,
+                    max_new_tokens=opts.max_new_tokens,
+                    batch_size=opts.batch_size,
+                )
                 for s, im, text, raw in zip(batch, images, texts, raws, strict=True):
-                    scores = (tuple(score_options(model, processor, im, text, option_targets(s, fmt)))
-                              if opts.option_scores else None)
-                    preds.append(Prediction(
-                        question_id=s.id, question=s.question, options=s.options, gt_answer=s.answer,
-                        model_answer=read_answer(raw, fmt), raw_answer=raw, modality=s.modality.value,
-                        question_type=s.question_type.value, dataset=s.provenance.source_dataset or None,
-                        option_scores=scores))
+                    scores = (
+                        tuple(score_options(model, processor, im, text, option_targets(s, fmt)))
+                        if opts.option_scores
+                        else None
+                    )
+                    preds.append(
+                        Prediction(
+                            question_id=s.id,
+                            question=s.question,
+                            options=s.options,
+                            gt_answer=s.answer,
+                            model_answer=read_answer(raw, fmt),
+                            raw_answer=raw,
+                            modality=s.modality.value,
+                            question_type=s.question_type.value,
+                            dataset=s.provenance.source_dataset or None,
+                            option_scores=scores,
+                        )
+                    )
                 task.advance(len(batch))
         return preds
 
@@ -117,8 +143,9 @@ class VQAEvaluator:
         """The answer format: the option, else the run's ``policy.answer_format``, else ``text``."""
         return self.options.answer_format or context.extras.get("answer_format") or "text"
 
-    def evaluate(self, samples: Sequence[VQASample], model_path: Path, output_dir: Path,
-                 context: StageContext) -> EvalReport:
+    def evaluate(
+        self, samples: Sequence[VQASample], model_path: Path, output_dir: Path, context: StageContext
+    ) -> EvalReport:
         """Predict every sample, score under ``context.extras['scorer']`` (else the option, else
         ``medgr2``), write predictions.jsonl, report.json and report.md under ``output_dir``."""
         from medgr2.stages.evaluate import score_predictions
@@ -135,11 +162,22 @@ class VQAEvaluator:
         write_jsonl(output_dir / "predictions.jsonl", preds)
         if not preds:
             raise RuntimeError("evaluation stopped before the first batch finished: no predictions")
-        report = score_predictions(preds, scorer, registry=context.registry, bootstrap=self.options.bootstrap,
-                                   seed=self.options.seed, model=str(model_path))
-        meta = {**report.meta, "answer_format": self.answer_format(context), "prompt": self.options.prompt,
-                "n_samples": len(samples), "stopped_early": len(preds) < len(samples),
-                "predict_s": round(wall, 3)}
+        report = score_predictions(
+            preds,
+            scorer,
+            registry=context.registry,
+            bootstrap=self.options.bootstrap,
+            seed=self.options.seed,
+            model=str(model_path),
+        )
+        meta = {
+            **report.meta,
+            "answer_format": self.answer_format(context),
+            "prompt": self.options.prompt,
+            "n_samples": len(samples),
+            "stopped_early": len(preds) < len(samples),
+            "predict_s": round(wall, 3),
+        }
         report = report.model_copy(update={"meta": meta})
         write_report(report, output_dir)
         return report

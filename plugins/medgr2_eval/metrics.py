@@ -35,13 +35,13 @@ class Outcomes:
     item's softmax over its options), with ``score_item`` (the item index) and ``score_is_gt``.
     """
 
-    correct: np.ndarray       # bool
-    valid: np.ndarray         # bool
-    gt_class: np.ndarray      # int, class code of the ground truth
-    pred_class: np.ndarray    # int, class code of the chosen answer, -1 when invalid
-    score_prob: np.ndarray    # float, flat
-    score_item: np.ndarray    # int, flat
-    score_is_gt: np.ndarray   # bool, flat
+    correct: np.ndarray  # bool
+    valid: np.ndarray  # bool
+    gt_class: np.ndarray  # int, class code of the ground truth
+    pred_class: np.ndarray  # int, class code of the chosen answer, -1 when invalid
+    score_prob: np.ndarray  # float, flat
+    score_item: np.ndarray  # int, flat
+    score_is_gt: np.ndarray  # bool, flat
 
     @property
     def n_scored(self) -> int:
@@ -49,8 +49,9 @@ class Outcomes:
         return len(np.unique(self.score_item))
 
 
-def outcomes(preds: Sequence[Prediction], verdicts: Sequence[Any],
-             options: Sequence[Sequence[str]] | None = None) -> Outcomes:
+def outcomes(
+    preds: Sequence[Prediction], verdicts: Sequence[Any], options: Sequence[Sequence[str]] | None = None
+) -> Outcomes:
     """Arrays of outcomes from predictions and their verdicts (``Verdict``-like objects).
 
     ``options`` overrides each prediction's options (e.g. options parsed from the question).
@@ -68,7 +69,9 @@ def outcomes(preds: Sequence[Prediction], verdicts: Sequence[Any],
         g = normalize(p.gt_answer)
         gt_class[i] = codes.setdefault(g, len(codes))
         if v.valid:
-            pred_class[i] = gt_class[i] if v.correct else codes.setdefault(normalize(v.chosen or ""), len(codes))
+            pred_class[i] = (
+                gt_class[i] if v.correct else codes.setdefault(normalize(v.chosen or ""), len(codes))
+            )
         scores = p.option_scores
         if scores is not None:
             opts = p.options if options is None else options[i]
@@ -100,7 +103,7 @@ def _class_metrics(g: np.ndarray, n_groups: int, o: Outcomes) -> tuple[np.ndarra
     has_pred = o.pred_class >= 0
     pred_key = g[has_pred] * n_classes + o.pred_class[has_pred]
     keys, inv = np.unique(np.concatenate([gt_key, pred_key]), return_inverse=True)
-    gt_inv, pred_inv = inv[: len(gt_key)], inv[len(gt_key):]
+    gt_inv, pred_inv = inv[: len(gt_key)], inv[len(gt_key) :]
     support = np.bincount(gt_inv, minlength=len(keys)).astype(float)
     tp = np.bincount(gt_inv, weights=o.correct.astype(float), minlength=len(keys))
     predicted = np.bincount(pred_inv, minlength=len(keys)).astype(float)
@@ -108,7 +111,9 @@ def _class_metrics(g: np.ndarray, n_groups: int, o: Outcomes) -> tuple[np.ndarra
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
     key_group = keys // n_classes
     n_labels = np.bincount(key_group, minlength=n_groups).astype(float)
-    macro_f1 = np.bincount(key_group, weights=f1, minlength=n_groups) / np.where(n_labels > 0, n_labels, np.nan)
+    macro_f1 = np.bincount(key_group, weights=f1, minlength=n_groups) / np.where(
+        n_labels > 0, n_labels, np.nan
+    )
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     n_sup = np.bincount(key_group, weights=(support > 0).astype(float), minlength=n_groups)
     bal = np.bincount(key_group, weights=recall, minlength=n_groups) / np.where(n_sup > 0, n_sup, np.nan)
@@ -147,8 +152,9 @@ def _opt(x: float) -> float | None:
     return None if np.isnan(x) else round(float(x), 6)
 
 
-def group_metrics(o: Outcomes, labels: Sequence[str | None] | None = None, *, bootstrap: int = 1000,
-                  seed: int = 0) -> dict[str, GroupMetrics]:
+def group_metrics(
+    o: Outcomes, labels: Sequence[str | None] | None = None, *, bootstrap: int = 1000, seed: int = 0
+) -> dict[str, GroupMetrics]:
     """Metrics per group label (``None`` labels become ``"unknown"``); one ``"all"`` group when
     ``labels`` is ``None``."""
     if labels is None:
@@ -169,17 +175,30 @@ def group_metrics(o: Outcomes, labels: Sequence[str | None] | None = None, *, bo
     for j, name in enumerate(names):
         n_valid = n[j] - invalid[j]
         out[name] = GroupMetrics(
-            n=int(n[j]), correct=int(correct[j]), invalid=int(invalid[j]), accuracy=round(float(acc[j]), 6),
+            n=int(n[j]),
+            correct=int(correct[j]),
+            invalid=int(invalid[j]),
+            accuracy=round(float(acc[j]), 6),
             accuracy_valid_only=round(correct[j] / n_valid, 6) if n_valid else None,
             ci95=(round(float(ci[j, 0]), 6), round(float(ci[j, 1]), 6)) if ci is not None else None,
-            macro_f1=_opt(f1[j]), balanced_accuracy=_opt(bal[j]), auroc=_opt(auc[j]),
+            macro_f1=_opt(f1[j]),
+            balanced_accuracy=_opt(bal[j]),
+            auroc=_opt(auc[j]),
         )
     return out
 
 
-def build_report(preds: Sequence[Prediction], verdicts: Sequence[Any], scorer: str, *,
-                 options: Sequence[Sequence[str]] | None = None, bootstrap: int = 1000, seed: int = 0,
-                 model: str | None = None, meta: dict[str, Any] | None = None) -> EvalReport:
+def build_report(
+    preds: Sequence[Prediction],
+    verdicts: Sequence[Any],
+    scorer: str,
+    *,
+    options: Sequence[Sequence[str]] | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    model: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> EvalReport:
     """The :class:`EvalReport` of scored predictions: overall plus per modality, question type and
     dataset (a breakdown is left empty when no prediction carries that field)."""
     if not preds:
@@ -193,7 +212,19 @@ def build_report(preds: Sequence[Prediction], verdicts: Sequence[Any], scorer: s
         return group_metrics(o, labels, **kw) if any(x is not None for x in labels) else {}
 
     n_scored = o.n_scored
-    info = {"invalid_rate": round(overall.invalid / overall.n, 6), "bootstrap": bootstrap, "seed": seed,
-            "n_with_option_scores": n_scored, **(meta or {})}
-    return EvalReport(scorer=scorer, overall=overall, by_modality=by("modality"),
-                      by_question_type=by("question_type"), by_dataset=by("dataset"), model=model, meta=info)
+    info = {
+        "invalid_rate": round(overall.invalid / overall.n, 6),
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "n_with_option_scores": n_scored,
+        **(meta or {}),
+    }
+    return EvalReport(
+        scorer=scorer,
+        overall=overall,
+        by_modality=by("modality"),
+        by_question_type=by("question_type"),
+        by_dataset=by("dataset"),
+        model=model,
+        meta=info,
+    )

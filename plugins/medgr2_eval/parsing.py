@@ -26,9 +26,7 @@ _CHOOSE = re.compile(
     r"choose\s+(?:only\s+)?one\s+(?:of|from)\s+the\s+following(?:\s+(?:options|answers|choices))?\s*[:：]\s*",
     re.IGNORECASE,
 )
-_CHOOSE_END = re.compile(
-    r"\.\s+(?=(?:You|Please|Answer|Respond|Only|Select|Pick|Output|Think)\b)|\n|$"
-)
+_CHOOSE_END = re.compile(r"\.\s+(?=(?:You|Please|Answer|Respond|Only|Select|Pick|Output|Think)\b)|\n|$")
 _OR = re.compile(r"\s*,?\s+or\s+", re.IGNORECASE)
 _MARKER = re.compile(r"(?:(?<=\s)|^)(?:\(([A-H])\)|([A-H])[.):])\s+", re.MULTILINE)
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -43,7 +41,7 @@ def parse_options(question: str) -> tuple[str, ...]:
     """
     m = _CHOOSE.search(question)
     if m:
-        tail = question[m.end():]
+        tail = question[m.end() :]
         end = _CHOOSE_END.search(tail)
         body = tail[: end.start() if end else len(tail)].strip().rstrip(".").strip()
         parts = tuple(p.strip() for p in _OR.split(body) if p.strip())
@@ -59,7 +57,7 @@ def _lettered(question: str) -> tuple[str, ...]:
         if letter != "A":
             continue
         chain = [markers[i]]
-        for nxt in markers[i + 1:]:
+        for nxt in markers[i + 1 :]:
             if len(chain) < len(LETTERS) and nxt[0] == LETTERS[len(chain)]:
                 chain.append(nxt)
         if len(chain) > len(best):

@@ -24,5 +24,9 @@ def medgr2_register_scorers(registry) -> None:
 @hookimpl
 def medgr2_register_evaluators(registry) -> None:
     """The ``vqa`` evaluator: batched greedy generation over VQA samples, then a named scorer."""
-    registry.add("vqa", "medgr2_eval.evaluator:VQAEvaluator", config="medgr2_eval.options:VQAEvaluatorOptions",
-                 description="Run a policy over VQA samples (batched greedy), write predictions + report")
+    registry.add(
+        "vqa",
+        "medgr2_eval.evaluator:VQAEvaluator",
+        config="medgr2_eval.options:VQAEvaluatorOptions",
+        description="Run a policy over VQA samples (batched greedy), write predictions + report",
+    )

@@ -18,9 +18,17 @@ def _pct(x: float | None) -> str:
 
 def _row(name: str, m: GroupMetrics) -> str:
     ci = "—" if m.ci95 is None else f"{100 * m.ci95[0]:.1f}–{100 * m.ci95[1]:.1f}"
-    cells = (name, str(m.n), _pct(m.accuracy), ci, _pct(m.accuracy_valid_only),
-             f"{m.invalid} ({100 * m.invalid / max(m.n, 1):.1f}%)", _pct(m.macro_f1), _pct(m.balanced_accuracy),
-             _pct(m.auroc))
+    cells = (
+        name,
+        str(m.n),
+        _pct(m.accuracy),
+        ci,
+        _pct(m.accuracy_valid_only),
+        f"{m.invalid} ({100 * m.invalid / max(m.n, 1):.1f}%)",
+        _pct(m.macro_f1),
+        _pct(m.balanced_accuracy),
+        _pct(m.auroc),
+    )
     return "| " + " | ".join(cells) + " |"
 
 
@@ -36,11 +44,20 @@ def report_markdown(report: EvalReport) -> str:
     lines = [f"# Evaluation report — scorer `{report.scorer}`", ""]
     if report.model:
         lines += [f"Model: `{report.model}`", ""]
-    lines += ["Accuracy counts invalid answers (naming no option under the scorer) as wrong; "
-              "valid-only accuracy skips them. CIs: 95 % bootstrap. Percentages.", "",
-              group_table("group", {"all": report.overall}), ""]
-    for title, groups in (("modality", report.by_modality), ("question type", report.by_question_type),
-                          ("dataset", report.by_dataset)):
+    lines += [
+        (
+            "Accuracy counts invalid answers (naming no option under the scorer) as wrong; "
+            "valid-only accuracy skips them. CIs: 95 % bootstrap. Percentages."
+        ),
+        "",
+        group_table("group", {"all": report.overall}),
+        "",
+    ]
+    for title, groups in (
+        ("modality", report.by_modality),
+        ("question type", report.by_question_type),
+        ("dataset", report.by_dataset),
+    ):
         if groups:
             lines += [f"## By {title}", "", group_table(title, groups), ""]
     if report.overall.auroc is None:
@@ -63,10 +80,17 @@ def summary_json(report: EvalReport) -> dict[str, Any]:
     invalid counted wrong), ``accuracy_valid_only``, ``n``, ``invalid``, plus every group."""
     o = report.overall
     return {
-        "scorer": report.scorer, "n": o.n, "correct": o.correct, "invalid": o.invalid,
-        "invalid_rate": round(o.invalid / max(o.n, 1), 6), "accuracy": o.accuracy,
-        "accuracy_valid_only": o.accuracy_valid_only, "ci95": o.ci95, "macro_f1": o.macro_f1,
-        "balanced_accuracy": o.balanced_accuracy, "auroc": o.auroc,
+        "scorer": report.scorer,
+        "n": o.n,
+        "correct": o.correct,
+        "invalid": o.invalid,
+        "invalid_rate": round(o.invalid / max(o.n, 1), 6),
+        "accuracy": o.accuracy,
+        "accuracy_valid_only": o.accuracy_valid_only,
+        "ci95": o.ci95,
+        "macro_f1": o.macro_f1,
+        "balanced_accuracy": o.balanced_accuracy,
+        "auroc": o.auroc,
         "by_modality": {k: v.model_dump(mode="json") for k, v in report.by_modality.items()},
         "by_question_type": {k: v.model_dump(mode="json") for k, v in report.by_question_type.items()},
         "by_dataset": {k: v.model_dump(mode="json") for k, v in report.by_dataset.items()},

@@ -152,14 +152,22 @@ def omnimedvqa(model_answer: str, options: Sequence[str], gt_answer: str) -> Ver
     """
     if not options:
         return INVALID
-    return _verdict(_omni_choice(model_answer.strip(), tuple(options)), options,
-                    gt_index(options, gt_answer))
+    return _verdict(_omni_choice(model_answer.strip(), tuple(options)), options, gt_index(options, gt_answer))
 
 
 # ------------------------------------------------------------------------------ medevalkit
 
-_ANSWER_PATTERNS = ("**answer**:", "**answer**", "*answer*:", "**answer:**", "answer is", "answer:",
-                    "答案:", "final answer", "final answer is")
+_ANSWER_PATTERNS = (
+    "**answer**:",
+    "**answer**",
+    "*answer*:",
+    "**answer:**",
+    "answer is",
+    "answer:",
+    "答案:",
+    "final answer",
+    "final answer is",
+)
 
 
 def _last_boxed(text: str) -> str | None:
@@ -244,7 +252,7 @@ def _letter_is_article(answer: str, n_tokens: int) -> bool:
     if n_tokens <= 3 or _DECORATED_A.search(answer):
         return False
     uses = list(re.finditer(r"(?<![A-Za-z0-9])A(?![A-Za-z0-9])", answer))
-    return bool(uses) and all(re.match(r"\s+[a-z]", answer[m.end():]) for m in uses)
+    return bool(uses) and all(re.match(r"\s+[a-z]", answer[m.end() :]) for m in uses)
 
 
 def infer_option_letter(answer: str, n_options: int) -> int | None:
@@ -278,8 +286,9 @@ JUDGE_PROMPT = (
 
 
 @functools.lru_cache(maxsize=8)
-def openai_judge(base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
-                 timeout_s: float = 60.0) -> Callable[[str], str]:
+def openai_judge(
+    base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 60.0
+) -> Callable[[str], str]:
     """A judge callable posting to an OpenAI-compatible ``/chat/completions`` endpoint (greedy).
 
     The API key is read from the environment variable ``api_key_env`` (never from config).
@@ -292,19 +301,28 @@ def openai_judge(base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
     key = os.environ.get(api_key_env, "")
 
     def ask(prompt: str) -> str:
-        reply = client.post("/chat/completions", headers={"Authorization": f"Bearer {key}"} if key else {},
-                            json={"model": model, "temperature": 0,
-                                  "messages": [{"role": "user", "content": prompt}]})
+        reply = client.post(
+            "/chat/completions",
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+            json={"model": model, "temperature": 0, "messages": [{"role": "user", "content": prompt}]},
+        )
         reply.raise_for_status()
         return str(reply.json()["choices"][0]["message"]["content"] or "")
 
     return ask
 
 
-def vlmevalkit(model_answer: str, options: Sequence[str], gt_answer: str, *,
-               judge_base_url: str | None = None, judge_model: str = "gpt-4o-mini",
-               judge_api_key_env: str = "OPENAI_API_KEY", question: str = "",
-               judge: Callable[[str], str] | None = None) -> Verdict:
+def vlmevalkit(
+    model_answer: str,
+    options: Sequence[str],
+    gt_answer: str,
+    *,
+    judge_base_url: str | None = None,
+    judge_model: str = "gpt-4o-mini",
+    judge_api_key_env: str = "OPENAI_API_KEY",
+    question: str = "",
+    judge: Callable[[str], str] | None = None,
+) -> Verdict:
     """VLMEvalKit rule (``can_infer``): a unique option letter, else a unique option text, else invalid.
 
     Source: VLMEvalKit ``vlmeval/utils/matching_util.py``. The characters ``.()[],:;!*#{}`` are
@@ -330,8 +348,14 @@ def vlmevalkit(model_answer: str, options: Sequence[str], gt_answer: str, *,
         judge = openai_judge(judge_base_url, judge_model, judge_api_key_env)
     if index is None and judge is not None and model_answer.strip():
         listed = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
-        reply = judge(JUDGE_PROMPT.format(letters=", ".join(LETTERS[: len(options)]), question=question,
-                                          options=listed, answer=model_answer))
+        reply = judge(
+            JUDGE_PROMPT.format(
+                letters=", ".join(LETTERS[: len(options)]),
+                question=question,
+                options=listed,
+                answer=model_answer,
+            )
+        )
         index = infer_option_letter(reply.strip(), len(options))
     return _verdict(index, options, gt)
 

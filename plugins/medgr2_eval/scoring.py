@@ -14,8 +14,13 @@ from medgr2_eval.parsing import parse_options
 from medgr2_eval.scorers import Verdict
 
 REQUIRED = ("question", "gt_answer", "model_answer")
-_ALIASES = {"id": "question_id", "qid": "question_id", "question_type": "question_type",
-            "source": "dataset", "dataset_name": "dataset"}
+_ALIASES = {
+    "id": "question_id",
+    "qid": "question_id",
+    "question_type": "question_type",
+    "source": "dataset",
+    "dataset_name": "dataset",
+}
 
 
 class PredictionsFileError(ValueError):
@@ -45,15 +50,19 @@ def prediction_from_record(rec: dict[str, Any], where: str = "record", index: in
     if missing:
         raise PredictionsFileError(
             f"{where}: missing key(s) {', '.join(missing)}; every record needs question, gt_answer and "
-            "model_answer (options, question_id, modality, question_type, dataset are optional)")
+            "model_answer (options, question_id, modality, question_type, dataset are optional)"
+        )
     data = {_ALIASES.get(k, k): v for k, v in rec.items()}
     opts = _options(data.get("options"), where)
     if not opts:
         opts = tuple(str(data[f"option_{c}"]) for c in LETTERS if data.get(f"option_{c}") is not None)
     scores = data.get("option_scores")
     return Prediction(
-        question_id=str(data.get("question_id", index)), question=str(data["question"]), options=opts,
-        gt_answer=str(data["gt_answer"]), model_answer="" if data["model_answer"] is None else str(data["model_answer"]),
+        question_id=str(data.get("question_id", index)),
+        question=str(data["question"]),
+        options=opts,
+        gt_answer=str(data["gt_answer"]),
+        model_answer="" if data["model_answer"] is None else str(data["model_answer"]),
         modality=None if data.get("modality") is None else str(data["modality"]),
         question_type=None if data.get("question_type") is None else str(data["question_type"]),
         dataset=None if data.get("dataset") is None else str(data["dataset"]),
@@ -110,14 +119,19 @@ def as_verdict(result: Any) -> Any:
         return Verdict(result, True)
     if hasattr(result, "correct") and hasattr(result, "valid"):
         return result
-    raise TypeError(f"a scorer returned {type(result).__name__}; return a Verdict(correct, valid, chosen, index) "
-                    "or a bool")
+    raise TypeError(
+        f"a scorer returned {type(result).__name__}; return a Verdict(correct, valid, chosen, index) "
+        "or a bool"
+    )
 
 
-def score_all(preds: Sequence[Prediction], scorer: Callable[..., Any],
-              options: Sequence[Sequence[str]] | None = None) -> list[Any]:
+def score_all(
+    preds: Sequence[Prediction], scorer: Callable[..., Any], options: Sequence[Sequence[str]] | None = None
+) -> list[Any]:
     """One verdict per prediction under ``scorer``, called with keyword arguments
     ``model_answer``, ``options``, ``gt_answer`` (so any parameter order works)."""
     options = options_of(preds) if options is None else options
-    return [as_verdict(scorer(model_answer=p.model_answer, options=o, gt_answer=p.gt_answer))
-            for p, o in zip(preds, options)]
+    return [
+        as_verdict(scorer(model_answer=p.model_answer, options=o, gt_answer=p.gt_answer))
+        for p, o in zip(preds, options)
+    ]

@@ -79,8 +79,12 @@ class TransferTable:
     n: list[list[int]]
 
 
-def transfer_matrix(predictions: Mapping[str, Sequence[Prediction]], by: str = "modality",
-                    scorer: str | Callable[..., Any] = "medgr2", groups: Sequence[str] | None = None) -> TransferTable:
+def transfer_matrix(
+    predictions: Mapping[str, Sequence[Prediction]],
+    by: str = "modality",
+    scorer: str | Callable[..., Any] = "medgr2",
+    groups: Sequence[str] | None = None,
+) -> TransferTable:
     """Build the transfer table from one prediction set per training group.
 
     Args:
@@ -116,9 +120,12 @@ def write_transfer(table: TransferTable, out_dir: str | Path, stem: str = "trans
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / f"{stem}.json", asdict(table))
     rows = [[f"**{t}**", *(_fmt(a) for a in accs)] for t, accs in zip(table.train_groups, table.accuracy)]
-    md = (f"# Transfer by {table.by} (scorer `{table.scorer}`)\n\nRows: trained on; columns: evaluated on. "
-          "Accuracy %, invalid answers counted wrong.\n\n"
-          + _md_table(["train \\ eval", *table.eval_groups], rows) + "\n")
+    md = (
+        f"# Transfer by {table.by} (scorer `{table.scorer}`)\n\nRows: trained on; columns: evaluated on. "
+        "Accuracy %, invalid answers counted wrong.\n\n"
+        + _md_table(["train \\ eval", *table.eval_groups], rows)
+        + "\n"
+    )
     atomic_write_text(out / f"{stem}.md", md)
     plt = _pyplot()
     data = np.array([[np.nan if a is None else 100 * a for a in r] for r in table.accuracy], dtype=float)
@@ -131,8 +138,15 @@ def write_transfer(table: TransferTable, out_dir: str | Path, stem: str = "trans
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
             if not np.isnan(data[i, j]):
-                ax.text(j, i, f"{data[i, j]:.0f}", ha="center", va="center",
-                        color="white" if data[i, j] < 60 else "black", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    f"{data[i, j]:.0f}",
+                    ha="center",
+                    va="center",
+                    color="white" if data[i, j] < 60 else "black",
+                    fontsize=8,
+                )
     fig.colorbar(im, ax=ax, label=f"accuracy % ({table.scorer})")
     ax.set_title(f"Cross-{table.by.replace('_', '-')} transfer")
     return [out / f"{stem}.json", out / f"{stem}.md", *_save_figure(fig, out, stem)]
@@ -154,9 +168,13 @@ class TransitionTable:
     unmatched: int = 0
 
 
-def error_transitions(before: Sequence[Prediction], after: Sequence[Prediction], by: str = "modality",
-                      scorer: str | Callable[..., Any] = "medgr2", names: tuple[str, str] = ("before", "after"),
-                      ) -> TransitionTable:
+def error_transitions(
+    before: Sequence[Prediction],
+    after: Sequence[Prediction],
+    by: str = "modality",
+    scorer: str | Callable[..., Any] = "medgr2",
+    names: tuple[str, str] = ("before", "after"),
+) -> TransitionTable:
     """Count c->c, w->c, c->w, w->w per group between two prediction sets, matched by ``question_id``.
 
     Questions present in only one set are counted in ``unmatched`` and left out.
@@ -175,7 +193,9 @@ def error_transitions(before: Sequence[Prediction], after: Sequence[Prediction],
         group[kind] += 1
         table.overall[kind] += 1
     if not matched:
-        raise ValueError("the two prediction files share no question_id: compare predictions of the same questions")
+        raise ValueError(
+            "the two prediction files share no question_id: compare predictions of the same questions"
+        )
     table.unmatched = len(ok_b) + len(after) - 2 * matched
     table.groups = dict(sorted(table.groups.items()))
     return table
@@ -192,10 +212,15 @@ def write_transitions(table: TransitionTable, out_dir: str | Path, stem: str = "
         n = sum(c.values())
         net = (c["w->c"] - c["c->w"]) / n if n else 0.0
         rows.append([g, n, *(c[k] for k in TRANSITIONS), f"{100 * net:+.1f}"])
-    md = (f"# Error transitions {table.before} → {table.after} by {table.by} (scorer `{table.scorer}`)\n\n"
-          + _md_table([table.by, "n", *TRANSITIONS, "net gain (pp)"], rows)
-          + (f"\n\n{table.unmatched} question(s) present in only one file were left out.\n" if table.unmatched
-             else "\n"))
+    md = (
+        f"# Error transitions {table.before} → {table.after} by {table.by} (scorer `{table.scorer}`)\n\n"
+        + _md_table([table.by, "n", *TRANSITIONS, "net gain (pp)"], rows)
+        + (
+            f"\n\n{table.unmatched} question(s) present in only one file were left out.\n"
+            if table.unmatched
+            else "\n"
+        )
+    )
     atomic_write_text(out / f"{stem}.md", md)
     plt = _pyplot()
     names = list(groups)
@@ -239,28 +264,49 @@ def efficiency_curves(results: Sequence[Mapping[str, Any]]) -> list[EfficiencyPo
     for i, r in enumerate(results):
         missing = [k for k in ("method", "size", "accuracy") if k not in r]
         if missing:
-            raise ValueError(f"result row {i} lacks {', '.join(missing)}: rows need method, size, seed, accuracy")
+            raise ValueError(
+                f"result row {i} lacks {', '.join(missing)}: rows need method, size, seed, accuracy"
+            )
         cells.setdefault((str(r["method"]), int(r["size"])), []).append(float(r["accuracy"]))
     if not cells:
         raise ValueError("no results: give rows {method, size, seed, accuracy}")
     out = []
     for (method, size), accs in sorted(cells.items()):
         a = np.asarray(accs)
-        out.append(EfficiencyPoint(method, size, len(a), round(float(a.mean()), 6),
-                                   round(float(a.std(ddof=1)) if len(a) > 1 else 0.0, 6),
-                                   round(float(a.min()), 6), round(float(a.max()), 6)))
+        out.append(
+            EfficiencyPoint(
+                method,
+                size,
+                len(a),
+                round(float(a.mean()), 6),
+                round(float(a.std(ddof=1)) if len(a) > 1 else 0.0, 6),
+                round(float(a.min()), 6),
+                round(float(a.max()), 6),
+            )
+        )
     return out
 
 
-def write_efficiency(points: Sequence[EfficiencyPoint], out_dir: str | Path, stem: str = "efficiency",
-                     title: str = "Data efficiency") -> list[Path]:
+def write_efficiency(
+    points: Sequence[EfficiencyPoint],
+    out_dir: str | Path,
+    stem: str = "efficiency",
+    title: str = "Data efficiency",
+) -> list[Path]:
     """Write ``<stem>.json``, ``<stem>.md`` and the curves ``<stem>.png`` / ``<stem>.svg``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / f"{stem}.json", [asdict(p) for p in points])
-    rows = [[p.method, p.size, p.n_seeds, _fmt(p.mean), _fmt(p.sd), f"{_fmt(p.min)}–{_fmt(p.max)}"] for p in points]
-    atomic_write_text(out / f"{stem}.md", f"# {title}\n\nAccuracy % over seeds.\n\n"
-                      + _md_table(["method", "size", "seeds", "mean", "sd", "range"], rows) + "\n")
+    rows = [
+        [p.method, p.size, p.n_seeds, _fmt(p.mean), _fmt(p.sd), f"{_fmt(p.min)}–{_fmt(p.max)}"]
+        for p in points
+    ]
+    atomic_write_text(
+        out / f"{stem}.md",
+        f"# {title}\n\nAccuracy % over seeds.\n\n"
+        + _md_table(["method", "size", "seeds", "mean", "sd", "range"], rows)
+        + "\n",
+    )
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     methods: dict[str, list[EfficiencyPoint]] = {}

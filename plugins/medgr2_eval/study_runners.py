@@ -27,8 +27,16 @@ def group_of(sample: VQASample, by: str) -> str:
     raise ValueError(f"by={by!r}: use modality or question_type")
 
 
-def _cell(trainer: PolicyTrainer, evaluator: Evaluator, train: Sequence[VQASample], eval_samples: Sequence[VQASample],
-          base_model: Path, cell_dir: Path, context: StageContext, scorer: str) -> dict[str, Any]:
+def _cell(
+    trainer: PolicyTrainer,
+    evaluator: Evaluator,
+    train: Sequence[VQASample],
+    eval_samples: Sequence[VQASample],
+    base_model: Path,
+    cell_dir: Path,
+    context: StageContext,
+    scorer: str,
+) -> dict[str, Any]:
     """Train on ``train`` then evaluate; returns (and records) the cell's summary."""
     from medgr2.stages.evaluate import evaluate
 
@@ -37,17 +45,33 @@ def _cell(trainer: PolicyTrainer, evaluator: Evaluator, train: Sequence[VQASampl
         return read_json(done)
     ctx = replace(context, work_dir=cell_dir, extras=dict(context.extras))
     result = trainer.train(list(train), base_model, cell_dir / "model", ctx)
-    report: EvalReport = evaluate(evaluator, eval_samples, Path(result.checkpoint), cell_dir / "eval", ctx, scorer)
-    summary = {"n_train": len(train), "checkpoint": result.checkpoint, "accuracy": report.overall.accuracy,
-               "accuracy_valid_only": report.overall.accuracy_valid_only, "invalid": report.overall.invalid,
-               "n_eval": report.overall.n}
+    report: EvalReport = evaluate(
+        evaluator, eval_samples, Path(result.checkpoint), cell_dir / "eval", ctx, scorer
+    )
+    summary = {
+        "n_train": len(train),
+        "checkpoint": result.checkpoint,
+        "accuracy": report.overall.accuracy,
+        "accuracy_valid_only": report.overall.accuracy_valid_only,
+        "invalid": report.overall.invalid,
+        "n_eval": report.overall.n,
+    }
     write_json(done, summary)
     return summary
 
 
-def run_transfer(train_samples: Sequence[VQASample], eval_samples: Sequence[VQASample], by: str,
-                 trainer: PolicyTrainer, evaluator: Evaluator, base_model: Path, work_dir: Path,
-                 context: StageContext, scorer: str = "medgr2", groups: Sequence[str] | None = None) -> TransferTable:
+def run_transfer(
+    train_samples: Sequence[VQASample],
+    eval_samples: Sequence[VQASample],
+    by: str,
+    trainer: PolicyTrainer,
+    evaluator: Evaluator,
+    base_model: Path,
+    work_dir: Path,
+    context: StageContext,
+    scorer: str = "medgr2",
+    groups: Sequence[str] | None = None,
+) -> TransferTable:
     """Train one policy per group of ``train_samples`` and evaluate each on all of ``eval_samples``.
 
     ``groups`` restricts (and orders) the training groups; the table's columns are the groups of
@@ -63,17 +87,36 @@ def run_transfer(train_samples: Sequence[VQASample], eval_samples: Sequence[VQAS
         if context.stop.is_set():
             break
         cell = Path(work_dir) / f"train-{g}"
-        _cell(trainer, evaluator, [s for s in train_samples if group_of(s, by) == g], eval_samples, base_model,
-              cell, context, scorer)
+        _cell(
+            trainer,
+            evaluator,
+            [s for s in train_samples if group_of(s, by) == g],
+            eval_samples,
+            base_model,
+            cell,
+            context,
+            scorer,
+        )
         preds[g] = read_jsonl(cell / "eval" / "predictions.jsonl", Prediction)
     cols = sorted({group_of(s, by) for s in eval_samples})
     return transfer_matrix(preds, by, scorer, groups=cols)
 
 
-def run_efficiency(scored: Sequence[VQASample], eval_samples: Sequence[VQASample], sizes: Sequence[int],
-                   seeds: Sequence[int], trainer: PolicyTrainer, evaluator: Evaluator, base_model: Path,
-                   work_dir: Path, context: StageContext, *, registry: Any, scorer: str = "medgr2",
-                   full: bool = True) -> list[dict[str, Any]]:
+def run_efficiency(
+    scored: Sequence[VQASample],
+    eval_samples: Sequence[VQASample],
+    sizes: Sequence[int],
+    seeds: Sequence[int],
+    trainer: PolicyTrainer,
+    evaluator: Evaluator,
+    base_model: Path,
+    work_dir: Path,
+    context: StageContext,
+    *,
+    registry: Any,
+    scorer: str = "medgr2",
+    full: bool = True,
+) -> list[dict[str, Any]]:
     """TopK vs RandK over ``sizes`` × ``seeds`` (plus ``full``: all of ``scored``, unfiltered).
 
     ``scored`` samples carry their reward (``sample.reward``); TopK keeps the ``k`` highest
@@ -103,7 +146,15 @@ def run_efficiency(scored: Sequence[VQASample], eval_samples: Sequence[VQASample
         else:
             decisions = registry.create("filter", flt[0], flt[1]).apply(scored, [], ctx)
             chosen = [s for s, d in zip(scored, decisions, strict=True) if d.keep]
-        summary = _cell(trainer, evaluator, chosen, eval_samples, base_model,
-                        Path(work_dir) / f"{method}-k{k}-seed{seed}", ctx, scorer)
+        summary = _cell(
+            trainer,
+            evaluator,
+            chosen,
+            eval_samples,
+            base_model,
+            Path(work_dir) / f"{method}-k{k}-seed{seed}",
+            ctx,
+            scorer,
+        )
         rows.append({"method": method, "size": k, "seed": seed, **summary})
     return rows

@@ -10,8 +10,8 @@ from medgr2.cli import build_app
 
 Q = "What is shown? Please choose one of the following: {}. You must pick only one answer."
 ROWS = [  # (options, gt, model answer, modality, dataset) in the authors' format: texts, no options key
-    (("CT", "MRI", "X-ray"), "X-ray", "x-ray", "xray", "Chest"),            # correct after normalisation
-    (("normal", "pneumonia"), "pneumonia", "Normal", "xray", "Chest"),       # wrong
+    (("CT", "MRI", "X-ray"), "X-ray", "x-ray", "xray", "Chest"),  # correct after normalisation
+    (("normal", "pneumonia"), "pneumonia", "Normal", "xray", "Chest"),  # wrong
     (("benign", "malignant"), "benign", "I cannot tell", "ultrasound", "BUSI"),  # invalid under medgr2
     (("benign", "malignant"), "malignant", "Malignant.", "ultrasound", "BUSI"),  # correct
 ]
@@ -21,8 +21,19 @@ def _write(tmp_path):
     path = tmp_path / "preds.jsonl"
     with path.open("w") as f:
         for opts, gt, ans, mod, ds in ROWS:
-            f.write(json.dumps({"question": Q.format(" or ".join(opts)), "gt_answer": gt, "model_answer": ans,
-                                "modality": mod, "dataset": ds, "image": "x.png"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "question": Q.format(" or ".join(opts)),
+                        "gt_answer": gt,
+                        "model_answer": ans,
+                        "modality": mod,
+                        "dataset": ds,
+                        "image": "x.png",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -33,19 +44,31 @@ def invoke(*args):
 
 def test_eval_score_json_on_authors_format(tmp_path):
     path = _write(tmp_path)
-    r = invoke("eval", "score", "--predictions", str(path), "--scorer", "medgr2", "--json", "--out", str(tmp_path / "o"))
+    r = invoke(
+        "eval",
+        "score",
+        "--predictions",
+        str(path),
+        "--scorer",
+        "medgr2",
+        "--json",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert r.exit_code == 0, r.output
-    data = json.loads(r.stdout[r.stdout.index("{"):])
+    data = json.loads(r.stdout[r.stdout.index("{") :])
     assert (data["n"], data["invalid"], data["accuracy"]) == (4, 1, 0.5)
     assert abs(data["accuracy_valid_only"] - 2 / 3) < 1e-5
     assert data["by_modality"]["ultrasound"]["invalid"] == 1 and data["by_dataset"]["Chest"]["correct"] == 1
-    assert (tmp_path / "o" / "report.json").is_file() and "By modality" in (tmp_path / "o" / "report.md").read_text()
+    assert (tmp_path / "o" / "report.json").is_file() and "By modality" in (
+        tmp_path / "o" / "report.md"
+    ).read_text()
 
 
 def test_eval_score_other_protocol_changes_the_number(tmp_path):
     path = _write(tmp_path)
     r = invoke("eval", "score", "--predictions", str(path), "--scorer", "omnimedvqa", "--json")
-    data = json.loads(r.stdout[r.stdout.index("{"):])
+    data = json.loads(r.stdout[r.stdout.index("{") :])
     assert data["scorer"] == "omnimedvqa" and data["invalid"] == 0
 
 
@@ -62,6 +85,6 @@ def test_eval_score_errors_name_the_problem(tmp_path):
 
 def test_eval_scorers_lists_sources():
     r = invoke("eval", "scorers", "--json")
-    rows = json.loads(r.stdout[r.stdout.index("["):])
+    rows = json.loads(r.stdout[r.stdout.index("[") :])
     assert {x["name"] for x in rows} >= {"medgr2", "med-r1", "omnimedvqa", "medevalkit", "vlmevalkit"}
     assert all("source:" in x["rule"] for x in rows)

@@ -41,16 +41,19 @@ def omni_samples(omni_root):
     return list(seed.samples)
 
 
-@pytest.mark.parametrize("raw,fmt,expected", [
-    ("pneumonia (B)", "text", "pneumonia"),
-    ("pneumonia (B).", "text", "pneumonia"),
-    ("pneumonia", "text", "pneumonia"),
-    ("<think>the lobe is opaque</think><answer>pneumonia (B)</answer>", "think", "pneumonia"),
-    ("<think>unfinished thought", "think", ""),
-    ("<answer>B</answer>", "letter", "B"),
-    ("B", "letter", "B"),
-    ("grade (2) lesion", "text", "grade (2) lesion"),  # a marker must be a letter at the very end
-])
+@pytest.mark.parametrize(
+    "raw,fmt,expected",
+    [
+        ("pneumonia (B)", "text", "pneumonia"),
+        ("pneumonia (B).", "text", "pneumonia"),
+        ("pneumonia", "text", "pneumonia"),
+        ("<think>the lobe is opaque</think><answer>pneumonia (B)</answer>", "think", "pneumonia"),
+        ("<think>unfinished thought", "think", ""),
+        ("<answer>B</answer>", "letter", "B"),
+        ("B", "letter", "B"),
+        ("grade (2) lesion", "text", "grade (2) lesion"),  # a marker must be a letter at the very end
+    ],
+)
 def test_read_answer(raw, fmt, expected):
     assert read_answer(raw, fmt) == expected
 
@@ -73,8 +76,17 @@ def test_vqa_evaluator_end_to_end_on_omnimedvqa_fixture(tmp_path, tiny_model, om
     assert [p.question_id for p in preds] == [s.id for s in omni_samples]
     for p, s in zip(preds, omni_samples):
         assert (p.question, p.options, p.gt_answer, p.modality, p.question_type) == (
-            s.question, s.options, s.answer, s.modality.value, s.question_type.value)
-        assert p.raw_answer is not None and p.option_scores is not None and len(p.option_scores) == len(s.options)
+            s.question,
+            s.options,
+            s.answer,
+            s.modality.value,
+            s.question_type.value,
+        )
+        assert (
+            p.raw_answer is not None
+            and p.option_scores is not None
+            and len(p.option_scores) == len(s.options)
+        )
         assert p.dataset == s.provenance.source_dataset
 
     assert report.scorer == "omnimedvqa" and report.overall.n == len(omni_samples)
@@ -108,11 +120,28 @@ def test_eval_run_cli_on_a_source(tmp_path, tiny_model, omni_root):
 
     from medgr2.cli import build_app
 
-    args = ["eval", "run", "--model", str(tiny_model), "--source", "omnimedvqa", "--opt", f"root={omni_root}", "--split", "all",
-            "--out", str(tmp_path / "o"), "--scorer", "medgr2", "--limit", "6", "--json"]
+    args = [
+        "eval",
+        "run",
+        "--model",
+        str(tiny_model),
+        "--source",
+        "omnimedvqa",
+        "--opt",
+        f"root={omni_root}",
+        "--split",
+        "all",
+        "--out",
+        str(tmp_path / "o"),
+        "--scorer",
+        "medgr2",
+        "--limit",
+        "6",
+        "--json",
+    ]
     r = CliRunner().invoke(build_app(args), args)
     assert r.exit_code == 0, r.output
-    data = json.loads(r.stdout[r.stdout.index("{"):])
+    data = json.loads(r.stdout[r.stdout.index("{") :])
     assert data["scorer"] == "medgr2" and data["n"] == 6
     assert len((tmp_path / "o" / "predictions.jsonl").read_text().splitlines()) == 6
     bad = ["eval", "run", "--model", str(tmp_path / "nope"), "--samples", "x.jsonl", "--out", str(tmp_path)]
@@ -123,8 +152,9 @@ def test_eval_run_cli_on_a_source(tmp_path, tiny_model, omni_root):
 @pytest.mark.data
 def test_vqa_evaluator_on_real_shared_images(tmp_path, tiny_model, shared_data, registry):
     """Real BUSI ultrasound PNGs through the labels builder, evaluated under two scorers."""
-    seed = registry.create("dataset", "shared", {"preset": "busi", "root": str(shared_data),
-                                                 "overrides": {"limit": 12}}).load()
+    seed = registry.create(
+        "dataset", "shared", {"preset": "busi", "root": str(shared_data), "overrides": {"limit": 12}}
+    ).load()
     ctx = StageContext(work_dir=tmp_path / "w", registry=registry, seed=0)
     samples = list(registry.create("generator", "labels", {"seed": 0}).generate(seed.items, ctx).samples)[:10]
     assert samples, "the labels builder made no questions from BUSI"
@@ -133,4 +163,6 @@ def test_vqa_evaluator_on_real_shared_images(tmp_path, tiny_model, shared_data, 
     assert report.overall.n == len(samples) and "ultrasound" in report.by_modality
     assert report.meta["prompt"] == "medgr2"
     preds = read_jsonl(tmp_path / "o" / "predictions.jsonl", Prediction)
-    assert all("Please choose one of the following" not in p.question for p in preds)  # the sample's own question
+    assert all(
+        "Please choose one of the following" not in p.question for p in preds
+    )  # the sample's own question

@@ -15,7 +15,9 @@ from medgr2_eval.scorers import Verdict, _most_similar
 
 
 def pred(i, gt, answer, options=("a", "b", "c"), **kw):
-    return Prediction(question_id=str(i), question="q?", options=options, gt_answer=gt, model_answer=answer, **kw)
+    return Prediction(
+        question_id=str(i), question="q?", options=options, gt_answer=gt, model_answer=answer, **kw
+    )
 
 
 def verdict(p: Prediction) -> Verdict:
@@ -33,12 +35,12 @@ def test_accuracy_invalid_and_valid_only():
     preds = [pred(0, "a", "a"), pred(1, "a", "b"), pred(2, "b", "b"), pred(3, "b", "?")]
     m = report(preds).overall
     assert (m.n, m.correct, m.invalid) == (4, 2, 1)
-    assert m.accuracy == 0.5                     # invalid counted wrong
-    assert m.accuracy_valid_only == pytest.approx(2 / 3)   # invalid skipped
+    assert m.accuracy == 0.5  # invalid counted wrong
+    assert m.accuracy_valid_only == pytest.approx(2 / 3)  # invalid skipped
     # F1: a: tp1 fp0 fn1 -> 2/3; b: tp1 fp1 fn1 -> 1/2; macro 7/12. Recall a 1/2, b 1/2.
     assert m.macro_f1 == pytest.approx(7 / 12, abs=1e-6)
     assert m.balanced_accuracy == pytest.approx(0.5)
-    assert m.auroc is None                       # no option scores: never faked
+    assert m.auroc is None  # no option scores: never faked
 
 
 def test_all_invalid_has_no_valid_only_accuracy():
@@ -47,9 +49,11 @@ def test_all_invalid_has_no_valid_only_accuracy():
 
 
 def test_breakdowns_by_modality_question_type_dataset():
-    preds = [pred(0, "a", "a", modality="ct", dataset="d1", question_type="disease_diagnosis"),
-             pred(1, "a", "b", modality="ct", dataset="d2"),
-             pred(2, "b", "b", modality="mri", dataset="d2")]
+    preds = [
+        pred(0, "a", "a", modality="ct", dataset="d1", question_type="disease_diagnosis"),
+        pred(1, "a", "b", modality="ct", dataset="d2"),
+        pred(2, "b", "b", modality="mri", dataset="d2"),
+    ]
     r = report(preds)
     assert set(r.by_modality) == {"ct", "mri"} and r.by_modality["ct"].accuracy == 0.5
     assert set(r.by_dataset) == {"d1", "d2"} and r.by_dataset["d2"].n == 2
@@ -78,13 +82,16 @@ def _f1_reference(gt, pr):
 def test_macro_f1_and_balanced_accuracy_match_brute_force_per_group():
     rng = random.Random(3)
     opts = ("a", "b", "c", "d")
-    preds = [pred(i, rng.choice(opts), rng.choice(opts + ("?",)), options=opts, modality=rng.choice(["x", "y"]))
-             for i in range(400)]
+    preds = [
+        pred(i, rng.choice(opts), rng.choice(opts + ("?",)), options=opts, modality=rng.choice(["x", "y"]))
+        for i in range(400)
+    ]
     r = report(preds, bootstrap=0)
     for mod, m in [("all", r.overall), *r.by_modality.items()]:
         sel = [p for p in preds if mod == "all" or p.modality == mod]
-        f1, bal = _f1_reference([p.gt_answer for p in sel],
-                                [p.model_answer if p.model_answer in opts else None for p in sel])
+        f1, bal = _f1_reference(
+            [p.gt_answer for p in sel], [p.model_answer if p.model_answer in opts else None for p in sel]
+        )
         assert m.macro_f1 == pytest.approx(f1, abs=1e-6)
         assert m.balanced_accuracy == pytest.approx(bal, abs=1e-6)
 
@@ -118,7 +125,10 @@ def test_auroc_matches_pairwise_reference_with_ties_and_groups():
 
 
 def test_auroc_only_over_items_with_scores_and_none_without():
-    with_scores = [pred(0, "a", "a", option_scores=(0.0, -1.0, -2.0)), pred(1, "b", "a", option_scores=(0.0, -3.0, -1.0))]
+    with_scores = [
+        pred(0, "a", "a", option_scores=(0.0, -1.0, -2.0)),
+        pred(1, "b", "a", option_scores=(0.0, -3.0, -1.0)),
+    ]
     r = report(with_scores + [pred(2, "c", "c")], bootstrap=0)
     assert r.overall.auroc is not None and r.meta["n_with_option_scores"] == 2
     perfect = report([pred(0, "a", "a", option_scores=(5.0, 0.0, 0.0))], bootstrap=0)
@@ -149,9 +159,11 @@ def test_group_metrics_without_bootstrap():
 
 def test_score_predictions_parses_options_from_question_and_names_the_scorer():
     q = "Diagnosis? Please choose one of the following: normal or pneumonia. You must pick only one answer."
-    preds = [Prediction(question_id="1", question=q, gt_answer="pneumonia", model_answer="Pneumonia."),
-             Prediction(question_id="2", question=q, gt_answer="normal", model_answer="pneumonia"),
-             Prediction(question_id="3", question=q, gt_answer="normal", model_answer="maybe")]
+    preds = [
+        Prediction(question_id="1", question=q, gt_answer="pneumonia", model_answer="Pneumonia."),
+        Prediction(question_id="2", question=q, gt_answer="normal", model_answer="pneumonia"),
+        Prediction(question_id="3", question=q, gt_answer="normal", model_answer="maybe"),
+    ]
     r = score_predictions(preds, "medgr2")
     assert r.scorer == "medgr2"
     assert (r.overall.correct, r.overall.invalid, r.overall.n) == (1, 1, 3)

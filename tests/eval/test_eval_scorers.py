@@ -5,89 +5,99 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
 from medgr2_eval.parsing import gt_index, normalize, parse_options
-from medgr2_eval.scorers import SCORERS, Verdict, med_r1, medevalkit, medgr2, omnimedvqa, source_rule, vlmevalkit
+from medgr2_eval.scorers import (
+    SCORERS,
+    Verdict,
+    med_r1,
+    medevalkit,
+    medgr2,
+    omnimedvqa,
+    source_rule,
+    vlmevalkit,
+)
 
 OPTS = ("normal", "pneumonia", "pleural effusion")
 GT = "pneumonia"
 
 # (model_answer, options, gt, correct, valid, chosen index)
 MEDGR2_TABLE = [
-    ("pneumonia", OPTS, GT, True, True, 1),                     # exact
-    ("Pneumonia.", OPTS, GT, True, True, 1),                    # lowercase + punctuation stripped
-    ("  PNEUMONIA!  ", OPTS, GT, True, True, 1),                # whitespace stripped
-    ("pleural   effusion", OPTS, GT, False, True, 2),           # whitespace collapsed: valid but wrong
-    ("Normal", OPTS, GT, False, True, 0),                       # another option: wrong, valid
-    ("B", OPTS, GT, False, False, None),                        # a letter matches no option text: invalid
-    ("pneumonia (B)", OPTS, GT, False, False, None),            # extra text: no exact match -> invalid
-    ("I think pneumonia", OPTS, GT, False, False, None),        # not exact
-    ("", OPTS, GT, False, False, None),                         # empty: invalid
+    ("pneumonia", OPTS, GT, True, True, 1),  # exact
+    ("Pneumonia.", OPTS, GT, True, True, 1),  # lowercase + punctuation stripped
+    ("  PNEUMONIA!  ", OPTS, GT, True, True, 1),  # whitespace stripped
+    ("pleural   effusion", OPTS, GT, False, True, 2),  # whitespace collapsed: valid but wrong
+    ("Normal", OPTS, GT, False, True, 0),  # another option: wrong, valid
+    ("B", OPTS, GT, False, False, None),  # a letter matches no option text: invalid
+    ("pneumonia (B)", OPTS, GT, False, False, None),  # extra text: no exact match -> invalid
+    ("I think pneumonia", OPTS, GT, False, False, None),  # not exact
+    ("", OPTS, GT, False, False, None),  # empty: invalid
     ("x-ray", ("CT", "X-ray", "MRI"), "X-ray", True, True, 1),  # hyphen removed on both sides
     ("xray", ("CT", "X-ray", "MRI"), "X-ray", True, True, 1),
-    ("pneumonia", (), GT, True, True, None),                    # no options: compared with gt only
+    ("pneumonia", (), GT, True, True, None),  # no options: compared with gt only
     ("normal", (), GT, False, True, None),
 ]
 
 MED_R1_TABLE = [
-    ("<think>consolidation</think><answer>B</answer>", OPTS, GT, True, True, 1),   # gt text -> letter B
-    ("<answer> B </answer>", OPTS, GT, True, True, 1),                              # \s* around the token
+    ("<think>consolidation</think><answer>B</answer>", OPTS, GT, True, True, 1),  # gt text -> letter B
+    ("<answer> B </answer>", OPTS, GT, True, True, 1),  # \s* around the token
     ("<answer>\nB\n</answer>", OPTS, GT, True, True, 1),
-    ("<answer>A</answer>", OPTS, GT, False, True, 0),                               # wrong letter
-    ("<answer>b</answer>", OPTS, GT, False, True, None),                            # case-sensitive equality
-    ("<answer>B.</answer>", OPTS, GT, False, False, None),                          # \w+ must fill the tag
-    ("<answer>pleural effusion</answer>", OPTS, GT, False, False, None),            # two words: no match
-    ("B", OPTS, GT, False, False, None),                                            # missing tag: wrong
-    ("<answer>B</answer>", OPTS, "<answer> B </answer>", True, True, 1),            # gt with its own tag
+    ("<answer>A</answer>", OPTS, GT, False, True, 0),  # wrong letter
+    ("<answer>b</answer>", OPTS, GT, False, True, None),  # case-sensitive equality
+    ("<answer>B.</answer>", OPTS, GT, False, False, None),  # \w+ must fill the tag
+    ("<answer>pleural effusion</answer>", OPTS, GT, False, False, None),  # two words: no match
+    ("B", OPTS, GT, False, False, None),  # missing tag: wrong
+    ("<answer>B</answer>", OPTS, "<answer> B </answer>", True, True, 1),  # gt with its own tag
     ("<answer>C</answer>", OPTS, "<answer>B</answer>", False, True, 2),
-    ("<answer>yes</answer>", (), "yes", True, True, None),                          # no options: token vs gt
+    ("<answer>yes</answer>", (), "yes", True, True, None),  # no options: token vs gt
 ]
 
 OMNI_TABLE = [
-    ("pneumonia", OPTS, GT, True, True, 1),                           # identical: ratio 1
-    ("The image shows pneumonia.", OPTS, GT, True, True, 1),          # most similar by ratio
+    ("pneumonia", OPTS, GT, True, True, 1),  # identical: ratio 1
+    ("The image shows pneumonia.", OPTS, GT, True, True, 1),  # most similar by ratio
     ("pleural effusion is present", OPTS, GT, False, True, 2),
     ("normal chest", OPTS, GT, False, True, 0),
-    ("Pneumonia", OPTS, GT, True, True, 1),                           # case-sensitive, still closest
-    ("", OPTS, GT, False, False, None),                               # nothing chosen
-    ("zzzz", ("ab", "cd"), "cd", False, False, None),                 # zero similarity to every option
-    ("ab", ("ab", "ab c"), "ab c", False, True, 0),                   # exact beats longer
-    ("pneumonia", (), GT, False, False, None),                        # no options: cannot choose
+    ("Pneumonia", OPTS, GT, True, True, 1),  # case-sensitive, still closest
+    ("", OPTS, GT, False, False, None),  # nothing chosen
+    ("zzzz", ("ab", "cd"), "cd", False, False, None),  # zero similarity to every option
+    ("ab", ("ab", "ab c"), "ab c", False, True, 0),  # exact beats longer
+    ("pneumonia", (), GT, False, False, None),  # no options: cannot choose
 ]
 
 MEDEVALKIT_TABLE = [
-    ("B", OPTS, GT, True, True, 1),                                     # bare letter
-    ("b\n\nbecause the lungs ...", OPTS, GT, True, True, 1),           # letter paragraph first
-    ("Reasoning first.\n\nB. pneumonia", OPTS, GT, True, True, 1),     # letter in last paragraph
-    ("\\boxed{B}", OPTS, GT, True, True, 1),                           # boxed wins
+    ("B", OPTS, GT, True, True, 1),  # bare letter
+    ("b\n\nbecause the lungs ...", OPTS, GT, True, True, 1),  # letter paragraph first
+    ("Reasoning first.\n\nB. pneumonia", OPTS, GT, True, True, 1),  # letter in last paragraph
+    ("\\boxed{B}", OPTS, GT, True, True, 1),  # boxed wins
     ("\\boxed{pneumonia}", OPTS, GT, True, True, 1),
     ("<think>looks like A</think><answer>C</answer>", OPTS, GT, False, True, 2),  # answer tag
-    ("The answer is pneumonia", OPTS, GT, True, True, 1),             # cut after "answer is"
-    ("answer: B", OPTS, GT, True, True, 1),                            # cut after "answer:"
+    ("The answer is pneumonia", OPTS, GT, True, True, 1),  # cut after "answer is"
+    ("answer: B", OPTS, GT, True, True, 1),  # cut after "answer:"
     ("Final answer: normal.", OPTS, GT, False, True, 0),
-    ("pneumonia", OPTS, GT, True, True, 1),                            # equals the gt text
+    ("pneumonia", OPTS, GT, True, True, 1),  # equals the gt text
     ("I see fluid around the lung: pleural effusion", OPTS, GT, False, True, 2),  # after last ':'
-    ("there is consolidation, probably pneumonic", OPTS, GT, True, True, 1),       # difflib fallback
-    ("", OPTS, GT, False, True, 0),                                    # fallback defaults to option A
-    ("", ("yes", "no"), "yes", True, True, 0),                         # ... which MedEvalKit scores right
+    ("there is consolidation, probably pneumonic", OPTS, GT, True, True, 1),  # difflib fallback
+    ("", OPTS, GT, False, True, 0),  # fallback defaults to option A
+    ("", ("yes", "no"), "yes", True, True, 0),  # ... which MedEvalKit scores right
     ("B", (), GT, False, False, None),
 ]
 
 VLMEVALKIT_TABLE = [
-    ("B", OPTS, GT, True, True, 1),                                     # unique letter token
+    ("B", OPTS, GT, True, True, 1),  # unique letter token
     ("(B) pneumonia", OPTS, GT, True, True, 1),
     ("The answer is B.", OPTS, GT, True, True, 1),
-    ("A.", OPTS, GT, False, True, 0),                                   # decorated A is a letter
+    ("A.", OPTS, GT, False, True, 0),  # decorated A is a letter
     ("Answer: A", OPTS, GT, False, True, 0),
     ("A lesion with consolidation suggests pneumonia", OPTS, GT, True, True, 1),  # article A, then text
-    ("A or B", OPTS, GT, False, False, None),                           # two letters: ambiguous
-    ("pneumonia", OPTS, GT, True, True, 1),                            # unique option text
-    ("Pleural Effusion", OPTS, GT, False, True, 2),                    # text match is case-insensitive
-    ("normal or pneumonia", OPTS, GT, False, False, None),             # two texts: ambiguous
-    ("no idea", OPTS, GT, False, False, None),                          # nothing: invalid
-    ("D", OPTS, GT, False, False, None),                                # letter outside the options
+    ("A or B", OPTS, GT, False, False, None),  # two letters: ambiguous
+    ("pneumonia", OPTS, GT, True, True, 1),  # unique option text
+    ("Pleural Effusion", OPTS, GT, False, True, 2),  # text match is case-insensitive
+    ("normal or pneumonia", OPTS, GT, False, False, None),  # two texts: ambiguous
+    ("no idea", OPTS, GT, False, False, None),  # nothing: invalid
+    ("D", OPTS, GT, False, False, None),  # letter outside the options
     ("B", (), GT, False, False, None),
 ]
 
@@ -99,8 +109,11 @@ TABLES = {
     "vlmevalkit": (vlmevalkit, VLMEVALKIT_TABLE),
 }
 
-CASES = [pytest.param(name, *row, id=f"{name}-{i}") for name, (_, rows) in TABLES.items()
-         for i, row in enumerate(rows)]
+CASES = [
+    pytest.param(name, *row, id=f"{name}-{i}")
+    for name, (_, rows) in TABLES.items()
+    for i, row in enumerate(rows)
+]
 
 
 @pytest.mark.parametrize("name,answer,options,gt,correct,valid,index", CASES)
@@ -127,26 +140,38 @@ def test_protocols_disagree_on_the_same_answers():
     assert len(set(acc.values())) >= 3, acc
 
 
-@pytest.mark.parametrize("question,expected", [
-    ("What is shown? Please choose one of the following: CT or MRI or X-ray. You must pick only one answer.",
-     ("CT", "MRI", "X-ray")),
-    ("Please choose one of the following: normal or pneumonia.", ("normal", "pneumonia")),
-    ("Choose one of the following: grade 1, grade 2, or grade 3", ("grade 1, grade 2", "grade 3")),
-    ("Which organ?\nA. liver\nB. spleen\nC. kidney", ("liver", "spleen", "kidney")),
-    ("Which organ? (A) liver (B) spleen (C) kidney", ("liver", "spleen", "kidney")),
-    ("Which organ?\nA) liver\nB) left kidney\nAnswer with the letter.", ("liver", "left kidney")),
-    ("Options: A: benign B: malignant", ("benign", "malignant")),
-    ("Is this a normal scan?", ()),
-    ("Grade A. Is it?", ()),  # a lone marker is not a list
-])
+@pytest.mark.parametrize(
+    "question,expected",
+    [
+        (
+            "What is shown? Please choose one of the following: CT or MRI or X-ray. You must pick only one answer.",
+            ("CT", "MRI", "X-ray"),
+        ),
+        ("Please choose one of the following: normal or pneumonia.", ("normal", "pneumonia")),
+        ("Choose one of the following: grade 1, grade 2, or grade 3", ("grade 1, grade 2", "grade 3")),
+        ("Which organ?\nA. liver\nB. spleen\nC. kidney", ("liver", "spleen", "kidney")),
+        ("Which organ? (A) liver (B) spleen (C) kidney", ("liver", "spleen", "kidney")),
+        ("Which organ?\nA) liver\nB) left kidney\nAnswer with the letter.", ("liver", "left kidney")),
+        ("Options: A: benign B: malignant", ("benign", "malignant")),
+        ("Is this a normal scan?", ()),
+        ("Grade A. Is it?", ()),  # a lone marker is not a list
+    ],
+)
 def test_parse_options(question, expected):
     assert parse_options(question) == expected
 
 
-@pytest.mark.parametrize("options,gt,index", [
-    (OPTS, "pneumonia", 1), (OPTS, "Pneumonia.", 1), (OPTS, "B", 1), (OPTS, "(c)", 2), (OPTS, "D", None),
-    (OPTS, "edema", None),
-])
+@pytest.mark.parametrize(
+    "options,gt,index",
+    [
+        (OPTS, "pneumonia", 1),
+        (OPTS, "Pneumonia.", 1),
+        (OPTS, "B", 1),
+        (OPTS, "(c)", 2),
+        (OPTS, "D", None),
+        (OPTS, "edema", None),
+    ],
+)
 def test_gt_index(options, gt, index):
     assert gt_index(options, gt) == index
 
@@ -156,9 +181,9 @@ def test_normalize():
 
 
 class _Judge(BaseHTTPRequestHandler):
-    prompts: list[str] = []
+    prompts: ClassVar[list[str]] = []
 
-    def do_POST(self):  # noqa: N802 - http.server API
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Judge.prompts.append(body["messages"][0]["content"])
         data = json.dumps({"choices": [{"message": {"role": "assistant", "content": "C"}}]}).encode()
@@ -178,8 +203,9 @@ def test_vlmevalkit_judge_only_when_configured(registry):
     try:
         plain = registry.create("scorer", "vlmevalkit")
         assert not plain("fluid around the lung", OPTS, "pleural effusion").valid
-        judged = registry.create("scorer", "vlmevalkit",
-                                 {"judge_base_url": f"http://127.0.0.1:{server.server_port}/v1"})
+        judged = registry.create(
+            "scorer", "vlmevalkit", {"judge_base_url": f"http://127.0.0.1:{server.server_port}/v1"}
+        )
         v = judged("fluid around the lung", OPTS, "pleural effusion")
         assert (v.correct, v.valid, v.index) == (True, True, 2)
         assert "fluid around the lung" in _Judge.prompts[-1] and "C. pleural effusion" in _Judge.prompts[-1]
