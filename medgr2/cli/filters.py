@@ -36,7 +36,8 @@ def _print_funnel(funnel: dict[str, Any]) -> None:
     table = Table("step", "in", "kept", "dropped", "dropped by reason", title="filter funnel")
     for s in funnel["steps"]:
         reasons = ", ".join(f"{k} {v}" for k, v in s["dropped_by_reason"].items()) or "-"
-        table.add_row(f"{s['index'] + 1}. {s['step']}", str(s["in"]), str(s["kept"]), str(s["dropped"]), reasons)
+        table.add_row(f"{s['index'] + 1}. {s['step']}", str(s["in"]), str(s["kept"]), str(s["dropped"]),
+                      reasons)
     console = Console()
     console.print(table)
     console.print(f"kept {funnel['kept']} of {funnel['in']} samples", highlight=False)
@@ -51,13 +52,17 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Output folder: decisions, kept, funnel.")],
         config: ConfigArg = None,
         overrides: SetOpt = None,
-        kept: Annotated[Path | None, typer.Option("--kept", help="D_gen: samples kept earlier (JSONL).")] = None,
+        kept: Annotated[Path | None, typer.Option(
+            "--kept", help="D_gen: samples kept earlier (JSONL).")] = None,
         eval_samples: Annotated[Path | None, typer.Option(
             "--eval-samples", help="Evaluation samples (JSONL) the contamination filter protects.")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
         as_json: JsonOpt = False,
     ) -> None:
-        """Filter scored samples with the config's filters.steps; write decisions.jsonl, kept.jsonl, funnel.json."""
+        """Filter scored samples with the config's filters.steps.
+
+        Writes decisions.jsonl, kept.jsonl and funnel.json into --out.
+        """
         from medgr2.config import resolved_options
         from medgr2.interfaces import StageContext
         from medgr2.plugins import get_registry
@@ -66,13 +71,15 @@ def register(app: typer.Typer) -> None:
         cfg = load_run_config(config, overrides)
         registry = get_registry()
         if not cfg.filters.steps:
-            fail("filters.steps is empty: nothing to do (add steps, e.g. --set 'filters.steps=[{name: threshold}]')")
+            fail("filters.steps is empty: nothing to do (add steps, e.g. "
+                 "--set 'filters.steps=[{name: threshold}]')")
         candidates = read_samples(samples, "--samples")
         d_gen = read_samples(kept, "--kept") if kept is not None else []
         extras: dict[str, Any] = {}
         if eval_samples is not None:
             extras["eval_samples"] = read_samples(eval_samples, "--eval-samples")
-        steps = [(s.name, registry.create("filter", s.name, resolved_options(s, registry))) for s in cfg.filters.steps]
+        steps = [(s.name, registry.create("filter", s.name, resolved_options(s, registry)))
+                 for s in cfg.filters.steps]
         context = StageContext(work_dir=out, seed=cfg.seed, reporter=reporter(quiet or as_json),
                                registry=registry, extras=extras)
         try:

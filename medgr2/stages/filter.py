@@ -34,12 +34,12 @@ def _check(name: str, index: int, shown: Sequence[VQASample], decisions: Any) ->
     if not isinstance(decisions, list) or not all(isinstance(d, FilterDecision) for d in decisions):
         raise TypeError(f"{where} must return a list of FilterDecision, got {type(decisions).__name__}")
     if len(decisions) != len(shown):
-        raise ValueError(f"{where} returned {len(decisions)} decisions for {len(shown)} samples; a filter must "
-                         "return exactly one decision per input sample, in order")
+        raise ValueError(f"{where} returned {len(decisions)} decisions for {len(shown)} samples; a filter "
+                         "must return exactly one decision per input sample, in order")
     for s, d in zip(shown, decisions):
         if d.sample_id != s.id:
-            raise ValueError(f"{where} returned a decision for {d.sample_id!r} where sample {s.id!r} was expected; "
-                             "decisions must follow the input order")
+            raise ValueError(f"{where} returned a decision for {d.sample_id!r} where sample {s.id!r} was "
+                             "expected; decisions must follow the input order")
         if not d.reason.strip():
             raise ValueError(f"{where} gave sample {s.id!r} a decision without a reason")
     return decisions
@@ -82,10 +82,11 @@ def apply_filters(
             task.advance(len(shown), dropped=dropped)
         decisions += made
         current = [s for s, d in zip(shown, made) if d.keep]
+        codes = [(d.keep, reason_code(d.reason)) for d in made]
         steps.append({
             "index": index, "step": name, "in": len(shown), "kept": len(current), "dropped": dropped,
-            "dropped_by_reason": dict(Counter(reason_code(d.reason) for d in made if not d.keep).most_common()),
-            "kept_by_reason": dict(Counter(reason_code(d.reason) for d in made if d.keep).most_common()),
+            "dropped_by_reason": dict(Counter(c for keep, c in codes if not keep).most_common()),
+            "kept_by_reason": dict(Counter(c for keep, c in codes if keep).most_common()),
             "wall_s": round(time.perf_counter() - started, 4),
         })
     funnel = {"in": len(samples), "kept": len(current), "kept_in_dgen": len(kept),

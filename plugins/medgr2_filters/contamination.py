@@ -63,7 +63,8 @@ def read_omnimedvqa(root: str | Path) -> Iterator[EvalItem]:
         except ValueError as exc:
             raise ValueError(f"{path}: not a JSON array of OmniMedVQA records ({exc})") from exc
         if not isinstance(records, list):
-            raise ValueError(f"{path}: expected a JSON array of OmniMedVQA records, got {type(records).__name__}")
+            raise ValueError(f"{path}: expected a JSON array of OmniMedVQA records, "
+                             f"got {type(records).__name__}")
         for n, rec in enumerate(records):
             if not isinstance(rec, dict) or "question" not in rec:
                 raise ValueError(f"{path}: record {n} has no 'question' field")
@@ -216,7 +217,8 @@ class ContaminationFilter:
         self._report(context, index, len(samples), removed)
         return out
 
-    def _report(self, context: StageContext, index: EvalIndex, checked: int, removed: list[dict[str, str]]) -> None:
+    def _report(self, context: StageContext, index: EvalIndex, checked: int,
+                removed: list[dict[str, str]]) -> None:
         opts = self.options
         report = {
             "eval_set": {"sources": index.sources, "items": index.items, "ngrams": len(index.grams),

@@ -4,11 +4,12 @@
   answer plus the images' file hashes): one dictionary pass, no pixels decoded.
 * **Near** duplicates ask nearly the same thing about nearly the same image: their question +
   answer shingles (word 1- to ``shingle``-grams) have an estimated Jaccard similarity >=
-  ``text_threshold`` (datasketch MinHash signatures) **and** each image pair is within ``image_max_distance`` bits of a 64-bit
-  perceptual hash (dHash or aHash), and their answers' word sets overlap (Jaccard >=
-  ``answer_min_jaccard``). Requiring all three matters: templated questions repeat across
-  thousands of different images, one image carries many different questions, and one long
-  question can be asked of one image with different answers (two findings are two samples).
+  ``text_threshold`` (datasketch MinHash signatures), each image pair is within
+  ``image_max_distance`` bits of a 64-bit perceptual hash (dHash or aHash), and their answers'
+  word sets overlap (Jaccard >= ``answer_min_jaccard``). Requiring all three matters: templated
+  questions repeat across thousands of different images, one image carries many different
+  questions, and one long question can be asked of one image with different answers (two
+  findings are two samples).
 
 Candidates come from a banded index, never from all pairs. The MinHash signature is cut into
 the ``b`` bands of ``r`` rows that datasketch's ``MinHashLSH`` picks for the threshold, and the
@@ -87,7 +88,8 @@ def text_signatures(texts: Sequence[str], num_perm: int, shingle: int) -> np.nda
 
     if not texts:
         return np.zeros((0, num_perm), dtype=np.uint64)
-    hashes = MinHash.bulk([shingles(t, shingle) for t in texts], num_perm=num_perm, seed=1, hashfunc=zlib.crc32)
+    sets = [shingles(t, shingle) for t in texts]
+    hashes = MinHash.bulk(sets, num_perm=num_perm, seed=1, hashfunc=zlib.crc32)
     return np.stack([m.hashvalues for m in hashes]).astype(np.uint64)
 
 
@@ -112,10 +114,11 @@ def _band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     rng = np.random.default_rng(0x5EED)
     mult = rng.integers(1, 2**63, size=(bands, rows), dtype=np.uint64) | np.uint64(1)
     out = np.empty((sig.shape[0], bands), dtype=np.uint64)
+    golden = np.uint64(0x9E3779B97F4A7C15)
     with np.errstate(over="ignore"):
         for j in range(bands):
             block = sig[:, j * rows:(j + 1) * rows]
-            out[:, j] = (block * mult[j]).sum(axis=1, dtype=np.uint64) + np.uint64(j) * np.uint64(0x9E3779B97F4A7C15)
+            out[:, j] = (block * mult[j]).sum(axis=1, dtype=np.uint64) + np.uint64(j) * golden
     return out
 
 
@@ -198,6 +201,11 @@ def candidate_pairs(text_bands: np.ndarray, image_hashes: np.ndarray, max_distan
     return _unique_pairs(found)
 
 
+def _rank(reward: float | None, index: int) -> tuple[bool, float, int]:
+    """Sort key of a copy in its duplicate group: scored first, higher reward, then earlier."""
+    return reward is not None, reward or 0.0, -index
+
+
 class DedupFilter:
     """Drops exact and near duplicates, within the batch and against D_gen (see the module docstring)."""
 
@@ -242,7 +250,8 @@ class DedupFilter:
         out = []
         for i, j in zip(a.tolist(), b.tolist()):
             hi, hj = img[i], img[j]
-            same_images = len(hi) == len(hj) and all((x ^ y).bit_count() <= max_d for x, y in zip(hi[1:], hj[1:]))
+            same_images = len(hi) == len(hj) and all(
+                (x ^ y).bit_count() <= max_d for x, y in zip(hi[1:], hj[1:], strict=True))
             union = answers[i] | answers[j]
             overlap = len(answers[i] & answers[j]) / len(union) if union else 1.0
             if same_images and overlap >= opts.answer_min_jaccard:
@@ -277,18 +286,21 @@ class DedupFilter:
                 continue
             best = best_of.get(group[0])
             if best is None:
-                best = best_of[group[0]] = max(group, key=lambda g: (rewards[g] is not None, rewards[g] or 0.0, -g))
+                best = best_of[group[0]] = max(group, key=lambda g: _rank(rewards[g], g))
             if best == i:
                 detail = f"best of {len(group)} duplicates" + (f" (reward {r:.3f})" if r is not None else "")
                 out.append(decide(s, self.name, True, "best_of_duplicates", detail, r))
                 continue
             kind = "exact" if keys[best] == keys[i] else "near"
             rb = rewards[best]
-            why = f", higher reward {rb:.3f}" if rb is not None and (r is None or rb > r) else ", earlier copy"
-            out.append(decide(s, self.name, False, f"{kind}_duplicate", f"{kind} duplicate of {pool[best].id}{why}", r))
+            better = rb is not None and (r is None or rb > r)
+            why = f", higher reward {rb:.3f}" if better else ", earlier copy"
+            out.append(decide(s, self.name, False, f"{kind}_duplicate",
+                              f"{kind} duplicate of {pool[best].id}{why}", r))
         return out
 
-    def groups(self, pool: Sequence[VQASample], keys: Sequence[str], context: StageContext) -> list[list[int]]:
+    def groups(self, pool: Sequence[VQASample], keys: Sequence[str],
+               context: StageContext) -> list[list[int]]:
         """For each index of ``pool``, its duplicate group (sorted indices, shared list objects)."""
         by_key: dict[str, list[int]] = {}
         if self.options.mode == "near":
@@ -305,7 +317,7 @@ class DedupFilter:
             for gi, g in enumerate(exact):
                 merged.setdefault(uf.find(gi), []).extend(g)
             exact = [sorted(g) for g in merged.values()]
-        member_of: list[list[int]] = [[] for _ in pool]
+        member_of: list[list[int]] = [[]] * len(pool)
         for g in exact:
             for i in g:
                 member_of[i] = g

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from medgr2.data import FilterDecision, VQASample
 
 _NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
+_ASCII_NON_WORD = {c: " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")}
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -24,6 +25,8 @@ def _normalise_short(text: str) -> str:
 
 def normalise(text: str) -> str:
     """NFKC, lower case, punctuation to spaces, whitespace collapsed: ``"Is  it, CT?" -> "is it ct"``."""
+    if text.isascii():  # fast path, same result: ASCII is NFKC-stable and \w is [A-Za-z0-9_] there
+        return " ".join(text.lower().translate(_ASCII_NON_WORD).split())
     text = unicodedata.normalize("NFKC", text).casefold()
     return " ".join(_NON_WORD.sub(" ", text).split())
 
@@ -60,8 +63,9 @@ def shingles(text: str, size: int) -> list[bytes]:
     Jaccard similarity (bigrams alone drop a 12-word question to about 0.7).
     """
     toks = text.split()
-    return [" ".join(toks[i:i + k]).encode("utf-8") for k in range(1, size + 1) for i in range(len(toks) - k + 1)] \
-        or [b""]
+    grams = [" ".join(toks[i:i + k]).encode("utf-8")
+             for k in range(1, size + 1) for i in range(len(toks) - k + 1)]
+    return grams or [b""]
 
 
 def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -90,6 +94,4 @@ def reward_or_none(sample: VQASample) -> float | None:
 def decide(sample: VQASample, name: str, keep: bool, code: str, detail: str,
            score: float | None = None) -> FilterDecision:
     """A :class:`FilterDecision` whose reason is ``"<code>: <detail>"``."""
-    # built without re-validation: every field is produced here with the right type
-    return FilterDecision.model_construct(sample_id=sample.id, filter=name, keep=keep, reason=f"{code}: {detail}",
-                                          score=score)
+    return FilterDecision(sample_id=sample.id, filter=name, keep=keep, reason=f"{code}: {detail}", score=score)

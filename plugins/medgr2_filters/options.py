@@ -28,7 +28,8 @@ class _CountOptions(_Options):
     @model_validator(mode="after")
     def _one_of(self) -> _CountOptions:
         if (self.k is None) == (self.fraction is None):
-            raise ValueError("give exactly one of k (a count) or fraction (a share in (0, 1]), e.g. {k: 1000}")
+            raise ValueError("give exactly one of k (a count) or fraction (a share in (0, 1]), "
+                             "e.g. {k: 1000}")
         return self
 
     def count(self, n: int) -> int:
@@ -46,35 +47,42 @@ class TopKOptions(_CountOptions):
 class RandKOptions(_CountOptions):
     """Options of ``rand_k``: keep k samples chosen uniformly at random (the paper's RandK baseline)."""
 
-    seed: int | None = Field(default=None, description="Random seed; None derives it from the run seed and cycle.")
+    seed: int | None = Field(default=None,
+                             description="Random seed; None derives it from the run seed and cycle.")
 
 
 class DedupOptions(_Options):
     """Options of ``dedup``: exact and near-duplicate removal, within the batch and against D_gen."""
 
     mode: Literal["exact", "near", "both"] = Field(
-        default="both", description="exact: same normalised text and image; near: MinHash text + perceptual image.")
-    text_threshold: float = Field(default=0.7, gt=0.0, le=1.0,
-                                  description="Estimated Jaccard similarity of word shingles to call texts near-equal.")
+        default="both",
+        description="exact: same normalised text and image file; near: MinHash text + perceptual image hash.")
+    text_threshold: float = Field(
+        default=0.7, gt=0.0, le=1.0,
+        description="Estimated Jaccard similarity of text shingles at which texts are near-equal.")
     answer_min_jaccard: float = Field(
         default=0.6, ge=0.0, le=1.0,
         description="Near duplicates must also have answers whose word sets overlap this much (Jaccard).")
     num_perm: int = Field(default=128, ge=16, le=512, description="MinHash permutations.")
-    shingle: int = Field(default=2, ge=1, le=5, description="Longest word n-gram in the text shingles (1..shingle).")
+    shingle: int = Field(default=2, ge=1, le=5,
+                         description="Longest word n-gram in the text shingles (1..shingle).")
     image_hash: Literal["dhash", "ahash", "key"] = Field(
-        default="dhash", description="Perceptual hash of images (dhash, ahash) or 'key' to compare only file hashes.")
-    image_max_distance: int = Field(default=8, ge=0, le=15,
-                                    description="Largest Hamming distance (of 64 bits) between near-equal images.")
+        default="dhash",
+        description="Perceptual image hash (dhash, ahash), or 'key' to compare only file hashes.")
+    image_max_distance: int = Field(
+        default=8, ge=0, le=15,
+        description="Largest Hamming distance (of 64 bits) between near-equal images.")
     against_kept: bool | None = Field(
         default=None,
-        description="Also drop duplicates of samples already in D_gen; None: unless filters.allow_overlap is set.")
+        description="Also drop duplicates of samples already in D_gen; None: unless filters.allow_overlap.")
 
 
 class OverlapOptions(_Options):
     """Options of ``overlap``: drop samples already in D_gen (Algorithm 1, lines 6-8)."""
 
     allow_overlap: bool | None = Field(
-        default=None, description="Keep samples already in D_gen; None follows filters.allow_overlap of the run.")
+        default=None,
+        description="Keep samples already in D_gen; None follows filters.allow_overlap of the run.")
 
 
 class ContaminationOptions(_Options):
@@ -83,12 +91,14 @@ class ContaminationOptions(_Options):
     eval_paths: list[str] = Field(default_factory=list, description="JSONL files of VQASamples to protect.")
     omnimedvqa_roots: list[str] = Field(
         default_factory=list,
-        description="OmniMedVQA-layout roots (QA_information/<access>/<Dataset>.json + Images/...) to protect.")
-    use_context: bool = Field(default=True, description="Also protect context.extras['eval_samples'] when given.")
+        description="OmniMedVQA-layout roots (QA_information/<access>/<Dataset>.json + Images/...).")
+    use_context: bool = Field(default=True,
+                              description="Also protect context.extras['eval_samples'] when given.")
     ngram: int = Field(default=13, ge=3, le=50, description="Word n-gram length of the text overlap test.")
-    check_text: bool = Field(default=True, description="Drop samples sharing a word n-gram with an eval sample.")
+    check_text: bool = Field(default=True, description="Drop samples sharing a word n-gram with eval items.")
     check_images: bool = Field(default=True, description="Drop samples whose image matches an eval image.")
     image_hash: Literal["dhash", "ahash", "key"] = Field(
-        default="dhash", description="How images are matched: perceptual hash or 'key' (file hash) only.")
-    image_max_distance: int = Field(default=4, ge=0, le=15,
-                                    description="Largest Hamming distance between an image and an eval image.")
+        default="dhash", description="How images are matched: perceptual hash, or 'key' (file hash).")
+    image_max_distance: int = Field(
+        default=4, ge=0, le=15,
+        description="Largest Hamming distance between an image and an eval image.")

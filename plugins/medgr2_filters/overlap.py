@@ -10,6 +10,7 @@ from medgr2.stages.filter import ALLOW_OVERLAP_EXTRA
 from medgr2_filters.keys import content_key, decide, reward_or_none
 from medgr2_filters.options import OverlapOptions
 
+
 class OverlapFilter:
     """Drops a sample whose id or content key (question, answer, images) is already in D_gen.
 
@@ -45,7 +46,8 @@ class OverlapFilter:
                 out.append(decide(s, self.name, True, "new", "not in D_gen", r))
                 continue
             if allow:
-                out.append(decide(s, self.name, True, "in_dgen_allowed", match + " (allow_overlap is set)", r))
+                out.append(decide(s, self.name, True, "in_dgen_allowed", f"{match} (allow_overlap set)", r))
             else:
-                out.append(decide(s, self.name, False, "in_dgen", match + " (set filters.allow_overlap to keep)", r))
+                out.append(decide(s, self.name, False, "in_dgen",
+                                  f"{match} (set filters.allow_overlap to keep)", r))
         return out

@@ -29,7 +29,8 @@ class ThresholdFilter:
             if r > tau:
                 out.append(decide(s, self.name, True, "above_threshold", f"reward {r:.3f} > tau {tau:g}", r))
             else:
-                out.append(decide(s, self.name, False, "below_threshold", f"reward {r:.3f} <= tau {tau:g}", r))
+                out.append(decide(s, self.name, False, "below_threshold",
+                                  f"reward {r:.3f} <= tau {tau:g}", r))
         return out
 
 

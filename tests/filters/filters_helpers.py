@@ -22,8 +22,8 @@ def _png_loader(ref: ImageRef):
         return im.copy()
 
 
-@pytest.fixture
-def freg():
+@pytest.fixture(name="freg")
+def freg_fixture():
     """Every installed plugin, plus a ``file`` image loader when none is registered."""
     from medgr2.plugins import load_registry
 
@@ -33,8 +33,8 @@ def freg():
     return reg
 
 
-@pytest.fixture
-def ctx(tmp_path, freg):
+@pytest.fixture(name="ctx")
+def ctx_fixture(tmp_path, freg):
     """A silent stage context writing into tmp_path/stage."""
     return StageContext(work_dir=tmp_path / "stage", seed=7, registry=freg)
 

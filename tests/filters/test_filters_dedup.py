@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from filters_helpers import ctx, freg, make_sample, save_png, texture  # noqa: F401 (fixtures)
-
+from filters_helpers import ctx_fixture, freg_fixture, make_sample, save_png, texture  # noqa: F401 (fixtures)
 from medgr2_filters.dedup import DedupFilter, candidate_pairs
 from medgr2_filters.options import DedupOptions
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from filters_helpers import ctx, freg, make_sample, save_png, texture  # noqa: F401 (fixtures)
+from filters_helpers import ctx_fixture, freg_fixture, make_sample, save_png, texture  # noqa: F401 (fixtures)
 
 from medgr2.data import ImageRef
 from medgr2.store import write_jsonl

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from filters_helpers import ctx, freg, make_sample  # noqa: F401 (fixtures)
+from filters_helpers import ctx_fixture, freg_fixture, make_sample  # noqa: F401 (fixtures)
 
 from medgr2.interfaces import Filter, StageContext
 from medgr2.registry import OptionsError

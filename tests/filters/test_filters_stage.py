@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from filters_helpers import ctx, freg, make_sample  # noqa: F401 (fixtures)
+from filters_helpers import ctx_fixture, freg_fixture, make_sample  # noqa: F401 (fixtures)
 from typer.testing import CliRunner
 
 from medgr2.data import FilterDecision
