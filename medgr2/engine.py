@@ -206,9 +206,12 @@ class TpmLimiter:
 
 
 class ResponseCache:
-    """Append-only JSONL of successful replies by key (fsync per record; torn last line ignored).
+    """Append-only JSONL of successful replies by key (durable before use; torn last line ignored).
 
-    Appends run on one writer thread so the event loop never blocks on ``fsync``.
+    From async code, :meth:`put` hands records to one writer thread that *group-commits*: every
+    record waiting when a write starts is written, then fsync'd once, then all their ``put``
+    calls return. Each reply is on disk before its request counts as done, yet one fsync serves
+    many requests, and the event loop never blocks on the disk.
     """
 
     def __init__(self, path: str | Path, *, fsync: bool = True):
@@ -220,6 +223,8 @@ class ResponseCache:
                 self.entries[rec["key"]] = Reply(**rec["reply"])
         self._appender: JsonlAppender | None = None
         self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[tuple[str, Reply, asyncio.Future[None]]] = []
+        self._flushing = False
 
     def get(self, key: str) -> Reply | None:
         """The cached reply for ``key``, if any."""
@@ -231,18 +236,46 @@ class ResponseCache:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def add(self, key: str, reply: Reply) -> None:
-        """Persist ``reply`` now, from synchronous code (returns once it is on disk)."""
+    def _write(self, records: list[tuple[str, Reply]]) -> None:
         if self._appender is None:
             self._appender = JsonlAppender(self.path, fsync=self._fsync)
-        self._appender.append({"key": key, "reply": asdict(reply)})
+        self._appender.append_many({"key": k, "reply": asdict(r)} for k, r in records)
+
+    def add(self, key: str, reply: Reply) -> None:
+        """Persist ``reply`` now, from synchronous code (returns once it is on disk)."""
+        self._write([(key, reply)])
         self.entries[key] = reply
 
     async def put(self, key: str, reply: Reply) -> None:
-        """Persist ``reply`` on the writer thread (returns once it is on disk)."""
+        """Persist ``reply`` (group commit on the writer thread; returns once it is on disk)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((key, reply, done))
+        if not self._flushing:
+            self._flushing = True
+            loop.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgr2-cache")
-        await asyncio.get_running_loop().run_in_executor(self._writer, self.add, key, reply)
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await loop.run_in_executor(self._writer, self._write, [(k, r) for k, r, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every waiter gets the disk error
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for key, reply, done in batch:
+                    self.entries[key] = reply
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._flushing = False
 
     def close(self) -> None:
         """Finish pending writes and close the file."""

@@ -1,0 +1,75 @@
+"""Client CPU per request and peak RSS of the request engine for many requests.
+
+A stdlib fake HTTP server cannot serve thousands of requests per second, so this benchmark
+drives ``RequestEngine`` with an in-process transport (an ``asyncio.sleep`` of ``--latency`` s
+returning a ~600-character reply), through everything the engine does per request: cache key
+of a ~2 KB prompt, concurrency semaphore, retry loop, JSONL cache append with flush + fsync on
+the writer thread, ledger counters, and continuous scheduling over ``--n`` jobs at C =
+``--concurrency``. CPU is the process's user+sys time divided by the requests; RSS is the peak
+resident set of the process (Python and medgr2 imports included).
+Goals: <= 2 ms CPU per request and <= 500 MB peak RSS for 50k requests at C = 64.
+The SDK's own cost per request is measured against a real server in bench_engine_throughput.py.
+
+Run: ``.venv/bin/python benchmarks/bench_engine_cpu.py [--n 50000] [--concurrency 64] [--no-fsync]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from medgr2.engine import EngineOptions, Reply, RequestEngine, ResponseCache, request_key
+
+REPLY = json.dumps({"question": "What is the diagnosis shown in this image?",
+                    "options": ["pneumonia", "normal", "effusion", "fracture"], "answer": "pneumonia",
+                    "rationale": "Patchy consolidation in the right lower lobe with air bronchograms " * 4,
+                    "modality": "xray", "question_type": "disease_diagnosis"})
+PROMPT = "You are a medical imaging expert writing a multiple-choice question. " * 30
+
+
+async def run(n: int, c: int, latency: float, cache_path: Path, fsync: bool) -> tuple[float, float, int]:
+    async def transport(payload: str) -> Reply:
+        await asyncio.sleep(latency)
+        return Reply(text=REPLY, input_tokens=len(payload) // 4, output_tokens=len(REPLY) // 4)
+
+    cache = ResponseCache(cache_path, fsync=fsync)
+    engine = RequestEngine(transport, EngineOptions(concurrency=c), cache=cache)
+    done = []
+
+    async def job(i: int) -> Reply:
+        prompt = f"{PROMPT}\n- item: {i}"
+        return await engine.request(request_key(backend="bench", prompt=prompt, images=[f"sha{i}"]), prompt)
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await engine.run_jobs(range(n), job, lambda i, r: done.append(isinstance(r, Reply)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    cache.close()
+    assert sum(done) == n, "some requests failed"
+    return cpu, wall, engine.stats.max_in_flight
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.005, help="In-process transport latency (s).")
+    parser.add_argument("--no-fsync", action="store_true", help="Skip the per-record fsync of the cache.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu, wall, peak = asyncio.run(run(args.n, args.concurrency, args.latency, Path(tmp) / "cache.jsonl",
+                                          not args.no_fsync))
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{args.n} requests, C={args.concurrency}, in-process transport latency {args.latency * 1000:g} ms, "
+          f"cache fsync {'off' if args.no_fsync else 'on'}")
+    print(f"wall {wall:.1f} s ({args.n / wall:.0f} req/s), max in flight {peak}")
+    print(f"client CPU per request: {cpu / args.n * 1000:.3f} ms (goal <= 2 ms)")
+    print(f"peak RSS: {rss_mb:.0f} MB (goal <= 500 MB)")
+
+
+if __name__ == "__main__":
+    main()
