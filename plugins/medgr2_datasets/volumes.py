@@ -307,6 +307,8 @@ DEMO_FILES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
     ("pydicom-data", "US1_UNCR.dcm", "", {}),
     ("pydicom-data", "color-pl.dcm", "", {}),
     ("pydicom-data", "OBXXXX1A.dcm", "", {}),
+    ("pydicom-data", "gdcm-US-ALOKA-16.dcm", "", {}),
+    ("pydicom-data", "explicit_VR-UN.dcm", "", {}),
 )
 """The demo corpus: files read from installed packages (nothing is copied into the project)."""
 
