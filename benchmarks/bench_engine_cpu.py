@@ -25,10 +25,16 @@ from pathlib import Path
 
 from medgr2.engine import EngineOptions, Reply, RequestEngine, ResponseCache, request_key
 
-REPLY = json.dumps({"question": "What is the diagnosis shown in this image?",
-                    "options": ["pneumonia", "normal", "effusion", "fracture"], "answer": "pneumonia",
-                    "rationale": "Patchy consolidation in the right lower lobe with air bronchograms " * 4,
-                    "modality": "xray", "question_type": "disease_diagnosis"})
+REPLY = json.dumps(
+    {
+        "question": "What is the diagnosis shown in this image?",
+        "options": ["pneumonia", "normal", "effusion", "fracture"],
+        "answer": "pneumonia",
+        "rationale": "Patchy consolidation in the right lower lobe with air bronchograms " * 4,
+        "modality": "xray",
+        "question_type": "disease_diagnosis",
+    }
+)
 PROMPT = "You are a medical imaging expert writing a multiple-choice question. " * 30
 
 
@@ -54,18 +60,23 @@ async def run(n: int, c: int, latency: float, cache_path: Path, fsync: bool) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.005, help="In-process transport latency (s).")
     parser.add_argument("--no-fsync", action="store_true", help="Skip the per-record fsync of the cache.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cpu, wall, peak = asyncio.run(run(args.n, args.concurrency, args.latency, Path(tmp) / "cache.jsonl",
-                                          not args.no_fsync))
+        cpu, wall, peak = asyncio.run(
+            run(args.n, args.concurrency, args.latency, Path(tmp) / "cache.jsonl", not args.no_fsync)
+        )
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{args.n} requests, C={args.concurrency}, in-process transport latency {args.latency * 1000:g} ms, "
-          f"cache fsync {'off' if args.no_fsync else 'on'}")
+    print(
+        f"{args.n} requests, C={args.concurrency}, in-process transport latency {args.latency * 1000:g} ms, "
+        f"cache fsync {'off' if args.no_fsync else 'on'}"
+    )
     print(f"wall {wall:.1f} s ({args.n / wall:.0f} req/s), max in flight {peak}")
     print(f"client CPU per request: {cpu / args.n * 1000:.3f} ms (goal <= 2 ms)")
     print(f"peak RSS: {rss_mb:.0f} MB (goal <= 500 MB)")

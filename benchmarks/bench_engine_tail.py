@@ -27,7 +27,9 @@ async def compare(url: str, n: int, c: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=480, help="Requests per run.")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--median", type=float, default=0.1, help="Median latency in seconds.")
@@ -35,8 +37,10 @@ def main() -> None:
     warnings.simplefilter("ignore")
     with fake_server("--lognormal-median", str(args.median), "--seed", "1") as url:
         continuous, batched = asyncio.run(compare(url, args.n, args.concurrency))
-    print(f"lognormal latency: median {args.median:g} s, p99 {10 * args.median:g} s; C={args.concurrency}, "
-          f"n={args.n}")
+    print(
+        f"lognormal latency: median {args.median:g} s, p99 {10 * args.median:g} s; C={args.concurrency}, "
+        f"n={args.n}"
+    )
     print(f"continuous       {continuous:7.2f} s  {args.n / continuous:7.1f} req/s")
     print(f"batch-and-gather {batched:7.2f} s  {args.n / batched:7.1f} req/s")
     print(f"speed-up continuous / batch: {batched / continuous:.2f}x (goal >= 1.5x)")
