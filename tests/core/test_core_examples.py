@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import doctest
+import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -32,21 +34,49 @@ def cli(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.Complet
                           capture_output=True, text=True, timeout=120)
 
 
+def write_dist_info(src: Path, site: Path) -> None:
+    """What ``pip install`` leaves behind, written by hand: the package plus a dist-info with its entry points."""
+    import tomllib
+
+    project = tomllib.loads((src / "pyproject.toml").read_text())["project"]
+    shutil.copytree(src / "medgr2_yesno", site / "medgr2_yesno")
+    info = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    groups = "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
+                     for group, eps in project["entry-points"].items())
+    (info / "entry_points.txt").write_text(groups)
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """The example package installed (no deps, offline) into a fresh folder; returns that folder."""
+    """The example package installed (no deps, offline) into a fresh folder; returns that folder.
+
+    ``pip install`` builds it with the environment's setuptools; where setuptools is absent the
+    dist-info is written by hand, which importlib.metadata reads the same way.
+    """
     tmp = tmp_path_factory.mktemp("thirdparty")
     src = tmp / "src"
     shutil.copytree(PACKAGE, src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     site = tmp / "site"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "--target", str(site), str(src)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
+    if importlib.util.find_spec("setuptools") is None:
+        write_dist_info(src, site)
+    else:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+             "--disable-pip-version-check", "--target", str(site), str(src)],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
     assert (site / "medgr2_yesno-0.2.0.dist-info" / "entry_points.txt").is_file()
     return site
+
+
+def test_hand_written_dist_info_matches_what_pip_writes(tmp_path):
+    write_dist_info(PACKAGE, tmp_path)
+    dist = next(d for d in importlib.metadata.distributions(path=[str(tmp_path)]))
+    assert (dist.metadata["Name"], dist.version) == ("medgr2-yesno", "0.2.0")
+    assert [(ep.group, ep.name, ep.value) for ep in dist.entry_points] == [("medgr2", "yesno", "medgr2_yesno.plugin")]
 
 
 def test_installed_package_is_found_through_its_entry_point(installed):
