@@ -33,10 +33,11 @@ class _CountOptions(_Options):
         return self
 
     def count(self, n: int) -> int:
-        """How many of ``n`` samples to keep."""
+        """How many of ``n`` samples to keep (``k`` or ``fraction``)."""
         if self.k is not None:
             return min(self.k, n)
-        assert self.fraction is not None
+        if self.fraction is None:
+            raise ValueError("this count is set by match_tau, not by k or fraction")
         return min(n, int(self.fraction * n + 0.5))
 
 
@@ -45,10 +46,24 @@ class TopKOptions(_CountOptions):
 
 
 class RandKOptions(_CountOptions):
-    """Options of ``rand_k``: keep k samples chosen uniformly at random (the paper's RandK baseline)."""
+    """Options of ``rand_k``: keep k samples chosen uniformly at random (the paper's RandK baseline).
 
+    ``match_tau`` sets k to the number of samples a ``threshold`` filter with that tau would keep,
+    so the baseline draws as many samples as the reward filter it is compared with.
+    """
+
+    match_tau: float | None = Field(
+        default=None, ge=-6.0, le=10.0,
+        description="k = how many samples have reward > match_tau (give k, fraction or match_tau).")
     seed: int | None = Field(default=None,
                              description="Random seed; None derives it from the run seed and cycle.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RandKOptions:
+        if sum(v is not None for v in (self.k, self.fraction, self.match_tau)) != 1:
+            raise ValueError("give exactly one of k (a count), fraction (a share in (0, 1]) or match_tau "
+                             "(as many as a threshold filter with that tau keeps), e.g. {k: 1000}")
+        return self
 
 
 class DedupOptions(_Options):

@@ -76,15 +76,22 @@ class RandKFilter:
             return self.options.seed
         return int(stable_hash("rand_k", context.seed, context.cycle), 16)
 
+    def _k(self, samples: Sequence[VQASample]) -> tuple[int, str]:
+        tau = self.options.match_tau
+        if tau is None:
+            return self.options.count(len(samples)), ""
+        k = sum(1 for s in samples if reward_or_fail(s, self.name) > tau)
+        return k, f", k = samples with reward > {tau:g}"
+
     def apply(self, samples: Sequence[VQASample], kept: Sequence[VQASample],
               context: StageContext) -> list[FilterDecision]:
         """One decision per sample: kept when it is among the k drawn."""
-        n, k = len(samples), self.options.count(len(samples))
+        n, (k, why) = len(samples), self._k(samples)
         seed = self._seed(context)
         chosen = set(random.Random(seed).sample(range(n), k))
         out = []
         for i, s in enumerate(samples):
-            detail = f"random draw of {k} of {n} (seed {seed})"
+            detail = f"random draw of {k} of {n} (seed {seed}{why})"
             code = "sampled" if i in chosen else "not_sampled"
             out.append(decide(s, self.name, i in chosen, code, detail, reward_or_none(s)))
         return out

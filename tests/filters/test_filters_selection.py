@@ -89,6 +89,17 @@ def test_rand_k_is_deterministic_by_seed_and_picks_k(freg, ctx):
     assert all(d.score is None for d in runs[0])
 
 
+def test_rand_k_match_tau_draws_as_many_as_the_threshold_keeps(freg, ctx):
+    samples = _samples()
+    flt = freg.create("filter", "rand_k", {"match_tau": 5.0, "seed": 3})
+    out = flt.apply(samples, [], ctx)
+    n_threshold = sum(d.keep for d in freg.create("filter", "threshold", {"tau": 5.0}).apply(samples, [], ctx))
+    assert sum(d.keep for d in out) == n_threshold == 3
+    assert out[0].reason.endswith("(seed 3, k = samples with reward > 5)")
+    with pytest.raises(OptionsError):
+        freg.create("filter", "rand_k", {"match_tau": 5.0, "k": 2})
+
+
 def test_rand_k_without_seed_follows_run_seed_and_cycle(freg, tmp_path):
     samples = [make_sample(f"Question {i} about this fundus photograph?", reward=float(i % 10)) for i in range(30)]
     flt = freg.create("filter", "rand_k", {"fraction": 0.5})
