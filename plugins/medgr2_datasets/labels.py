@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from pydantic import ValidationError
 
 from medgr2.data import (
     GenerationResult,
@@ -162,12 +164,18 @@ class LabelsGenerator:
     def _options(
         self, fact: Fact, dataset: str, spaces: dict[tuple[str, str], list[str]], rng: random.Random
     ) -> list[str] | None:
-        taken = {fact.answer.lower()} | {x.lower() for x in fact.exclude}
-        pool = [x for x in spaces.get((dataset, fact.kind), []) if x.lower() not in taken]
+        taken = {fact.answer.strip().lower()} | {x.strip().lower() for x in fact.exclude}
+        pool: list[str] = []
         want = self.options.max_options - 1
-        if len(pool) < want:
-            extra = MODALITY_VOCAB if fact.kind == "modality" else FALLBACK_SPACES.get(fact.kind, ())
-            pool += [x for x in extra if x.lower() not in taken and x not in pool]
+        own = spaces.get((dataset, fact.kind), [])
+        extra = MODALITY_VOCAB if fact.kind == "modality" else FALLBACK_SPACES.get(fact.kind, ())
+        for candidates in (own, extra):
+            if len(pool) >= want:
+                break
+            for x in candidates:  # unique case-insensitively, as VQASample requires
+                if x.strip() and x.strip().lower() not in taken:
+                    taken.add(x.strip().lower())
+                    pool.append(x)
         if not pool:
             return None
         options = [fact.answer, *rng.sample(pool, min(want, len(pool)))]
@@ -243,12 +251,24 @@ class LabelsGenerator:
                 if context.stop.is_set():
                     break
                 rng = random.Random(stable_hash(seed, context.cycle, item.id))
-                made = [
-                    s
-                    for f in self._pick(self.facts(item), rng)
-                    if (s := self._sample(item, f, spaces, rng, base)) is not None
-                ]
-                if not made:
+                made, failed = [], False
+                for fact in self._pick(self.facts(item), rng):
+                    try:
+                        sample = self._sample(item, fact, spaces, rng, base)
+                    except ValidationError as exc:  # one bad label must not stop the run
+                        rejects.append(
+                            Reject(
+                                stage="generate",
+                                id=item.id,
+                                reason="invalid_sample",
+                                detail=str(exc.errors()[0].get("msg", exc))[:300],
+                            )
+                        )
+                        failed = True
+                        continue
+                    if sample is not None:
+                        made.append(sample)
+                if not made and not failed:
                     rejects.append(
                         Reject(
                             stage="generate",
@@ -266,7 +286,7 @@ class LabelsGenerator:
         ledger = Ledger(
             stage="generate",
             successes=len(samples),
-            rejects={"no_question": len(rejects)} if rejects else {},
+            rejects=dict(Counter(r.reason for r in rejects)),
             wall_s=time.perf_counter() - started,
             extra={"generator": "labels", "noisy": sum("noisy" in s.tags for s in samples)},
         )

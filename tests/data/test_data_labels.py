@@ -149,3 +149,20 @@ def test_grouped_splits_have_no_subject_overlap(seed):
         {"a": "train", "b": "test"},
         {"a": "test", "b": "train"},
     )
+
+
+def test_case_variants_and_blank_labels_do_not_break_generation(tmp_path, registry):
+    items = [
+        item(0, "X", diagnosis="Covid"),
+        item(1, "X", diagnosis="covid"),
+        item(2, "X", diagnosis="normal"),
+        item(3, "X", body_part="Chest"),
+        item(4, "X", diagnosis=" "),
+    ]
+    res = gen(registry, question_types=["disease_diagnosis", "anatomy_identification"]).generate(
+        items, ctx(tmp_path)
+    )
+    for s in res.samples:
+        assert len({o.lower() for o in s.options}) == len(s.options)
+    assert {r.reason for r in res.rejects} <= {"no_question", "invalid_sample"}
+    assert sum(res.ledger.rejects.values()) == len(res.rejects)
