@@ -142,17 +142,18 @@ def omnimedvqa(model_answer: str, options: Sequence[str], gt_answer: str) -> Ver
     """OmniMedVQA official rule: the option most similar to the output is the model's choice.
 
     Source: OmniMedVQA (Hu et al., CVPR 2024) official evaluation code. It computes
-    ``difflib.SequenceMatcher(None, option, output).ratio()`` for every option; the highest ratio wins (the first one on ties),
-    and the choice is correct when it is the ground-truth option. Strings are compared as they
-    are (case-sensitive). An empty output, or one with zero similarity to every option, chooses
-    nothing and is invalid; without options nothing can be chosen.
+    ``difflib.SequenceMatcher(None, option, output).ratio()`` for every option; the highest ratio
+    wins (the first one on ties), and the choice is correct when it is the ground-truth option.
+    Strings are compared as they are (case-sensitive, unstripped). An empty output, or one with zero similarity to every option,
+    chooses nothing: the official script then fails on that item and counts it wrong; here it is
+    invalid (and wrong). Without options nothing can be chosen.
 
     >>> omnimedvqa("I think it shows pneumonia", ["normal", "pneumonia"], "pneumonia").correct
     True
     """
     if not options:
         return INVALID
-    return _verdict(_omni_choice(model_answer.strip(), tuple(options)), options, gt_index(options, gt_answer))
+    return _verdict(_omni_choice(model_answer, tuple(options)), options, gt_index(options, gt_answer))
 
 
 # ------------------------------------------------------------------------------ medevalkit
@@ -204,24 +205,30 @@ def _medevalkit_parse(response: str) -> str:
 
 
 def medevalkit(model_answer: str, options: Sequence[str], gt_answer: str) -> Verdict:
-    """MedEvalKit rule (``judge_multi_choice``): tags first, then letter, then text, then difflib.
+    """MedEvalKit rule (OmniMedVQA ``cal_metrics`` + ``judge_multi_choice``): tags, letter, then difflib.
 
-    Source: MedEvalKit (alibaba-damo-academy) ``utils/utils.py``. The response is lowercased;
-    a bare letter paragraph is taken as is; otherwise the contents of the last ``\\boxed{}``
-    or of the ``<answer>`` tags are used, cut after "answer:" / "answer is" and similar markers.
-    Newlines are removed, the text is cut at the first "." and after the last ":". That string
-    is then compared with the ground truth, read as an option letter, read as an option text,
-    and finally the option most similar to the whole parsed response (``SequenceMatcher``) is
-    chosen. MedEvalKit never yields an invalid answer: when nothing is similar the fallback
-    picks option A. Only an empty option list gives an invalid verdict here.
+    Source: MedEvalKit (alibaba-damo-academy) ``utils/OmniMedVQA/OmniMedVQA.py`` and
+    ``utils/utils.py``. As there, the ground truth is turned into its option letter and the
+    choices are written ``"B. pneumonia"``. The response is reduced to its ``<answer>`` tag
+    contents (when present) and lowercased; a bare letter paragraph (first, or start of the
+    last) is taken as is; otherwise the last ``\\boxed{}`` contents are used and the text is cut
+    after "answer:" / "answer is" and similar markers. Newlines are removed, the text is cut at
+    its first "." and after its last ":". That string is correct when it equals the ground-truth
+    letter; another letter is wrong; anything else goes to the fallback, the choice most similar
+    to the whole parsed response by ``SequenceMatcher``. MedEvalKit never yields an invalid
+    answer: when nothing is similar the fallback picks option A (scored as choosing A). Only an
+    empty option list gives an invalid verdict here.
 
     >>> medevalkit("The answer is B.", ["normal", "pneumonia"], "pneumonia").correct
     True
     """
     if not options:
         return INVALID
+    gt = gt_index(options, gt_answer)
     letters = [c.lower() for c in LETTERS[: len(options)]]
-    response = model_answer.lower()
+    choices = [f"{LETTERS[i]}. {o}".lower() for i, o in enumerate(options)]
+    answer = (LETTERS[gt] if gt is not None else gt_answer).strip().lower()
+    response = (_tag_contents(model_answer, "answer") or model_answer).lower()
     paragraphs = response.split("\n\n")
     if paragraphs[0] in letters:
         response = paragraphs[0]
@@ -229,16 +236,17 @@ def medevalkit(model_answer: str, options: Sequence[str], gt_answer: str) -> Ver
         response = paragraphs[-1].split(".")[0]
     response = _medevalkit_parse(response).strip().lower().replace("\n", "")
     split_response = response.split(".")[0].split(":")[-1]
-    choices = [c.lower() for c in options]
-    gt = gt_index(options, gt_answer)
-    gt_text = gt_answer.strip().lower()
-    if split_response == gt_text and gt is not None:
-        return _verdict(gt, options, gt)
+    if split_response == answer:
+        return Verdict(True, True, options[gt], gt) if gt is not None else Verdict(True, True, split_response)
     if split_response in letters:
-        return _verdict(letters.index(split_response), options, gt)
+        i = letters.index(split_response)
+        return Verdict(choices[i] == answer, True, options[i], i)
     if split_response in choices:
-        return _verdict(choices.index(split_response), options, gt)
-    return _verdict(_most_similar(tuple(choices), response, 0), options, gt)
+        i = choices.index(split_response)
+        ok = answer in letters and split_response == choices[letters.index(answer)]
+        return Verdict(ok, True, options[i], i)
+    i = _most_similar(tuple(choices), response, 0)
+    return Verdict(letters[i] == answer or choices[i] == answer, True, options[i], i)
 
 
 # ------------------------------------------------------------------------------ vlmevalkit
