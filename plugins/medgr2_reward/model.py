@@ -1,0 +1,371 @@
+"""The regression reward model R_φ: (image, question, answer[, rationale]) → a score in [−6, 10].
+
+A backbone (:mod:`medgr2_reward.backbones`) pools each input into a vector; a small head maps it
+(with the tiny CNN's image feature for the MiniLM backbone) to ``z``, and the score is
+``2 + 8·tanh(z)``, always inside [−6, 10]. Training minimises the MSE to the graded targets
+(the paper's Eq. 1).
+
+Scoring sorts inputs by token length and pads each batch only to its longest item; the model is
+in eval mode (no dropout), so a score does not depend on batch size or order.
+
+Every :meth:`~RegressionRewardModel.train` call continues from the current weights (continual
+adaptation) and keeps the result as a new version folder ``<work_dir>/versions/vNNN`` (safetensors
++ JSON, no pickle), whose name goes into every score's ``RewardBreakdown.model_version``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medgr2.data import GradedExample, RewardInput, TrainResult, stable_hash, utcnow
+from medgr2.interfaces import StageContext
+from medgr2.store import atomic_write_text
+from medgr2_reward.backbones import MiniLMBackbone, Prepared, TinyCNN, VLMBackbone, default_minilm_path
+from medgr2_reward.options import SCORE_MAX, SCORE_MIN, MiniLMOptions, TrainOptions, VLMRewardOptions
+
+CENTER, HALF_RANGE = (SCORE_MAX + SCORE_MIN) / 2, (SCORE_MAX - SCORE_MIN) / 2
+CONFIG_FILE = "reward_model.json"
+HEAD_FILE = "head.safetensors"
+FORMAT_VERSION = 1
+
+
+def squash(z: torch.Tensor) -> torch.Tensor:
+    """Map raw head outputs onto the paper's scale: ``2 + 8·tanh(z)`` ∈ [−6, 10]."""
+    return CENTER + HALF_RANGE * torch.tanh(z)
+
+
+class RewardNet(nn.Module):
+    """Backbone vector (+ optional image feature) → MLP head → squashed score."""
+
+    def __init__(self, backbone_module: nn.Module, hidden: int, vision: TinyCNN | None, dropout: float = 0.1):
+        super().__init__()
+        self.backbone = backbone_module
+        self.vision = vision
+        width = hidden + (vision.out_dim if vision is not None else 0)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, 128), nn.GELU(), nn.Linear(128, 1))
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """The weights outside the backbone (head and vision encoder)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+
+
+class RegressionRewardModel:
+    """Shared machinery of the regression reward models (batching, training, versions, I/O).
+
+    Subclasses set :attr:`kind` and build their backbone in :meth:`_build_backbone`.
+    """
+
+    kind = "regression"
+
+    def __init__(self, options: TrainOptions):
+        self.options = options
+        self.version = ""
+        self.parent_version: str | None = None
+        self._backbone: Any = None
+        self._net: RewardNet | None = None
+        self._image_cache: dict[str, torch.Tensor] = {}
+        if options.checkpoint:
+            self.load(Path(options.checkpoint).expanduser())
+
+    # ------------------------------------------------------------------ building
+
+    def _build_backbone(self, folder: Path | None) -> Any:
+        raise NotImplementedError
+
+    def _uses_cnn(self) -> bool:
+        return False
+
+    def _device(self) -> torch.device:
+        return torch.device(self.options.device)
+
+    def _ensure_built(self) -> RewardNet:
+        if self._net is None:
+            if self.options.threads:
+                torch.set_num_threads(self.options.threads)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.options.seed)
+                self._backbone = self._build_backbone(None)
+                self._net = self._make_net()
+            self.version = self.version or f"{self.kind}-untrained"
+        return self._net
+
+    def _make_net(self) -> RewardNet:
+        opts = self.options
+        vision = TinyCNN(getattr(opts, "vision_dim", 32)) if self._uses_cnn() else None
+        net = RewardNet(self._backbone.module, self._backbone.hidden_size, vision)
+        return net.to(self._device())
+
+    # ------------------------------------------------------------------ scoring
+
+    def _pixels(self, items: Sequence[Prepared]) -> tuple[torch.Tensor, torch.Tensor]:
+        from medgr2.images import open_image
+
+        size = getattr(self.options, "image_size", 64)
+        out, flags = [], []
+        for it in items:
+            if it.image is None:
+                out.append(torch.zeros(1, size, size))
+                flags.append(0.0)
+                continue
+            key = it.image.key
+            if key not in self._image_cache:
+                import numpy as np
+
+                img = open_image(it.image).convert("L").resize((size, size))
+                arr = torch.from_numpy(np.asarray(img, dtype="float32") / 255.0)
+                self._image_cache[key] = ((arr - 0.5) / 0.25).unsqueeze(0)
+            out.append(self._image_cache[key])
+            flags.append(1.0)
+        dev = self._device()
+        return torch.stack(out).to(dev), torch.tensor(flags, device=dev)
+
+    def _forward(self, items: Sequence[Prepared]) -> torch.Tensor:
+        net = self._net
+        assert net is not None
+        pooled = self._backbone.forward(self._backbone.collate(items, self._device()))
+        if net.vision is not None:
+            pooled = torch.cat([pooled, net.vision(*self._pixels(items))], dim=-1)
+        return squash(net.head(pooled).squeeze(-1))
+
+    def score(self, inputs: Sequence[RewardInput], context: StageContext | None = None) -> list[float]:
+        """Scores in [−6, 10], independent of batch size and order (length-sorted batches)."""
+        net = self._ensure_built()
+        if not inputs:
+            return []
+        net.eval()
+        prepared = self._backbone.prepare(inputs)
+        order = sorted(range(len(prepared)), key=lambda i: (prepared[i].length, i))
+        out = [0.0] * len(prepared)
+        bs = self.options.score_batch_size
+        reporter = context.reporter if context is not None else None
+        with torch.inference_mode():
+            if reporter is not None and len(order) > bs:
+                with reporter.task("score", total=len(order)) as task:
+                    self._score_batches(prepared, order, bs, out, task)
+            else:
+                self._score_batches(prepared, order, bs, out, None)
+        return out
+
+    def _score_batches(self, prepared: list[Prepared], order: list[int], bs: int, out: list[float],
+                       task: Any) -> None:
+        for start in range(0, len(order), bs):
+            idx = order[start:start + bs]
+            scores = self._forward([prepared[i] for i in idx]).float().cpu().tolist()
+            for i, s in zip(idx, scores, strict=True):
+                out[i] = min(SCORE_MAX, max(SCORE_MIN, float(s)))
+            if task is not None:
+                task.advance(len(idx))
+
+    # ------------------------------------------------------------------ training
+
+    def _batches(self, prepared: list[Prepared], rng: random.Random, steps: int) -> list[list[int]]:
+        """Shuffled batches, length-grouped within chunks of 50 batches (less padding)."""
+        bs = self.options.batch_size
+        batches: list[list[int]] = []
+        while len(batches) < steps:
+            idx = list(range(len(prepared)))
+            rng.shuffle(idx)
+            chunk = bs * 50
+            epoch = []
+            for c in range(0, len(idx), chunk):
+                part = sorted(idx[c:c + chunk], key=lambda i: prepared[i].length)
+                epoch += [part[b:b + bs] for b in range(0, len(part), bs)]
+            rng.shuffle(epoch)
+            batches += epoch
+        return batches[:steps]
+
+    def train(self, examples: Sequence[GradedExample], context: StageContext,
+              eval_examples: Sequence[GradedExample] = ()) -> TrainResult:
+        """Fit with MSE from the current weights; save a new version under ``context.work_dir``.
+
+        With ``eval_examples``, the version folder also gets ``calibration.json`` and
+        ``calibration.png`` and the result's metrics carry the held-out figures.
+        """
+        if not examples:
+            raise ValueError("no training examples: build a grade set first (medgr2 train-rm reads reward.references)")
+        opts = self.options
+        net = self._ensure_built()
+        started = time.perf_counter()
+        rng = random.Random(opts.seed + 7919 * (self._version_number(context.work_dir)))
+        examples = list(examples)
+        if opts.max_train_examples and len(examples) > opts.max_train_examples:
+            examples = rng.sample(examples, opts.max_train_examples)
+        prepared = self._backbone.prepare(examples)
+        targets = torch.tensor([e.target for e in examples], dtype=torch.float32)
+        per_epoch = math.ceil(len(examples) / opts.batch_size)
+        steps = opts.max_steps or max(1, round(opts.epochs * per_epoch))
+        batches = self._batches(prepared, rng, steps)
+        head_params = [p for n, p in net.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+        body_params = [p for n, p in net.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+        groups = [{"params": head_params, "lr": opts.head_lr}]
+        if body_params:
+            groups.append({"params": body_params, "lr": opts.lr})
+        optim = torch.optim.AdamW(groups, weight_decay=opts.weight_decay)
+        warm = max(1, int(opts.warmup_ratio * steps))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            optim, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+        history: list[dict[str, Any]] = []
+        net.train()
+        torch.manual_seed(opts.seed + len(examples))
+        running, seen = 0.0, 0
+        assert context.reporter is not None
+        with context.reporter.task("train-rm", total=steps) as task:
+            for step, idx in enumerate(batches, 1):
+                if context.stop.is_set():
+                    break
+                pred = self._forward([prepared[i] for i in idx])
+                loss = torch.nn.functional.mse_loss(pred, targets[idx].to(pred.device))
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                optim.step()
+                sched.step()
+                running += loss.item() * len(idx)
+                seen += len(idx)
+                if step % 10 == 0 or step == len(batches):
+                    history.append({"step": step, "mse": running / seen})
+                    task.update(mse=f"{running / seen:.3f}")
+                    running, seen = 0.0, 0
+                task.advance(1)
+        net.eval()
+        folder = self._new_version_folder(context.work_dir)
+        self.parent_version = self.version if not self.version.endswith("-untrained") else None
+        data_hash = stable_hash(self.parent_version, opts.seed, [e.id for e in examples], length=8)
+        self.version = f"{self.kind}-{folder.name}-{data_hash}"
+        metrics: dict[str, float] = {"train_examples": float(len(examples)), "steps": float(len(history) and
+                                                                                          history[-1]["step"])}
+        if history:
+            metrics["train_mse_last"] = float(history[-1]["mse"])
+        self.save(folder)
+        if eval_examples:
+            from medgr2_reward.calibration import write_calibration
+
+            scores = self.score(eval_examples, context)
+            cal = write_calibration(folder, scores, [e.target for e in eval_examples],
+                                    [e.grade for e in eval_examples], version=self.version)
+            metrics.update({f"heldout_{k}": float(cal[k]) for k in ("spearman", "mse", "pairwise_accuracy")})
+            metrics["heldout_means_ordered"] = float(cal["means_ordered"])
+        wall = time.perf_counter() - started
+        atomic_write_text(context.work_dir / "latest.json",
+                          json.dumps({"version": self.version, "path": str(folder)}, indent=2) + "\n")
+        return TrainResult(checkpoint=str(folder), version=self.version, metrics=metrics,
+                           history=tuple(history), wall_s=wall)
+
+    @staticmethod
+    def _version_number(work_dir: Path) -> int:
+        root = Path(work_dir) / "versions"
+        nums = [int(p.name[1:]) for p in root.glob("v[0-9][0-9][0-9]*") if p.name[1:].isdigit()] \
+            if root.is_dir() else []
+        return max(nums, default=0) + 1
+
+    def _new_version_folder(self, work_dir: Path) -> Path:
+        folder = Path(work_dir) / "versions" / f"v{self._version_number(work_dir):03d}"
+        folder.mkdir(parents=True, exist_ok=False)
+        return folder
+
+    # ------------------------------------------------------------------ persistence
+
+    def _saves_backbone(self) -> bool:
+        return True
+
+    def save(self, path: Path) -> None:
+        """Write safetensors + ``reward_model.json`` into the folder ``path`` (no pickle)."""
+        from safetensors.torch import save_file
+
+        net = self._ensure_built()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self._saves_backbone():
+            self._backbone.save(path / "backbone")
+        head = {k: v.detach().cpu().contiguous() for k, v in net.head_state().items()}
+        save_file(head, str(path / HEAD_FILE))
+        digest = hashlib.sha256((path / HEAD_FILE).read_bytes()).hexdigest()[:12]
+        config = {
+            "format": FORMAT_VERSION, "kind": self.kind, "version": self.version or f"{self.kind}-{digest}",
+            "parent_version": self.parent_version, "head_sha256": digest,
+            "backbone": "backbone" if self._saves_backbone() else str(getattr(self.options, "model_path", "")),
+            "options": json.loads(self.options.model_dump_json(exclude={"checkpoint"})),
+            "saved_at": utcnow().isoformat(),
+        }
+        atomic_write_text(path / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+
+    def load(self, path: Path) -> None:
+        """Load a folder written by :meth:`save` (same kind) into this instance."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        cfg_file = path / CONFIG_FILE
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"{path} is not a saved reward model (no {CONFIG_FILE}); give the folder "
+                                    "that `medgr2 train-rm` wrote (…/versions/vNNN)")
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+        if config.get("kind") != self.kind:
+            raise ValueError(f"{path} holds a {config.get('kind')!r} reward model, not {self.kind!r}: "
+                             f"use reward_model name {config.get('kind')!r}")
+        saved = type(self.options).model_validate({**config["options"], "checkpoint": None})
+        keep = {"score_batch_size", "batch_size", "threads", "device", "lr", "head_lr", "epochs", "max_steps",
+                "warmup_ratio", "max_train_examples", "weight_decay"}
+        self.options = saved.model_copy(update={k: getattr(self.options, k) for k in keep})
+        backbone_dir = path / config["backbone"] if config["backbone"] == "backbone" else Path(config["backbone"])
+        if self.options.threads:
+            torch.set_num_threads(self.options.threads)
+        self._backbone = self._build_backbone(backbone_dir)
+        self._net = self._make_net()
+        missing, unexpected = self._net.load_state_dict(load_file(str(path / HEAD_FILE)), strict=False)
+        bad = [k for k in missing if not k.startswith("backbone.")] + list(unexpected)
+        if bad:
+            raise ValueError(f"{path / HEAD_FILE} does not match this model: {bad[:5]}")
+        self._net.eval()
+        self._image_cache.clear()
+        self.version = config["version"]
+        self.parent_version = config.get("parent_version")
+
+
+class MiniLMRewardModel(RegressionRewardModel):
+    """R_φ on the pretrained MiniLM text encoder, fused with a tiny CNN over the image (CPU default)."""
+
+    kind = "minilm"
+    options: MiniLMOptions
+
+    def __init__(self, options: MiniLMOptions | None = None):
+        super().__init__(options or MiniLMOptions())
+
+    def _uses_cnn(self) -> bool:
+        return self.options.vision
+
+    def _build_backbone(self, folder: Path | None) -> MiniLMBackbone:
+        path = folder or (Path(self.options.model_path).expanduser() if self.options.model_path
+                          else default_minilm_path())
+        backbone = MiniLMBackbone(path, self.options.max_length, self.options.pooling)
+        backbone.freeze_bottom(self.options.freeze_layers)
+        backbone.module.to(self._device())
+        return backbone
+
+
+class VLMRewardModel(RegressionRewardModel):
+    """R_φ on a local Qwen2.5-VL / LLaVA folder: mean-pooled last hidden state + an MLP head."""
+
+    kind = "vlm"
+    options: VLMRewardOptions
+
+    def __init__(self, options: VLMRewardOptions):
+        super().__init__(options)
+
+    def _saves_backbone(self) -> bool:
+        return self.options.train_backbone
+
+    def _build_backbone(self, folder: Path | None) -> VLMBackbone:
+        path = folder or Path(self.options.model_path).expanduser()
+        backbone = VLMBackbone(path, self.options.max_length, self.options.device)
+        backbone.freeze_bottom(0 if self.options.train_backbone else 1)
+        return backbone

