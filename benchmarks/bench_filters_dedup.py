@@ -5,7 +5,8 @@ five questions per image, 64x64 PNG images) and planted duplicates (exact copies
 noised image copies). Prints wall times, the 100k/50k ratio, and how many planted duplicates
 were found, per kind (one-word edits of the shortest template sit near the Jaccard threshold 0.7,
 so a few are expected to be missed; the other samples dropped are unplanted pairs on one image that
-differ in one template slot and share the answer). Goals (issue 5): exact 50k < 1 s; near 50k < 60 s; t(100k) / t(50k) <= 2.3.
+differ in one template slot and share the answer). Goals (issue 5): exact 50k < 1 s; near 50k < 60 s;
+t(100k) / t(50k) <= 2.3.
 
 Run: ``.venv/bin/python benchmarks/bench_filters_dedup.py [--sizes 50000 100000]``.
 """
@@ -28,7 +29,8 @@ from medgr2.interfaces import StageContext
 from medgr2.registry import Registry
 
 TEMPLATES = [
-    "Based on this {mod} image of a {age}-year-old {sex} presenting with {sym}, what is the most likely diagnosis?",
+    "Based on this {mod} image of a {age}-year-old {sex} presenting with {sym}, what is the most likely "
+    "diagnosis?",
     "Which anatomical structure is highlighted in this {mod} scan of the {organ}, acquired during {phase}?",
     "What abnormality can be seen in the {organ} on this {mod} image, given a history of {sym}?",
     "How would you grade the {finding} visible in this {mod} image of a patient with {sym}?",
@@ -42,17 +44,74 @@ VOCAB = {
     "mod": ["CT", "MRI", "X-ray", "ultrasound", "dermoscopy", "fundus", "OCT", "microscopy"],
     "age": [str(a) for a in range(18, 90)],
     "sex": ["man", "woman", "male patient", "female patient"],
-    "sym": ["chest pain", "shortness of breath", "abdominal pain", "fever and cough", "weight loss", "jaundice",
-            "headache", "blurred vision", "a changing skin lesion", "haematuria", "back pain", "syncope"],
-    "organ": ["liver", "left lung", "right lung", "heart", "brain", "kidney", "spleen", "retina", "skin",
-              "pancreas", "breast", "thyroid", "colon", "bladder", "prostate"],
-    "phase": ["the arterial phase", "the portal venous phase", "a T2-weighted sequence", "a frontal projection",
-              "a lateral projection", "a Doppler acquisition"],
-    "finding": ["pleural effusion", "consolidation", "a mass", "a nodule", "oedema", "haemorrhage", "fibrosis",
-                "calcification", "cardiomegaly", "pneumothorax", "atrophy", "an ulcer"],
+    "sym": [
+        "chest pain",
+        "shortness of breath",
+        "abdominal pain",
+        "fever and cough",
+        "weight loss",
+        "jaundice",
+        "headache",
+        "blurred vision",
+        "a changing skin lesion",
+        "haematuria",
+        "back pain",
+        "syncope",
+    ],
+    "organ": [
+        "liver",
+        "left lung",
+        "right lung",
+        "heart",
+        "brain",
+        "kidney",
+        "spleen",
+        "retina",
+        "skin",
+        "pancreas",
+        "breast",
+        "thyroid",
+        "colon",
+        "bladder",
+        "prostate",
+    ],
+    "phase": [
+        "the arterial phase",
+        "the portal venous phase",
+        "a T2-weighted sequence",
+        "a frontal projection",
+        "a lateral projection",
+        "a Doppler acquisition",
+    ],
+    "finding": [
+        "pleural effusion",
+        "consolidation",
+        "a mass",
+        "a nodule",
+        "oedema",
+        "haemorrhage",
+        "fibrosis",
+        "calcification",
+        "cardiomegaly",
+        "pneumothorax",
+        "atrophy",
+        "an ulcer",
+    ],
 }
-ANSWERS = ["pneumonia", "normal", "melanoma", "benign nevus", "diabetic retinopathy", "hepatocellular carcinoma",
-           "pleural effusion", "glioma", "renal cyst", "basal cell carcinoma", "cardiomegaly", "tuberculosis"]
+ANSWERS = [
+    "pneumonia",
+    "normal",
+    "melanoma",
+    "benign nevus",
+    "diabetic retinopathy",
+    "hepatocellular carcinoma",
+    "pleural effusion",
+    "glioma",
+    "renal cyst",
+    "basal cell carcinoma",
+    "cardiomegaly",
+    "tuberculosis",
+]
 PER_IMAGE = 5
 
 
@@ -74,7 +133,9 @@ def _write(root: Path, name: str, pixels: np.ndarray) -> ImageRef:
     return ImageRef(path=name, root=str(root), loader="file", sha256=sha)
 
 
-def make_samples(n: int, root: Path, seed: int = 0, planted_share: float = 0.05) -> tuple[list[VQASample], int]:
+def make_samples(
+    n: int, root: Path, seed: int = 0, planted_share: float = 0.05
+) -> tuple[list[VQASample], int]:
     """``n`` samples: distinct ones plus ``planted_share`` planted duplicates (returned count)."""
     rng, pyr = np.random.default_rng(seed), random.Random(seed)
     n_planted = int(n * planted_share)
@@ -87,9 +148,16 @@ def make_samples(n: int, root: Path, seed: int = 0, planted_share: float = 0.05)
         fill = {k: pyr.choice(v) for k, v in VOCAB.items()}
         question = pyr.choice(TEMPLATES).format(**fill)
         options = pyr.sample(ANSWERS, 4)
-        samples.append(VQASample(images=(refs[i // PER_IMAGE],), question=question, options=tuple(options),
-                                 answer=options[0], modality=Modality.OTHER,
-                                 reward=RewardBreakdown(total=pyr.uniform(-6, 10))))
+        samples.append(
+            VQASample(
+                images=(refs[i // PER_IMAGE],),
+                question=question,
+                options=tuple(options),
+                answer=options[0],
+                modality=Modality.OTHER,
+                reward=RewardBreakdown(total=pyr.uniform(-6, 10)),
+            )
+        )
     for j in range(n_planted):
         i = pyr.randrange(n_base)
         s = samples[i]
@@ -100,15 +168,25 @@ def make_samples(n: int, root: Path, seed: int = 0, planted_share: float = 0.05)
         else:
             noisy = textures[i // PER_IMAGE] + rng.normal(0, 2.0, (64, 64))
             q, ref = s.question, _write(root, f"dup{j}.png", noisy)
-        samples.append(s.model_copy(update={"id": f"planted{j}", "question": q, "images": (ref,),
-                                            "reward": RewardBreakdown(total=-6.0)}))
+        samples.append(
+            s.model_copy(
+                update={
+                    "id": f"planted{j}",
+                    "question": q,
+                    "images": (ref,),
+                    "reward": RewardBreakdown(total=-6.0),
+                }
+            )
+        )
     return samples, n_planted
 
 
 KINDS = ("exact copy", "one-word edit", "noised image")
 
 
-def run(mode: str, samples: list[VQASample], registry: Registry, work: Path) -> tuple[float, float, int, list[int]]:
+def run(
+    mode: str, samples: list[VQASample], registry: Registry, work: Path
+) -> tuple[float, float, int, list[int]]:
     """Time one fresh dedup filter over ``samples``.
 
     Returns (wall seconds, CPU seconds of this process, dropped, planted dropped per kind); the CPU time
@@ -144,21 +222,30 @@ def main(argv: list[str] | None = None) -> int:
             root.mkdir()
             t0 = time.perf_counter()
             samples, planted = make_samples(n, root, seed=n)
-            print(f"built {n} samples ({planted} planted duplicates) in {time.perf_counter() - t0:.1f} s",
-                  flush=True)
+            print(
+                f"built {n} samples ({planted} planted duplicates) in {time.perf_counter() - t0:.1f} s",
+                flush=True,
+            )
             for mode in ("exact", "near"):
                 dt, cpu, dropped, found = run(mode, samples, registry, Path(tmp) / "work")
                 results[(mode, n)] = (dt, cpu)
-                per_kind = ", ".join(f"{k} {f}/{(planted - i + 2) // 3}" for i, (k, f) in enumerate(zip(KINDS, found)))
-                print(f"{mode:5s} dedup n={n:>7}: {dt:7.2f} s wall, {cpu:7.2f} s CPU  dropped {dropped:>6}  planted found "
-                      f"{sum(found)}/{planted} ({per_kind})", flush=True)
+                per_kind = ", ".join(
+                    f"{k} {f}/{(planted - i + 2) // 3}" for i, (k, f) in enumerate(zip(KINDS, found))
+                )
+                print(
+                    f"{mode:5s} dedup n={n:>7}: {dt:7.2f} s wall, {cpu:7.2f} s CPU  dropped {dropped:>6}  "
+                    f"planted found {sum(found)}/{planted} ({per_kind})",
+                    flush=True,
+                )
     print()
     for mode, goal in (("exact", "< 1 s"), ("near", "< 60 s")):
         (wall, cpu) = results[(mode, small)]
         print(f"{mode:5s} n={small}: {wall:.2f} s wall, {cpu:.2f} s CPU (goal {goal})")
     for i, what in enumerate(("wall", "CPU")):
         ratio = results[("near", large)][i] / results[("near", small)][i]
-        print(f"near  t({large})/t({small}) = {ratio:.2f} by {what} time (goal <= 2.3 for sizes 50k and 100k)")
+        print(
+            f"near  t({large})/t({small}) = {ratio:.2f} by {what} time (goal <= 2.3 for sizes 50k and 100k)"
+        )
     return 0
 
 

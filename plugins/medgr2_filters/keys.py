@@ -94,4 +94,5 @@ def reward_or_none(sample: VQASample) -> float | None:
 def decide(sample: VQASample, name: str, keep: bool, code: str, detail: str,
            score: float | None = None) -> FilterDecision:
     """A :class:`FilterDecision` whose reason is ``"<code>: <detail>"``."""
-    return FilterDecision(sample_id=sample.id, filter=name, keep=keep, reason=f"{code}: {detail}", score=score)
+    reason = f"{code}: {detail}"
+    return FilterDecision(sample_id=sample.id, filter=name, keep=keep, reason=reason, score=score)

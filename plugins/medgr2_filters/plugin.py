@@ -15,7 +15,7 @@ def medgr2_register_filters(registry):
     registry.add("top_k", "medgr2_filters.selection:TopKFilter", config=f"{_OPTS}:TopKOptions",
                  description="Keep the k (or a fraction) highest-reward samples; ties by input order.")
     registry.add("rand_k", "medgr2_filters.selection:RandKFilter", config=f"{_OPTS}:RandKOptions",
-                 description="Keep k samples at random, seeded; match_tau draws as many as a threshold keeps (RandK).")
+                 description="Keep k samples at random, seeded (RandK); match_tau: as many as threshold.")
     registry.add("dedup", "medgr2_filters.dedup:DedupFilter", config=f"{_OPTS}:DedupOptions",
                  description="Drop exact and near duplicates (MinHash text + perceptual image hash).")
     registry.add("overlap", "medgr2_filters.overlap:OverlapFilter", config=f"{_OPTS}:OverlapOptions",

@@ -56,14 +56,24 @@ def save_png(root: Path, name: str, pixels: np.ndarray) -> ImageRef:
     return ImageRef(path=name, root=str(root), loader="file")
 
 
-def make_sample(question: str, answer: str = "pneumonia", *, image: ImageRef | None = None,
-                reward: float | None = None, options: tuple[str, ...] = (), sid: str = "") -> VQASample:
+def make_sample(
+    question: str,
+    answer: str = "pneumonia",
+    *,
+    image: ImageRef | None = None,
+    reward: float | None = None,
+    options: tuple[str, ...] = (),
+    sid: str = "",
+) -> VQASample:
     """A VQASample with an image reference (a path-only one by default) and an optional reward."""
     opts = options or (answer, "normal", "effusion", "cardiomegaly")
     if answer not in opts:
         opts = (answer, *opts[1:])
     return VQASample(
-        id=sid, images=(image or ImageRef(path=f"img/{abs(hash(question)) % 10**8}.png", root="/data"),),
-        question=question, options=opts, answer=answer,
+        id=sid,
+        images=(image or ImageRef(path=f"img/{abs(hash(question)) % 10**8}.png", root="/data"),),
+        question=question,
+        options=opts,
+        answer=answer,
         reward=None if reward is None else RewardBreakdown(total=reward),
     )

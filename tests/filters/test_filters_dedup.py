@@ -8,10 +8,14 @@ from filters_helpers import ctx_fixture, freg_fixture, make_sample, save_png, te
 from medgr2_filters.dedup import DedupFilter, candidate_pairs
 from medgr2_filters.options import DedupOptions
 
-Q = ("Based on the chest radiograph, which finding best explains the patient's shortness of breath and "
-     "reduced breath sounds over the left lower zone?")
-Q_EDIT = ("Based on this chest radiograph, which finding best explains the patient's shortness of breath and "
-          "reduced breath sounds over the left lower zone?")
+Q = (
+    "Based on the chest radiograph, which finding best explains the patient's shortness of breath and "
+    "reduced breath sounds over the left lower zone?"
+)
+Q_EDIT = (
+    "Based on this chest radiograph, which finding best explains the patient's shortness of breath and "
+    "reduced breath sounds over the left lower zone?"
+)
 Q_OTHER = "Which imaging modality was used to acquire this picture of the retina, and what does it show?"
 
 
@@ -55,8 +59,11 @@ def test_dedup_table(freg, ctx, images):
 
 
 def test_exact_mode_ignores_near_duplicates_and_decodes_nothing(freg, ctx, images, tmp_path):
-    samples = [make_sample(Q, image=images["a"], reward=1.0), make_sample(Q_EDIT, image=images["a"], reward=2.0),
-               make_sample(Q + " ", image=images["a"], reward=3.0)]
+    samples = [
+        make_sample(Q, image=images["a"], reward=1.0),
+        make_sample(Q_EDIT, image=images["a"], reward=2.0),
+        make_sample(Q + " ", image=images["a"], reward=3.0),
+    ]
     (tmp_path / "a.png").unlink()  # exact mode must not need pixels
     out = _run(freg, ctx, samples, mode="exact")
     assert [d.keep for d in out] == [False, True, True]
@@ -73,7 +80,10 @@ def test_unscored_duplicates_keep_the_first_copy(freg, ctx, images):
 
 def test_duplicates_of_dgen_are_dropped_even_when_better(freg, ctx, images):
     old = make_sample(Q, image=images["a"], reward=5.5)
-    new = [make_sample(Q_EDIT, image=images["a_small"], reward=9.5), make_sample(Q_OTHER, image=images["a"], reward=9)]
+    new = [
+        make_sample(Q_EDIT, image=images["a_small"], reward=9.5),
+        make_sample(Q_OTHER, image=images["a"], reward=9),
+    ]
     out = _run(freg, ctx, new, kept=[old])
     assert [d.keep for d in out] == [False, True]
     assert out[0].reason == f"duplicate_of_kept: near duplicate of D_gen sample {old.id}"
@@ -81,8 +91,11 @@ def test_duplicates_of_dgen_are_dropped_even_when_better(freg, ctx, images):
 
 
 def test_key_mode_compares_files_not_pixels(freg, ctx, images):
-    samples = [make_sample(Q, image=images["a"]), make_sample(Q, image=images["a_noise"]),
-               make_sample(Q_EDIT, image=images["a"])]
+    samples = [
+        make_sample(Q, image=images["a"]),
+        make_sample(Q, image=images["a_noise"]),
+        make_sample(Q_EDIT, image=images["a"]),
+    ]
     out = _run(freg, ctx, samples, image_hash="key")
     assert [d.keep for d in out] == [True, True, False]
 
@@ -100,33 +113,64 @@ def test_planted_duplicates_at_scale_are_found_without_false_positives(freg, ctx
     """300 distinct samples (3 templated questions on each of 100 images) plus 60 planted near copies."""
     rng = np.random.default_rng(3)
     templates = [
-        ("In this abdominal CT slice from the portal venous phase, which organ shows the most conspicuous "
-         "abnormality given the patient's history of {x}?", "the {y}"),
-        ("Looking at the attenuation pattern of the lesion in this contrast enhanced CT image, what is the most "
-         "likely diagnosis for a patient presenting with {x}?", "{y} carcinoma"),
-        ("How would you grade the severity of the finding visible in this image, considering that the patient "
-         "reports {x}?", "grade {y}"),
+        (
+            "In this abdominal CT slice from the portal venous phase, which organ shows the most conspicuous "
+            "abnormality given the patient's history of {x}?",
+            "the {y}",
+        ),
+        (
+            "Looking at the attenuation pattern of the lesion in this contrast enhanced CT image, what is "
+            "the most likely diagnosis for a patient presenting with {x}?",
+            "{y} carcinoma",
+        ),
+        (
+            "How would you grade the severity of the finding visible in this image, considering that the "
+            "patient reports {x}?",
+            "grade {y}",
+        ),
     ]
     history = ["abdominal pain", "weight loss", "jaundice", "fever", "nausea", "anaemia", "back pain"]
-    answers = ["liver", "spleen", "pancreas", "kidney", "gallbladder", "adrenal", "bowel", "stomach", "bladder"]
+    answers = [
+        "liver",
+        "spleen",
+        "pancreas",
+        "kidney",
+        "gallbladder",
+        "adrenal",
+        "bowel",
+        "stomach",
+        "bladder",
+    ]
     refs = [save_png(tmp_path, f"img{i}.png", texture(100 + i)) for i in range(100)]
     base = []
     for i in range(300):
         q, a = templates[i % 3]
-        base.append(make_sample(q.format(x=history[i % 7]), answer=a.format(y=answers[(i // 3) % 9]),
-                                image=refs[i // 3], reward=float(i % 10)))
+        base.append(
+            make_sample(
+                q.format(x=history[i % 7]),
+                answer=a.format(y=answers[(i // 3) % 9]),
+                image=refs[i // 3],
+                reward=float(i % 10),
+            )
+        )
     planted = []
     for j, i in enumerate(rng.choice(300, size=60, replace=False).tolist()):
         s = base[i]
         if j % 3 == 0:  # exact copy with cosmetic text changes
             planted.append(make_sample(s.question.upper(), answer=s.answer, image=s.images[0], reward=-1.0))
         elif j % 3 == 1:  # one word edited
-            planted.append(make_sample(s.question.replace("this", "the", 1), answer=s.answer,
-                                       image=s.images[0], reward=-1.0))
+            planted.append(
+                make_sample(
+                    s.question.replace("this", "the", 1), answer=s.answer, image=s.images[0], reward=-1.0
+                )
+            )
         else:  # same text, noised copy of the image
             pix = texture(100 + i // 3) + rng.normal(0, 2.0, (96, 96))
-            planted.append(make_sample(s.question, answer=s.answer, image=save_png(tmp_path, f"n{j}.png", pix),
-                                       reward=-1.0))
+            planted.append(
+                make_sample(
+                    s.question, answer=s.answer, image=save_png(tmp_path, f"n{j}.png", pix), reward=-1.0
+                )
+            )
     out = _run(freg, ctx, base + planted)
     assert all(d.keep for d in out[:300]), [d.reason for d in out[:300] if not d.keep]
     assert not any(d.keep for d in out[300:]), [d.reason for d in out[300:] if d.keep]

@@ -12,7 +12,10 @@ REWARDS = [7.5, 5.0, 5.0001, -6.0, 9.0, 5.0]
 
 
 def _samples(rewards=REWARDS):
-    return [make_sample(f"What abnormality is visible in image number {i}?", reward=r) for i, r in enumerate(rewards)]
+    return [
+        make_sample(f"What abnormality is visible in image number {i}?", reward=r)
+        for i, r in enumerate(rewards)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -36,7 +39,10 @@ def test_threshold_keeps_strictly_above_tau(freg, ctx, tau, keep, first_reason):
 
 
 def test_threshold_unscored_sample_is_a_clear_error(freg, ctx):
-    samples = [make_sample("Is there an effusion on this film?", reward=6.0), make_sample("Which organ is shown?")]
+    samples = [
+        make_sample("Is there an effusion on this film?", reward=6.0),
+        make_sample("Which organ is shown?"),
+    ]
     with pytest.raises(ValueError, match=r"has no reward .*medgr2 score"):
         freg.create("filter", "threshold", {}).apply(samples, [], ctx)
 
@@ -79,7 +85,9 @@ def test_rand_k_is_deterministic_by_seed_and_picks_k(freg, ctx):
     samples = [make_sample(f"Question {i} about this chest radiograph?") for i in range(40)]
     picks = {}
     for seed in (1, 2):
-        runs = [freg.create("filter", "rand_k", {"k": 10, "seed": seed}).apply(samples, [], ctx) for _ in range(2)]
+        runs = [
+            freg.create("filter", "rand_k", {"k": 10, "seed": seed}).apply(samples, [], ctx) for _ in range(2)
+        ]
         assert runs[0] == runs[1]
         picks[seed] = [d.keep for d in runs[0]]
         assert sum(picks[seed]) == 10
@@ -93,7 +101,9 @@ def test_rand_k_match_tau_draws_as_many_as_the_threshold_keeps(freg, ctx):
     samples = _samples()
     flt = freg.create("filter", "rand_k", {"match_tau": 5.0, "seed": 3})
     out = flt.apply(samples, [], ctx)
-    n_threshold = sum(d.keep for d in freg.create("filter", "threshold", {"tau": 5.0}).apply(samples, [], ctx))
+    n_threshold = sum(
+        d.keep for d in freg.create("filter", "threshold", {"tau": 5.0}).apply(samples, [], ctx)
+    )
     assert sum(d.keep for d in out) == n_threshold == 3
     assert out[0].reason.endswith("(seed 3, k = samples with reward > 5)")
     with pytest.raises(OptionsError):
@@ -101,7 +111,9 @@ def test_rand_k_match_tau_draws_as_many_as_the_threshold_keeps(freg, ctx):
 
 
 def test_rand_k_without_seed_follows_run_seed_and_cycle(freg, tmp_path):
-    samples = [make_sample(f"Question {i} about this fundus photograph?", reward=float(i % 10)) for i in range(30)]
+    samples = [
+        make_sample(f"Question {i} about this fundus photograph?", reward=float(i % 10)) for i in range(30)
+    ]
     flt = freg.create("filter", "rand_k", {"fraction": 0.5})
 
     def draw(seed, cycle):

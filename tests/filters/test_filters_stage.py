@@ -29,12 +29,18 @@ def _steps(freg, *specs):
 def test_pipeline_order_funnel_and_files(freg, ctx):
     samples = _batch()
     kept_before = [samples[3]]  # the left kidney sample is already in D_gen
-    steps = _steps(freg, ("threshold", {"tau": 5.0}), ("dedup", {"image_hash": "key"}), ("overlap", {}),
-                   ("top_k", {"k": 1}))
+    steps = _steps(
+        freg,
+        ("threshold", {"tau": 5.0}),
+        ("dedup", {"image_hash": "key"}),
+        ("overlap", {}),
+        ("top_k", {"k": 1}),
+    )
     kept, decisions = apply_filters(steps, samples, kept_before, ctx)
 
-    # threshold drops spleen (2) and gallbladder (5); dedup drops the copy and left kidney (a copy of D_gen),
-    # overlap sees 3 samples (nothing left to drop), top_k keeps the best of liver (9), pancreas (6), right kidney (7)
+    # threshold drops spleen (2) and gallbladder (5); dedup drops the copy and left kidney (a copy of
+    # D_gen), overlap sees 3 samples (nothing left to drop), top_k keeps the best of liver (9),
+    # pancreas (6) and right kidney (7)
     assert [s.id for s in kept] == [samples[0].id]
     per_step = [(d.filter, d.sample_id) for d in decisions]
     assert len(decisions) == 7 + 5 + 3 + 3
@@ -42,18 +48,24 @@ def test_pipeline_order_funnel_and_files(freg, ctx):
     assert ("threshold", samples[1].id) in per_step
     funnel = json.loads((ctx.work_dir / "funnel.json").read_text())
     assert [(s["step"], s["in"], s["kept"], s["dropped"]) for s in funnel["steps"]] == [
-        ("threshold", 7, 5, 2), ("dedup", 5, 3, 2), ("overlap", 3, 3, 0), ("top_k", 3, 1, 2)]
+        ("threshold", 7, 5, 2),
+        ("dedup", 5, 3, 2),
+        ("overlap", 3, 3, 0),
+        ("top_k", 3, 1, 2),
+    ]
     assert funnel["steps"][1]["dropped_by_reason"] == {"exact_duplicate": 1, "duplicate_of_kept": 1}
     assert funnel["steps"][0]["kept_by_reason"] == {"above_threshold": 5}
     assert funnel["in"] == 7 and funnel["kept"] == 1
     assert read_jsonl(ctx.work_dir / "decisions.jsonl", FilterDecision) == decisions
-    assert [s.id for s in read_jsonl(ctx.work_dir / "kept.jsonl")and kept] == [samples[0].id]
+    assert [s.id for s in read_jsonl(ctx.work_dir / "kept.jsonl") and kept] == [samples[0].id]
 
 
 @pytest.mark.parametrize(("allow", "n_kept"), [(False, 1), (True, 2)])
 def test_allow_overlap_reaches_the_overlap_filter(freg, ctx, allow, n_kept):
     samples = _batch()[:2]
-    kept, decisions = apply_filters(_steps(freg, ("overlap", {})), samples, [samples[1]], ctx, allow_overlap=allow)
+    kept, decisions = apply_filters(
+        _steps(freg, ("overlap", {})), samples, [samples[1]], ctx, allow_overlap=allow
+    )
     assert len(kept) == n_kept
     assert reason_code(decisions[1].reason) == ("in_dgen_allowed" if allow else "in_dgen")
     assert "allow_overlap" not in ctx.extras  # the caller's context is not changed
@@ -71,9 +83,16 @@ class _Broken:
     ("result", "message"),
     [
         (lambda s: [], "returned 0 decisions for 7 samples"),
-        (lambda s: [FilterDecision(sample_id=x.id, filter="b", keep=True, reason="ok") for x in reversed(s)],
-         "decisions must follow the input order"),
-        (lambda s: [FilterDecision(sample_id=x.id, filter="b", keep=True, reason=" ") for x in s], "without a reason"),
+        (
+            lambda s: [
+                FilterDecision(sample_id=x.id, filter="b", keep=True, reason="ok") for x in reversed(s)
+            ],
+            "decisions must follow the input order",
+        ),
+        (
+            lambda s: [FilterDecision(sample_id=x.id, filter="b", keep=True, reason=" ") for x in s],
+            "without a reason",
+        ),
         (lambda s: tuple(s), "must return a list of FilterDecision"),
     ],
 )
@@ -89,6 +108,7 @@ def test_reason_code():
 
 
 # ------------------------------------------------------------------ CLI
+
 
 def _cli(args):
     """Run ``medgr2`` with the core fakes loaded (``fake`` components stand in for other areas)."""
@@ -118,17 +138,47 @@ def test_cli_filter_writes_funnel(tmp_path):
     samples = _batch()
     write_jsonl(tmp_path / "scored.jsonl", samples)
     write_jsonl(tmp_path / "kept.jsonl", [samples[3]])
-    cfg = _config(tmp_path, [{"name": "threshold", "options": {"tau": 5.0}},
-                             {"name": "dedup", "options": {"image_hash": "key"}}, {"name": "overlap"}])
+    cfg = _config(
+        tmp_path,
+        [
+            {"name": "threshold", "options": {"tau": 5.0}},
+            {"name": "dedup", "options": {"image_hash": "key"}},
+            {"name": "overlap"},
+        ],
+    )
     out = tmp_path / "out"
-    res = _cli(["filter", cfg, "--samples", str(tmp_path / "scored.jsonl"), "--kept", str(tmp_path / "kept.jsonl"),
-                "--out", str(out), "--json"])
+    res = _cli(
+        [
+            "filter",
+            cfg,
+            "--samples",
+            str(tmp_path / "scored.jsonl"),
+            "--kept",
+            str(tmp_path / "kept.jsonl"),
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert res.exit_code == 0, res.output
     funnel = json.loads(res.stdout)
     assert funnel["kept"] == 3 and [s["step"] for s in funnel["steps"]] == ["threshold", "dedup", "overlap"]
     assert len(read_jsonl(out / "kept.jsonl")) == 3
-    res = _cli(["filter", cfg, "--samples", str(tmp_path / "scored.jsonl"), "--kept", str(tmp_path / "kept.jsonl"),
-                "--out", str(out), "--set", "filters.allow_overlap=true", "--quiet"])
+    res = _cli(
+        [
+            "filter",
+            cfg,
+            "--samples",
+            str(tmp_path / "scored.jsonl"),
+            "--kept",
+            str(tmp_path / "kept.jsonl"),
+            "--out",
+            str(out),
+            "--set",
+            "filters.allow_overlap=true",
+            "--quiet",
+        ]
+    )
     assert res.exit_code == 0, res.output
     assert "kept 4 of 7 samples" in res.stdout
 
@@ -149,7 +199,7 @@ def test_cli_filter_errors_exit_2(tmp_path, setup, message):
         samples[2] = samples[2].model_copy(update={"reward": None})
     write_jsonl(scored, samples)
     if setup == "bad_line":
-        scored.write_text(scored.read_text().splitlines()[0] + "\n{\"id\": 1}\n")
+        scored.write_text(scored.read_text().splitlines()[0] + '\n{"id": 1}\n')
     if setup == "missing":
         scored.unlink()
     steps = [{"name": "threshold", "options": {"tauu": 1} if setup == "bad_option" else {}}]
