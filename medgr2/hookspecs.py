@@ -2,8 +2,9 @@
 
 Every hook is a *registrar*: it receives a registry bound to one component kind and adds
 entries to it. Each is called **once per process**, when the registry is built, never per
-sample. Call order between plugins is arbitrary: never depend on it (a name registered twice
-is an error unless the second registration passes ``override=True``).
+sample. Registrar hooks run in plugin load order (entry points alphabetically, then
+``MEDGR2_PLUGINS``, then ``--plugin``; ``@hookimpl(trylast=True)`` runs last); a name registered
+twice is an error unless the later registration passes ``override=True``.
 
 A plugin module implements hooks with :data:`hookimpl`::
 

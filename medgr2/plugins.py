@@ -245,7 +245,7 @@ def build_registry(ps: PluginSet, registry: Registry | None = None) -> Registry:
     registry = Registry() if registry is None else registry
     for kind, hook_name in hookspecs.REGISTRAR_HOOKS.items():
         hook = getattr(ps.pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in _in_load_order(hook.get_hookimpls()):
             info = ps.infos.get(impl.plugin_name) or PluginInfo(impl.plugin_name, impl.plugin_name)
             registrar = registry.registrar(kind, impl.plugin_name, info.distribution, info.version)
             try:
@@ -256,6 +256,13 @@ def build_registry(ps: PluginSet, registry: Registry | None = None) -> Registry:
                 ps.fail(repr(impl.plugin_name), f"failed in {hook_name}: {_describe(exc)}", exc)
     registry.warnings.extend(f for f in ps.failures if f not in registry.warnings)
     return registry
+
+
+def _in_load_order(impls: Sequence[Any]) -> list[Any]:
+    """Hook implementations in the order their plugins loaded (so a later ``--plugin`` can override a
+    built-in), except that ``tryfirst`` ones come first and ``trylast`` ones last."""
+    normal = [i for i in impls if not i.tryfirst and not i.trylast]
+    return [i for i in impls if i.tryfirst] + normal + [i for i in impls if i.trylast]
 
 
 def extend_registry(registry: Registry, specs: Sequence[str], *, strict: bool | None = None) -> list[str]:

@@ -185,3 +185,21 @@ def test_config_validate_ok_and_show(tmp_path):
 def test_config_validate_missing_file_exits_2(tmp_path):
     proc = run_cli("config", "validate", "nope.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_a_name_collision_is_a_clear_error(tmp_path):
+    body = ("from medgr2 import hookimpl\n\n@hookimpl\ndef medgr2_register_filters(registry):\n"
+            "    registry.add('same', 'builtins:dict')\n")
+    (tmp_path / "one.py").write_text(body)
+    (tmp_path / "two.py").write_text(body)
+    proc = run_cli("--plugin", str(tmp_path / "one.py"), "--plugin", str(tmp_path / "two.py"), "plugins", "list")
+    assert proc.returncode == 2
+    assert "filter 'same' is registered twice (by plugin 'one' and by 'two')" in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_plugin_skips_a_builtin():
+    proc = run_cli("--no-plugin", "hf", "plugins", "list", "--json", autoload=True)
+    assert proc.returncode == 0, proc.stderr
+    plugins = {r["plugin"] for r in json.loads(proc.stdout)}
+    assert "hf" not in plugins and "datasets" in plugins

@@ -273,3 +273,28 @@ def test_process_wide_registry_is_built_once_per_configuration(pdir, monkeypatch
     assert first.names("generator") == [mod]
     plugins.configure([])
     assert plugins.get_registry().names("generator") == []
+
+
+def test_a_later_plugin_overrides_an_earlier_one(pdir, entry_points):
+    builtin = pdir.module('''
+        @hookimpl
+        def medgr2_register_prompts(registry):
+            registry.add("direct", "builtins:dict")
+    ''', registers="")
+    mine = pdir.module('''
+        @hookimpl
+        def medgr2_register_prompts(registry):
+            registry.add("direct", "builtins:list", override=True)
+    ''', registers="")
+    entry_points(builtin=builtin)
+    registry = load_registry([mine])  # --plugin loads after the entry points, so it is called after them
+    assert registry.entry("prompt", "direct").plugin == mine
+    assert registry.get("prompt", "direct") is list
+
+
+def test_registrars_run_in_load_order(pdir, entry_points):
+    names = [pdir.module() for _ in range(3)]
+    entry_points(b=names[1], a=names[0])
+    registry = load_registry([names[2]])
+    order = [e.plugin for e in registry.entries["generator"].values()]
+    assert order == ["a", "b", names[2]]
