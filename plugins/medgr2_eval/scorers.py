@@ -252,27 +252,34 @@ def medevalkit(model_answer: str, options: Sequence[str], gt_answer: str) -> Ver
 # ------------------------------------------------------------------------------ vlmevalkit
 
 _VLM_STRIP = str.maketrans({c: " " for c in ".()[],:;!*#{}"})
-_DECORATED_A = re.compile(r"(?:\(\s*A\b|\bA\s*[.):\]]|\[\s*A\b|^\s*A\s*$)")
+VLM_REFUSALS = (
+    "Sorry, I can't help with images of people yet.",
+    "I can't process this file.",
+    "I'm sorry, but without the image provided",
+    "Cannot determine the answer",
+)
+"""Refusals VLMEvalKit maps to the non-answer ``Z``."""
 
 
-def _letter_is_article(answer: str, n_tokens: int) -> bool:
-    """True when every standalone "A" in ``answer`` reads as the article ("A lesion is ...")."""
-    if n_tokens <= 3 or _DECORATED_A.search(answer):
-        return False
-    uses = list(re.finditer(r"(?<![A-Za-z0-9])A(?![A-Za-z0-9])", answer))
-    return bool(uses) and all(re.match(r"\s+[a-z]", answer[m.end() :]) for m in uses)
+def infer_option_letter(answer: str, n_options: int) -> int | str | None:
+    """VLMEvalKit ``can_infer_option``: the index of the only option letter appearing as a token.
 
-
-def infer_option_letter(answer: str, n_options: int) -> int | None:
-    """VLMEvalKit ``can_infer_option``: the index of the only option letter appearing as a token."""
+    Returns ``"Z"`` for a refusal or a bare ``Z`` (VLMEvalKit's "none of the options"), ``None``
+    when no single letter is found. When "A" is a token of an answer longer than three tokens it
+    may be the article, and VLMEvalKit infers no letter at all.
+    """
+    if any(r in answer for r in VLM_REFUSALS):
+        return "Z"
     letters = LETTERS[:n_options]
     tokens = answer.translate(_VLM_STRIP).split()
     found = [c for c in letters if c in tokens]
-    if len(found) != 1:
-        return None
-    if found[0] == "A" and _letter_is_article(answer, len(tokens)):
-        return None
-    return letters.index(found[0])
+    if len(found) == 1:
+        if "A" in tokens and len(tokens) > 3:
+            return None
+        return letters.index(found[0])
+    if not found and "Z" in tokens:
+        return "Z"
+    return None
 
 
 def infer_option_text(answer: str, options: Sequence[str]) -> int | None:
@@ -335,9 +342,11 @@ def vlmevalkit(
 
     Source: VLMEvalKit ``vlmeval/utils/matching_util.py``. The characters ``.()[],:;!*#{}`` are
     replaced by spaces and the answer split into tokens; exactly one option letter among the
-    tokens is the choice, except a bare "A" used as the article in a sentence of more than three
-    tokens ("A small lesion is visible"). Failing that, exactly one option text contained in the
-    lowercased answer is the choice. Otherwise the answer is invalid, unless a judge is configured
+    tokens is the choice, except that an "A" token in an answer of more than three tokens may be
+    the article ("A small lesion is visible"), so then no letter is inferred. A refusal
+    ("Cannot determine the answer" ...) or a bare "Z" is VLMEvalKit's non-answer: invalid, with
+    no text matching. Failing a letter, exactly one option text contained in the lowercased
+    answer is the choice. Otherwise the answer is invalid, unless a judge is configured
     (``judge_base_url`` of an OpenAI-compatible server, or a ``judge`` callable prompt -> reply):
     it is then asked to map the answer to a letter, as VLMEvalKit does with its GPT extractor.
 
@@ -349,9 +358,10 @@ def vlmevalkit(
     if not options:
         return INVALID
     gt = gt_index(options, gt_answer)
-    index = infer_option_letter(model_answer, len(options))
-    if index is None:
-        index = infer_option_text(model_answer, options)
+    letter = infer_option_letter(model_answer, len(options))
+    if letter == "Z":
+        return INVALID
+    index = letter if letter is not None else infer_option_text(model_answer, options)
     if judge is None and judge_base_url:
         judge = openai_judge(judge_base_url, judge_model, judge_api_key_env)
     if index is None and judge is not None and model_answer.strip():
@@ -364,7 +374,8 @@ def vlmevalkit(
                 answer=model_answer,
             )
         )
-        index = infer_option_letter(reply.strip(), len(options))
+        letter = infer_option_letter(reply.strip(), len(options))
+        index = letter if isinstance(letter, int) else None
     return _verdict(index, options, gt)
 
 

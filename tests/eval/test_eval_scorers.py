@@ -92,6 +92,10 @@ VLMEVALKIT_TABLE = [
     ("A.", OPTS, GT, False, True, 0),  # decorated A is a letter
     ("Answer: A", OPTS, GT, False, True, 0),
     ("A lesion with consolidation suggests pneumonia", OPTS, GT, True, True, 1),  # article A, then text
+    ("The answer is A.", OPTS, GT, False, False, None),  # "A" in > 3 tokens: no letter inferred
+    ("I pick (A) normal here", OPTS, GT, False, True, 0),  # ... the option text still decides
+    ("Cannot determine the answer: pneumonia?", OPTS, GT, False, False, None),  # refusal -> Z, no text
+    ("Z", OPTS, GT, False, False, None),  # VLMEvalKit's non-answer
     ("A or B", OPTS, GT, False, False, None),  # two letters: ambiguous
     ("pneumonia", OPTS, GT, True, True, 1),  # unique option text
     ("Pleural Effusion", OPTS, GT, False, True, 2),  # text match is case-insensitive
