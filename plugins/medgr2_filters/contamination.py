@@ -5,11 +5,15 @@ The evaluation set comes from JSONL files of VQASamples, OmniMedVQA-layout roots
 and ``context.extras["eval_samples"]`` (the loop passes its evaluation samples there).
 
 A sample is contaminated when its question + options + answer shares a word ``ngram``-gram with an
-evaluation item (texts shorter than ``ngram`` words count as one gram of their whole length), or
-when one of its images has the same file hash as, or a perceptual hash within
+evaluation item, or when one of its images has the same file hash as, or a perceptual hash within
 ``image_max_distance`` bits of, an evaluation image. Perceptual lookups use bit-band buckets
 (pigeonhole), not all pairs. What was removed is written to ``contamination.json`` in the
 stage's work dir.
+
+Texts shorter than ``ngram`` words have no n-gram: by default (``short_texts: skip``) only their
+images are checked, since templated questions ("What modality is used to take this image?") are
+shared by training and evaluation sets without the items being the same; ``short_texts: whole``
+makes such a text one gram of its whole length (question, options and answer must all match).
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class EvalIndex:
     """N-gram and image indexes of an evaluation set."""
 
     ngram: int
+    short_texts: bool = False
     grams: dict[int, str] = field(default_factory=dict)
     image_keys: dict[str, str] = field(default_factory=dict)
     bands: list[dict[int, list[tuple[int, str]]]] = field(default_factory=list)
@@ -91,12 +96,13 @@ class EvalIndex:
     sources: list[str] = field(default_factory=list)
 
     def add_text(self, item: EvalItem) -> None:
-        for g in ngrams(words(item.text), self.ngram):
+        """Index the n-grams of one evaluation item."""
+        for g in ngrams(words(item.text), self.ngram, whole_if_short=self.short_texts):
             self.grams.setdefault(hash(g), item.id)
 
     def find_text(self, text: str) -> tuple[str, str] | None:
         """(eval id, the shared n-gram) of the first overlap, or ``None``."""
-        for g in ngrams(words(text), self.ngram):
+        for g in ngrams(words(text), self.ngram, whole_if_short=self.short_texts):
             hit = self.grams.get(hash(g))
             if hit is not None:
                 return hit, " ".join(g)
@@ -148,7 +154,7 @@ class ContaminationFilter:
         """Index the evaluation set's n-grams, image keys and perceptual hashes."""
         opts = self.options
         items, sources = self.eval_items(context)
-        index = EvalIndex(opts.ngram, items=len(items), sources=sources)
+        index = EvalIndex(opts.ngram, opts.short_texts == "whole", items=len(items), sources=sources)
         perceptual = opts.check_images and opts.image_hash != "key"
         if perceptual:
             self._hasher = ImageHasher(opts.image_hash, context.registry)

@@ -68,12 +68,13 @@ def shingles(text: str, size: int) -> list[bytes]:
     return grams or [b""]
 
 
-def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    """Word n-grams of ``tokens``; a text shorter than ``n`` is one gram of its whole length."""
+def ngrams(tokens: Sequence[str], n: int, *, whole_if_short: bool = True) -> list[tuple[str, ...]]:
+    """Word n-grams of ``tokens``; a text shorter than ``n`` is one gram of its whole length
+    (or none, when ``whole_if_short`` is false)."""
     if not tokens:
         return []
     if len(tokens) < n:
-        return [tuple(tokens)]
+        return [tuple(tokens)] if whole_if_short else []
     return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
 
 

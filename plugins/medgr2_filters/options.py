@@ -110,6 +110,9 @@ class ContaminationOptions(_Options):
     use_context: bool = Field(default=True,
                               description="Also protect context.extras['eval_samples'] when given.")
     ngram: int = Field(default=13, ge=3, le=50, description="Word n-gram length of the text overlap test.")
+    short_texts: Literal["skip", "whole"] = Field(
+        default="skip",
+        description="Texts shorter than ngram words: skip the text test, or match them as a whole.")
     check_text: bool = Field(default=True, description="Drop samples sharing a word n-gram with eval items.")
     check_images: bool = Field(default=True, description="Drop samples whose image matches an eval image.")
     image_hash: Literal["dhash", "ahash", "key"] = Field(

@@ -104,13 +104,15 @@ def test_ngram_length_option(freg, ctx, tmp_path, n, keep):
     assert flt.apply([make_sample(TWELVE)], [], ctx)[0].keep is keep
 
 
-def test_short_texts_match_as_a_whole(freg, ctx):
+@pytest.mark.parametrize(("short_texts", "keep"), [("skip", [True, True]), ("whole", [False, True])])
+def test_short_texts_are_skipped_or_matched_as_a_whole(freg, ctx, short_texts, keep):
     ev = make_sample("What is the modality of this image?", "CT", options=("CT", "MRI", "X-ray"))
     ctx.extras["eval_samples"] = [ev]
-    flt = freg.create("filter", "contamination", {"check_images": False})
+    options = {"check_images": False, "short_texts": short_texts}
+    flt = freg.create("filter", "contamination", options)
     same = make_sample("What is the MODALITY of this image", "CT", options=("CT", "MRI", "X-ray"))
     other = make_sample("What is the modality of this image?", "MRI", options=("MRI", "CT", "X-ray"))
-    assert [d.keep for d in flt.apply([same, other], [], ctx)] == [False, True]
+    assert [d.keep for d in flt.apply([same, other], [], ctx)] == keep
 
 
 def test_image_overlap_by_file_and_by_perceptual_hash(freg, ctx, tmp_path):
