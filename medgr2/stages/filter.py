@@ -89,7 +89,7 @@ def apply_filters(
             "kept_by_reason": dict(Counter(c for keep, c in codes if keep).most_common()),
             "wall_s": round(time.perf_counter() - started, 4),
         })
-    funnel = {"in": len(samples), "kept": len(current), "kept_in_dgen": len(kept),
+    funnel = {"in": len(samples), "kept": len(current), "dgen_size": len(kept),
               "allow_overlap": allow_overlap, "steps": steps}
     write_jsonl(ctx.work_dir / "decisions.jsonl", decisions)
     write_jsonl(ctx.work_dir / "kept.jsonl", current)
