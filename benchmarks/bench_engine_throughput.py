@@ -8,7 +8,10 @@
 
 The server runs in its own process (``python -m medgr2.fake_servers``); the client is the real
 ``openai`` backend transport (openai SDK, async, ``max_retries=0``) through ``RequestEngine``.
-Client CPU per request is reported from the client process's CPU time.
+Client CPU per request is reported from the client process's CPU time. A second table runs the
+engine alone (an in-process transport with the same latency) to separate scheduling from the
+cost of the HTTP client: on a CPU-starved machine the SDK's ~2-3 ms of CPU per request, not the
+scheduler, is what caps high concurrency.
 
 Run: ``.venv/bin/python benchmarks/bench_engine_throughput.py [--waves 4] [--window 5]``
 """
@@ -34,6 +37,21 @@ async def throughput(base_url: str, c: int, waves: int) -> tuple[float, float, i
     return n / elapsed, cpu / n * 1000, engine.stats.max_in_flight
 
 
+async def engine_only(c: int, waves: int, latency: float) -> float:
+    """Requests/s of the engine alone: an in-process transport that sleeps ``latency`` s."""
+    from medgr2.engine import EngineOptions, Reply, RequestEngine, request_key
+
+    async def transport(payload: str) -> Reply:
+        await asyncio.sleep(latency)
+        return Reply(text="{}")
+
+    engine = RequestEngine(transport, EngineOptions(concurrency=c))
+    n = c * waves
+    t = time.perf_counter()
+    await engine.run_jobs(range(n), lambda i: engine.request(request_key(i=i), str(i)), lambda i, r: None)
+    return n / (time.perf_counter() - t)
+
+
 async def rpm_limited(
     base_url: str, c: int, per_window: int, window: float, n: int
 ) -> tuple[float, int, float]:
@@ -57,14 +75,21 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     latency = 1.0
-    print(f"fixed latency {latency:g} s, {args.waves} requests per slot, openai SDK client, "
-          "server in a subprocess")
+    print(
+        f"fixed latency {latency:g} s, {args.waves} requests per slot, openai SDK client, "
+        "server in a subprocess"
+    )
     print(f"{'C':>5} {'req/s':>8} {'ideal':>7} {'ratio':>6} {'cpu ms/req':>10} {'max in flight':>13}")
     with fake_server("--latency", str(latency)) as url:
         for c in args.concurrency:
             rate, cpu_ms, peak = asyncio.run(throughput(url, c, args.waves))
             ideal = c / latency
             print(f"{c:>5} {rate:>8.2f} {ideal:>7.1f} {rate / ideal:>6.3f} {cpu_ms:>10.2f} {peak:>13}")
+    print("\nthe engine alone (in-process transport, same latency): what scheduling achieves without HTTP")
+    print(f"{'C':>5} {'req/s':>8} {'ideal':>7} {'ratio':>6}")
+    for c in args.concurrency:
+        rate = asyncio.run(engine_only(c, args.waves, latency))
+        print(f"{c:>5} {rate:>8.2f} {c / latency:>7.1f} {rate * latency / c:>6.3f}")
     c, per_window = 64, 100
     n = per_window * 3
     print(

@@ -333,16 +333,17 @@ class ApiGenerator:
 
 
 @contextlib.asynccontextmanager
-async def closing(client: Any, transport: Transport) -> AsyncIterator[Transport]:
-    """Yield ``transport`` and close ``client`` (an SDK async client) afterwards."""
+async def closing(clients: Sequence[Any], transport: Transport) -> AsyncIterator[Transport]:
+    """Yield ``transport`` and close ``clients`` (SDK async clients) afterwards."""
     try:
         yield transport
     finally:
-        close = getattr(client, "close", None) or getattr(client, "aclose", None)
-        if close is not None:
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
+        for client in clients:
+            close = getattr(client, "close", None) or getattr(client, "aclose", None)
+            if close is not None:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
 
 
 def is_transport_error(exc: BaseException) -> bool:

@@ -88,7 +88,7 @@ class GeminiGenerator(ApiGenerator):
                 output_tokens=(usage.candidates_token_count or 0) if usage else 0,
             )
 
-        return closing(client.aio, transport)
+        return closing([client.aio], transport)
 
 
 def _limits(concurrency: int) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,9 @@ from medgr2.engine import FatalError, Reply, RetryableError, classify_status
 from medgr2_generation.api import ApiGenerator, Transport, closing, is_transport_error
 from medgr2_generation.common import EncodedImage
 from medgr2_generation.options import OpenAIOptions
+
+CONNECTIONS_PER_CLIENT = 16
+"""Concurrency served by one SDK client (one connection pool)."""
 
 
 class OpenAIGenerator(ApiGenerator):
@@ -54,14 +58,21 @@ class OpenAIGenerator(ApiGenerator):
         import openai
 
         secret = env_secret(self.options.api_key_env)
-        client = openai.AsyncOpenAI(
-            api_key=secret.get_secret_value() if secret else "not-needed",
-            base_url=self.options.base_url,
-            max_retries=0,
-            timeout=self.options.timeout_s,
-        )
+        # httpx's connection pool scans every connection per request: several small clients,
+        # used in turn, keep that cost flat as concurrency grows.
+        clients = [
+            openai.AsyncOpenAI(
+                api_key=secret.get_secret_value() if secret else "not-needed",
+                base_url=self.options.base_url,
+                max_retries=0,
+                timeout=self.options.timeout_s,
+            )
+            for _ in range(-(-self.options.concurrency // CONNECTIONS_PER_CLIENT))
+        ]
+        turn = itertools.cycle(clients)
 
         async def transport(body: dict[str, Any]) -> Reply:
+            client = next(turn)
             try:
                 # The body is already plain JSON we built: post it as is and read the reply as a dict,
                 # skipping the SDK's parameter transformation and response models (about 0.5 ms of
@@ -97,4 +108,4 @@ class OpenAIGenerator(ApiGenerator):
                     f"the server sent a reply that is not a chat completion: {exc!r}"
                 ) from exc
 
-        return closing(client, transport)
+        return closing(clients, transport)
