@@ -149,7 +149,10 @@ def metrics_callback(path: Path, history: list[dict[str, Any]], reporter: Any) -
     from medgr2.store import JsonlAppender
 
     class MetricsCallback(TrainerCallback):
-        """Writes Trainer logs to a JSONL file and the reporter."""
+        """Writes Trainer logs to a JSONL file (flushed per record, no fsync: cheap) and the reporter."""
+
+        def __init__(self) -> None:
+            self.out: JsonlAppender | None = None
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any):
             if not state.is_world_process_zero or not logs:
@@ -157,11 +160,17 @@ def metrics_callback(path: Path, history: list[dict[str, Any]], reporter: Any) -
             record = {"step": state.global_step, "epoch": state.epoch,
                       **{k: v for k, v in logs.items() if isinstance(v, (int, float, str))}}
             history.append(record)
-            with JsonlAppender(path) as out:
-                out.append(record)
+            if self.out is None:
+                self.out = JsonlAppender(path, fsync=False)
+            self.out.append(record)
             shown = " ".join(f"{k.split('/')[-1]}={record[k]:.4g}" for k in _SHOWN
                              if isinstance(record.get(k), (int, float)))
             reporter.log(f"step {state.global_step}/{state.max_steps} {shown}")
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any):
+            if self.out is not None:
+                self.out.close()
+                self.out = None
 
     return MetricsCallback()
 
