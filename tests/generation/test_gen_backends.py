@@ -286,7 +286,7 @@ def test_rpm_limit_against_the_server(gen_registry, items_factory, tmp_path):
         elapsed = time.monotonic() - t
         times = [a.t for a in server.log]
     assert elapsed >= 0.5  # 600 rpm: one start per 0.1 s
-    assert times[-1] - times[0] >= 0.5
+    assert times[-1] - times[0] >= 0.45  # five 0.1 s slots, less arrival jitter
 
 
 def test_samples_are_valid_vqasamples(gen_registry, items_factory, tmp_path):
