@@ -28,10 +28,11 @@ ENV_DATA_DIR = "MEDGR2_NLTK_DATA"
 
 REQUIRED_FILES = tuple(
     f"{kind}.{pos}" for kind in ("data", "index") for pos in ("noun", "verb", "adj", "adv")
-) + ("noun.exc", "verb.exc", "adj.exc", "adv.exc")
-"""Database files NLTK's WordNet reader opens (plus ``lexnames``, generated)."""
+) + ("noun.exc", "verb.exc", "adj.exc", "adv.exc", "cntlist.rev", "index.sense")
+"""Database files NLTK's WordNet reader opens (plus ``lexnames``, generated); ``index.sense`` comes
+from Debian's ``wordnet-sense-index``, the others from ``wordnet-base``."""
 
-OPTIONAL_FILES = ("index.sense", "cntlist.rev", "cntlist", "frames.vrb", "sents.vrb", "sentidx.vrb")
+OPTIONAL_FILES = ("cntlist", "frames.vrb", "sents.vrb", "sentidx.vrb")
 
 _CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 _LEX_ROW = re.compile(r"^(\d{2})\t((?:noun|verb|adj|adv)\.\w+)\s*\t")
