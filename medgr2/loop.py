@@ -213,7 +213,8 @@ class Loop:
 
         cfg = self.config
         gen_out = self.stage(t, "generate", hash_data([i.id for i in items]), _spec_hash(cfg.generation, cfg.seed),
-                             lambda ctx: _ledger_outputs(generate(self.create(cfg.generation.generator), items, ctx)))
+                             lambda ctx: _ledger_outputs(generate(self.create(cfg.generation.generator), items, ctx,
+                                                                   limit=cfg.generation.limit)))
         gen_dir = self.store.stage_dir(t, "generate")
         candidates = read_jsonl(gen_dir / "samples.jsonl", VQASample)
 

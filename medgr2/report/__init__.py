@@ -127,7 +127,7 @@ def _funnel(cycle_dir: Path) -> str:
         for st in steps if isinstance(steps, list) else []:
             stages.append((f"after {st.get('step', st.get('name', '?'))}", int(st.get("kept", 0))))
             rows.append([st.get("step", st.get("name", "?")), st.get("in"), st.get("kept"),
-                         ", ".join(f"{k}: {v}" for k, v in (st.get("dropped") or st.get("reasons") or {}).items())])
+                         ", ".join(f"{k}: {v}" for k, v in (st.get("dropped_by_reason") or {}).items())])
     out = svg.funnel(stages, title="funnel") if stages else ""
     if rows:
         out += _table(["step", "in", "kept", "dropped by reason"], rows)

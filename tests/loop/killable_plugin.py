@@ -40,7 +40,9 @@ class HangRewardModel(FakeRewardModel):
 class HangTrainer(FakeTrainer):
     def train(self, samples, model_path, output_dir, context):
         _maybe_hang(Path(context.work_dir).name)
-        return super().train(samples, model_path, output_dir, context)
+        result = super().train(samples, model_path, output_dir, context)
+        (Path(output_dir) / "config.json").write_text("{}")  # a model folder, as the next stage expects
+        return result
 
 
 @hookimpl
