@@ -116,8 +116,8 @@ def test_two_processes_with_accelerate(stage, tiny_qwen, tmp_path):
     sets = ["max_steps=2", "per_device_train_batch_size=4", "num_threads=1"]
     if stage == "grpo":
         sets += ["max_completion_length=6", "num_generations=4"]
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                str(REPO / "examples" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port",
                 str(29500 + os.getpid() % 1000)]
     cmd = [*launcher, *_cli(stage, config, samples, tiny_qwen, tmp_path / stage, *sets)]
     run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
