@@ -85,27 +85,35 @@ _MED_R1 = re.compile(r"<answer>\s*(\w+)\s*</answer>")
 def med_r1(model_answer: str, options: Sequence[str], gt_answer: str) -> Verdict:
     r"""Med-R1 rule: ``<answer>\s*(\w+)\s*</answer>`` from prediction and ground truth, exact equality.
 
-    Source: Med-R1 (Lai et al. 2025) accuracy reward / evaluation script. The token inside the
-    answer tag must equal the ground-truth token exactly (case-sensitive). A prediction without
-    a matching tag is wrong and invalid. A ground truth without a tag is taken as its option
-    letter (when it names an option) or its stripped text.
+    Source: Med-R1 (Lai et al. 2025) ``src/eval_vqa/test_qwen2_5vl_vqa_nothink.py``. When the
+    output contains the word "answer", the token of the first matching tag is the answer and a
+    missing or malformed tag makes it wrong; an output without the word "answer" is compared
+    whole, as that script does (a bare ``B`` counts). Equality is exact and case-sensitive. The
+    ground truth is the token of its own tag, else its option letter (when it names an option),
+    else its stripped text. An answer is valid when it names an option letter in range (without
+    options: when a token was read).
 
     >>> med_r1("<think>...</think><answer> B </answer>", ["normal", "pneumonia"], "pneumonia").correct
     True
     """
-    m = _MED_R1.search(model_answer)
-    if not m:
-        return INVALID
-    token = m.group(1)
+    if "answer" in model_answer:
+        m = _MED_R1.search(model_answer)
+        token = m.group(1) if m else None
+    else:
+        token = model_answer
     g = _MED_R1.search(gt_answer)
     if g:
         gt_token = g.group(1)
     else:
         idx = gt_index(options, gt_answer) if options else None
         gt_token = LETTERS[idx] if idx is not None else gt_answer.strip()
+    if not token:
+        return INVALID
     index = LETTERS.index(token) if len(token) == 1 and token in LETTERS[: len(options)] else None
-    chosen = options[index] if index is not None else token
-    return Verdict(token == gt_token, True, chosen, index)
+    valid = index is not None if options else True
+    return Verdict(
+        token == gt_token, valid or token == gt_token, options[index] if index is not None else token, index
+    )
 
 
 # ------------------------------------------------------------------------------ omnimedvqa

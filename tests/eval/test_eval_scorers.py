@@ -46,13 +46,18 @@ MED_R1_TABLE = [
     ("<answer> B </answer>", OPTS, GT, True, True, 1),  # \s* around the token
     ("<answer>\nB\n</answer>", OPTS, GT, True, True, 1),
     ("<answer>A</answer>", OPTS, GT, False, True, 0),  # wrong letter
-    ("<answer>b</answer>", OPTS, GT, False, True, None),  # case-sensitive equality
+    ("<answer>b</answer>", OPTS, GT, False, False, None),  # case-sensitive: names no option letter
     ("<answer>B.</answer>", OPTS, GT, False, False, None),  # \w+ must fill the tag
     ("<answer>pleural effusion</answer>", OPTS, GT, False, False, None),  # two words: no match
-    ("B", OPTS, GT, False, False, None),  # missing tag: wrong
+    ("<answer>B</answer><answer>C</answer>", OPTS, GT, True, True, 1),  # the first tag counts
+    ("the answer is B", OPTS, GT, False, False, None),  # mentions "answer" without a tag: wrong
+    ("B", OPTS, GT, True, True, 1),  # no "answer" at all: the whole output is compared
+    ("B.", OPTS, GT, False, False, None),  # ... exactly
+    ("Answer: B", OPTS, GT, False, False, None),  # "Answer" is not "answer": compared whole
     ("<answer>B</answer>", OPTS, "<answer> B </answer>", True, True, 1),  # gt with its own tag
     ("<answer>C</answer>", OPTS, "<answer>B</answer>", False, True, 2),
     ("<answer>yes</answer>", (), "yes", True, True, None),  # no options: token vs gt
+    ("", OPTS, GT, False, False, None),
 ]
 
 OMNI_TABLE = [
