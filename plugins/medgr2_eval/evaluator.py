@@ -1,10 +1,10 @@
 """The ``vqa`` evaluator: a local VLM answers every VQA sample (batched, greedy), then a named scorer.
 
 For each sample the policy is prompted in an answer format (``letter`` / ``text`` / ``think``,
-see :mod:`medgr2.answers`) or with the MedGR2 authors' prompt; its output is kept verbatim as
-``raw_answer`` and the answer read out of the format (think block dropped, ``<answer>`` tags
-unwrapped, the trailing ``(B)`` letter marker removed) becomes ``model_answer``, which the scorer
-judges. With ``option_scores`` on, each option's answer is also scored by log-probability, so the
+see :mod:`medgr2.answers`) or with a published protocol's prompt (``medgr2``, ``med-r1``). Its
+output is kept verbatim as ``raw_answer``; ``model_answer``, which the scorer judges, is the
+answer read out of the answer format (think block dropped, ``<answer>`` tags unwrapped, the
+trailing ``(B)`` letter marker removed) or, under a protocol prompt, the output as it is. With ``option_scores`` on, each option's answer is also scored by log-probability, so the
 report's AUROC rests on real scores.
 
 Writes into ``output_dir``: ``predictions.jsonl`` (:class:`~medgr2.data.Prediction` records),
@@ -35,6 +35,19 @@ def medgr2_prompt(sample: Any) -> str:
         f"{sample.question.strip()} Please choose one of the following: {' or '.join(sample.options)}. "
         "You must pick only one answer."
     )
+
+
+def med_r1_prompt(sample: Any) -> str:
+    """Med-R1's evaluation prompt (its ``QUESTION_TEMPLATE``) over the question and lettered options."""
+    listed = "\n".join(f"{chr(65 + i)}) {o}" for i, o in enumerate(sample.options))
+    return (
+        f"{sample.question.strip()}\n{listed} Provide the correct single-letter choice (A, B, C, D,...) "
+        "inside <answer>...</answer> tags."
+    )
+
+
+PROTOCOL_PROMPTS = {"medgr2": medgr2_prompt, "med-r1": med_r1_prompt}
+"""Prompts of published protocols; their outputs are scored raw (``model_answer`` = the output)."""
 
 
 def read_answer(raw: str, fmt: str) -> str:
@@ -76,8 +89,8 @@ class VQAEvaluator:
 
     def prompt(self, sample: VQASample, fmt: str) -> str:
         """The prompt for one sample."""
-        if self.options.prompt == "medgr2":
-            return medgr2_prompt(sample)
+        if self.options.prompt in PROTOCOL_PROMPTS:
+            return PROTOCOL_PROMPTS[self.options.prompt](sample)
         from medgr2.answers import build_prompt
 
         return build_prompt(sample, fmt)
@@ -128,7 +141,7 @@ class VQAEvaluator:
                             question=s.question,
                             options=s.options,
                             gt_answer=s.answer,
-                            model_answer=read_answer(raw, fmt),
+                            model_answer=read_answer(raw, fmt) if opts.prompt == "format" else raw,
                             raw_answer=raw,
                             modality=s.modality.value,
                             question_type=s.question_type.value,

@@ -33,11 +33,10 @@ class VQAEvaluatorOptions(BaseModel):
         description="How the policy is asked to answer; None: the run's policy.answer_format "
         "(context.extras['answer_format']), else 'text'.",
     )
-    prompt: Literal["format", "medgr2"] = Field(
+    prompt: Literal["format", "medgr2", "med-r1"] = Field(
         default="format",
-        description="'format': medgr2.answers.build_prompt in the answer format; 'medgr2': the "
-        "authors' prompt 'Please choose one of the following: X or Y. You must pick "
-        "only one answer.'",
+        description="'format': medgr2.answers.build_prompt in the answer format, answers read out of the format; "
+        "'medgr2' / 'med-r1': that protocol's published prompt, outputs scored as they are.",
     )
     scorer: str | None = Field(
         default=None, description="Scorer used when the caller names none; None: medgr2."

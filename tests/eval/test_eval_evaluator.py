@@ -166,3 +166,21 @@ def test_vqa_evaluator_on_real_shared_images(tmp_path, tiny_model, shared_data, 
     assert all(
         "Please choose one of the following" not in p.question for p in preds
     )  # the sample's own question
+
+
+def test_protocol_prompts_keep_the_raw_output(tmp_path, tiny_model, omni_samples, registry):
+    from medgr2_eval.evaluator import med_r1_prompt
+
+    s = omni_samples[0]
+    assert "A) " in med_r1_prompt(s) and "<answer>...</answer>" in med_r1_prompt(s)
+    ev = registry.create("evaluator", "vqa", {"prompt": "med-r1", "bootstrap": 0, "max_new_tokens": 8})
+    report = evaluate(
+        ev,
+        omni_samples[:3],
+        tiny_model,
+        tmp_path,
+        StageContext(work_dir=tmp_path, registry=registry),
+        scorer="med-r1",
+    )
+    preds = read_jsonl(tmp_path / "predictions.jsonl", Prediction)
+    assert all(p.model_answer == p.raw_answer for p in preds) and report.meta["prompt"] == "med-r1"
