@@ -7,6 +7,7 @@ context giving the engine's transport, with SDK retries off), :meth:`ApiGenerato
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import time
@@ -44,7 +45,7 @@ from medgr2_generation.prompts import REASK, PromptTemplate, resolve_template
 Transport = Callable[[Any], Any]
 
 
-class ApiGenerator:
+class ApiGenerator(abc.ABC):
     """Base of the API generators (``gemini``, ``openai``).
 
     ``generate(items, context)`` writes one multiple-choice sample per seed item;
@@ -52,7 +53,8 @@ class ApiGenerator:
     (e.g. an LLM judge) use: each prompt is ``(text, images)``, each result the decoded JSON
     object that satisfies ``schema`` or a :class:`~medgr2.data.Reject` with the reason. Both are
     resumable (replies are cached by request), honour ``context.stop``, and re-ask an invalid
-    reply once with the validation error.
+    reply once with the validation error. After each call, ``last_ledger`` holds its
+    :class:`~medgr2.data.Ledger` (requests, retries, tokens, cost ...).
     """
 
     name = "api"
@@ -63,13 +65,13 @@ class ApiGenerator:
         self.last_ledger = None
 
     # ------------------------------------------------------------------ backend hooks
+    @abc.abstractmethod
     def open_transport(self) -> contextlib.AbstractAsyncContextManager[Transport]:
         """An async context manager yielding ``async payload -> Reply`` (SDK client inside)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def payload(self, prompt: str, images: Sequence[EncodedImage], schema: dict[str, Any] | None) -> Any:
         """The arguments of one SDK call."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ shared machinery
     def params(self) -> dict[str, Any]:
