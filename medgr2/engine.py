@@ -301,6 +301,7 @@ class EngineStats:
     cached_output_tokens: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     max_in_flight: int = 0
+    shared: int = 0
 
 
 def request_key(**parts: Any) -> str:
@@ -348,6 +349,7 @@ class RequestEngine:
         self._rpm: RpmLimiter | None = None
         self._tpm: TpmLimiter | None = None
         self._in_flight = 0
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._started = time.perf_counter()
 
     def _bind_loop(self) -> None:
@@ -384,13 +386,32 @@ class RequestEngine:
         """The reply for ``key``: from the cache, else sent (with retries) and cached.
 
         ``build`` is the transport payload, or an ``async`` zero-argument function making it
-        (called only on a cache miss, once, e.g. to encode images lazily).
-        Raises :class:`RequestFailed` when it gives up and :class:`Stopped` when stopped.
+        (called only on a cache miss, once, e.g. to encode images lazily). Concurrent calls with
+        the same key share one request. Raises :class:`RequestFailed` when it gives up and
+        :class:`Stopped` when stopped.
         """
         hit = self.cached(key)
         if hit is not None:
             return hit
+        if key in self._pending:
+            self.stats.shared += 1
+            return await asyncio.shield(self._pending[key])
         self._bind_loop()
+        shared: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        shared.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+        self._pending[key] = shared
+        try:
+            reply = await self._send(key, build, est_tokens)
+        except BaseException as exc:
+            shared.set_exception(exc)
+            raise
+        finally:
+            del self._pending[key]
+        shared.set_result(reply)
+        return reply
+
+    async def _send(self, key: str, build: Callable[[], Awaitable[Any]] | Any, est_tokens: int) -> Reply:
+        """Build the payload, then the retry loop (see :meth:`request`)."""
         payload = await build() if callable(build) else build
         opts = self.options
         attempt = 0
@@ -511,6 +532,7 @@ class RequestEngine:
                 "cached_cost_usd": round(self.cost(s.cached_input_tokens, s.cached_output_tokens), 6),
                 "errors": dict(s.errors),
                 "max_in_flight": s.max_in_flight,
+                "shared_requests": s.shared,
                 "model": self.model,
                 **extra,
             },

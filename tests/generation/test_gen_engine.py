@@ -226,3 +226,19 @@ def test_ledger_counts_tokens_and_cost():
     assert (ledger.requests, ledger.retries, ledger.input_tokens, ledger.output_tokens) == (3, 1, 20, 10)
     assert ledger.cost_usd == pytest.approx((20 * 1.0 + 10 * 2.0) / 1e6)
     assert ledger.rejects == {"x": 1}
+
+
+def test_concurrent_identical_requests_share_one_attempt():
+    transport = ScriptedTransport(latency=lambda p: 0.05)
+    engine = RequestEngine(transport, EngineOptions(concurrency=4))
+    results = []
+
+    async def main():
+        async def job(i):
+            return await engine.request(request_key(p="same"), "same")
+
+        await engine.run_jobs(range(4), job, lambda i, r: results.append(r))
+
+    asyncio.run(main())
+    assert transport.attempts == {"same": 1} and engine.stats.shared == 3
+    assert [r.text for r in results] == ["reply same"] * 4
