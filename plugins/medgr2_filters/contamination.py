@@ -86,7 +86,7 @@ class EvalIndex:
     """N-gram and image indexes of an evaluation set."""
 
     ngram: int
-    short_texts: bool = False
+    whole_if_short: bool = False
     grams: dict[int, str] = field(default_factory=dict)
     image_keys: dict[str, str] = field(default_factory=dict)
     bands: list[dict[int, list[tuple[int, str]]]] = field(default_factory=list)
@@ -97,12 +97,12 @@ class EvalIndex:
 
     def add_text(self, item: EvalItem) -> None:
         """Index the n-grams of one evaluation item."""
-        for g in ngrams(words(item.text), self.ngram, whole_if_short=self.short_texts):
+        for g in ngrams(words(item.text), self.ngram, whole_if_short=self.whole_if_short):
             self.grams.setdefault(hash(g), item.id)
 
     def find_text(self, text: str) -> tuple[str, str] | None:
         """(eval id, the shared n-gram) of the first overlap, or ``None``."""
-        for g in ngrams(words(text), self.ngram, whole_if_short=self.short_texts):
+        for g in ngrams(words(text), self.ngram, whole_if_short=self.whole_if_short):
             hit = self.grams.get(hash(g))
             if hit is not None:
                 return hit, " ".join(g)
