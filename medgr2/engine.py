@@ -439,14 +439,15 @@ class RequestEngine:
                     raise RequestFailed(f"fatal: {exc}", attempt + 1) from exc
                 finally:
                     self._in_flight -= 1
-            if error is None:
-                if entry is not None and self._tpm is not None:
-                    self._tpm.settle(entry, reply.input_tokens + reply.output_tokens)
-                self.stats.input_tokens += reply.input_tokens
-                self.stats.output_tokens += reply.output_tokens
-                if self.cache is not None:
-                    await self.cache.put(key, reply)
-                return reply
+                if error is None:
+                    if entry is not None and self._tpm is not None:
+                        self._tpm.settle(entry, reply.input_tokens + reply.output_tokens)
+                    self.stats.input_tokens += reply.input_tokens
+                    self.stats.output_tokens += reply.output_tokens
+                    if self.cache is not None:
+                        # still holding the slot: a kill loses at most `concurrency` paid replies
+                        await self.cache.put(key, reply)
+                    return reply
             self._count_error(error)
             if attempt >= opts.max_retries:
                 self.stats.failures += 1
