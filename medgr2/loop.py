@@ -155,7 +155,7 @@ class Loop:
         def body(ctx: StageContext) -> dict:
             train, held_out = rstage.build_grade_set(
                 cfg.grade_sources, self.registry, samples=self.reference_samples(seed, ctx),
-                seed=self.config.seed, reporter=self.reporter)
+                references=cfg.references, options=cfg.grading, seed=self.config.seed, reporter=self.reporter)
             write_jsonl(ctx.work_dir / "grades-train.jsonl", train)
             write_jsonl(ctx.work_dir / "grades-heldout.jsonl", held_out)
             rm = self.create(cfg.model)
@@ -165,8 +165,8 @@ class Loop:
                     **{f"calibration_{k}": v for k, v in result.metrics.items()}}
 
         out = self.stage(0, "reward-init", hash_files(seed_dir / "items.jsonl", seed_dir / "samples.jsonl"),
-                         _spec_hash(cfg.model, cfg.grade_sources, self.config.evaluation.question_builder,
-                                    self.config.seed), body)
+                         _spec_hash(cfg.model, cfg.grade_sources, cfg.references, cfg.grading,
+                                    self.config.evaluation.question_builder, self.config.seed), body)
         return Path(out["checkpoint"])
 
     def reference_samples(self, seed: SeedSet, ctx: StageContext) -> list[VQASample]:
@@ -239,6 +239,9 @@ class Loop:
                    _spec_hash(cfg.filters), filter_body)
         filt_dir = self.store.stage_dir(t, "filter")
         d_high = read_jsonl(filt_dir / "kept.jsonl", VQASample)
+        if not d_high:
+            self.reporter.log(f"[yellow]cycle {t}: the filters kept no sample (see {filt_dir / 'funnel.json'}); "
+                              "training uses D_gen from earlier cycles only[/]")
         d_gen = _union(d_gen, d_high)
         write_jsonl(self.store.stage_dir(t, "dgen") / "dgen.jsonl", d_gen)
 
@@ -286,6 +289,9 @@ class Loop:
                 samples, policy, ctx, method=cfg.labelling, registry=self.registry,
                 evaluator=self.create(self.config.evaluation.evaluator) if self.config.evaluation.evaluator else None,
                 judge=self.create(cfg.judge) if cfg.judge else None)
+            if not labelled:
+                self.reporter.log("reward-update: no policy samples to label; R_φ is kept as it is")
+                return {"checkpoint": str(rm_path), "version": rm.version, "labelled": 0, "replay": 0}
             rng = random.Random(self.config.seed + t)
             replay = rng.sample(history, min(len(history), int(len(labelled) * cfg.replay_fraction / max(
                 1e-9, 1 - cfg.replay_fraction)))) if history else []

@@ -30,6 +30,15 @@ def register(app: typer.Typer) -> None:
             result = run(cfg, reporter=rep, resume=resume, overwrite=overwrite)
         except RunDirectoryExists as e:
             fail(str(e))
+        except KeyboardInterrupt:
+            fail("interrupted: finished stages are kept; continue with `medgr2 run ... --resume`", code=130)
+        except Exception as e:  # noqa: BLE001 - one clear line; the traceback with MEDGR2_DEBUG=1
+            import os
+
+            if os.environ.get("MEDGR2_DEBUG"):
+                raise
+            fail(f"{type(e).__name__}: {e}\nCompleted stages are kept in {cfg.run_dir}: fix the cause and "
+                 "continue with --resume (MEDGR2_DEBUG=1 shows the traceback).", code=1)
         for c in result.cycles:
             acc = c.evaluation.overall.accuracy if c.evaluation else None
             rep.log(f"cycle {c.cycle}: kept {c.ledger.get('kept')} of {c.ledger.get('generated')} generated; "
