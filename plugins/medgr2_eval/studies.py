@@ -312,20 +312,36 @@ def write_efficiency(
     methods: dict[str, list[EfficiencyPoint]] = {}
     for p in points:
         methods.setdefault(p.method, []).append(p)
-    for method, pts in methods.items():
-        pts = sorted(pts, key=lambda p: p.size)
-        if len(pts) == 1:  # a baseline at one size: a reference line with its range
-            p = pts[0]
-            line = ax.axhline(100 * p.mean, linestyle="--", label=f"{method} (n={p.size})")
-            ax.axhspan(100 * p.min, 100 * p.max, color=line.get_color(), alpha=0.1)
-            continue
+    curves = {m: sorted(pts, key=lambda p: p.size) for m, pts in methods.items() if len(pts) > 1}
+    baselines = [pts[0] for pts in methods.values() if len(pts) == 1]
+    for method, pts in curves.items():
         x = [p.size for p in pts]
-        mean = np.array([100 * p.mean for p in pts])
-        ax.errorbar(x, mean, yerr=[100 * p.sd for p in pts], marker="o", capsize=3, label=method)
-        ax.fill_between(x, [100 * p.min for p in pts], [100 * p.max for p in pts], alpha=0.15)
+        bars = ax.errorbar(
+            x,
+            [100 * p.mean for p in pts],
+            yerr=[100 * p.sd for p in pts],
+            marker="o",
+            capsize=3,
+            label=f"{method} (mean ± sd)",
+        )
+        ax.fill_between(
+            x,
+            [100 * p.min for p in pts],
+            [100 * p.max for p in pts],
+            alpha=0.15,
+            color=bars.lines[0].get_color(),
+        )
+    for k, p in enumerate(baselines):  # a method at one size (the unfiltered set): a reference line
+        color = ("black", "dimgray", "gray")[k % 3]
+        ax.axhline(100 * p.mean, linestyle="--", color=color, label=f"{p.method} (n={p.size})")
+        ax.axhspan(100 * p.min, 100 * p.max, color=color, alpha=0.08)
+    sizes = sorted({p.size for pts in curves.values() for p in pts})
     ax.set_xscale("log")
+    if sizes:
+        ax.set_xticks(sizes, [str(x) for x in sizes])
+        ax.minorticks_off()
     ax.set_xlabel("training samples")
-    ax.set_ylabel("accuracy %")
+    ax.set_ylabel("accuracy % (band: min–max over seeds)")
     ax.set_title(title)
     ax.legend()
     return [out / f"{stem}.json", out / f"{stem}.md", *_save_figure(fig, out, stem)]
