@@ -30,6 +30,24 @@ def _print_report(report: Any, out: Path | None) -> None:
         _console().print(f"[dim]wrote {out}/report.json, {out}/report.md[/]")
 
 
+def _warn_about_inputs(report: Any) -> None:
+    """Tell (on stderr) when options were missing or the ground truth is not among them."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    meta = report.meta
+    if meta.get("n_without_options"):
+        err.print(
+            f"[yellow]warning:[/] {meta['n_without_options']} prediction(s) have no options and none could be "
+            "parsed from the question: add an 'options' list to those records"
+        )
+    if meta.get("n_gt_not_an_option"):
+        err.print(
+            f"[yellow]warning:[/] {meta['n_gt_not_an_option']} prediction(s) have a gt_answer that is none of "
+            "their options: check the options (or the question text they were parsed from)"
+        )
+
+
 def _parse_opts(items: list[str] | None) -> dict[str, Any]:
     from medgr2.config import ConfigError, parse_override
 
@@ -108,6 +126,7 @@ def register(app: typer.Typer) -> None:
             fail(str(e))
         if out is not None:
             write_report(report, out)
+        _warn_about_inputs(report)
         if as_json:
             print_json(summary_json(report))
         else:

@@ -47,7 +47,14 @@ def score_predictions(
     name, fn = resolve_scorer(scorer, registry)
     options = options_of(preds)
     verdicts = score_all(preds, fn, options)
-    meta = {"n_without_options": sum(1 for o in options if not o)}
+    from medgr2_eval.parsing import gt_index
+
+    meta = {
+        "n_without_options": sum(1 for o in options if not o),
+        "n_gt_not_an_option": sum(
+            1 for p, o in zip(preds, options) if o and gt_index(o, p.gt_answer) is None
+        ),
+    }
     return build_report(
         preds, verdicts, name, options=options, bootstrap=bootstrap, seed=seed, model=model, meta=meta
     )

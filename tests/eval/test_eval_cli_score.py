@@ -88,3 +88,16 @@ def test_eval_scorers_lists_sources():
     rows = json.loads(r.stdout[r.stdout.index("[") :])
     assert {x["name"] for x in rows} >= {"medgr2", "med-r1", "omnimedvqa", "medevalkit", "vlmevalkit"}
     assert all("source:" in x["rule"] for x in rows)
+
+
+def test_eval_score_warns_about_missing_options_and_foreign_gt(tmp_path):
+    path = tmp_path / "w.jsonl"
+    path.write_text(
+        '{"question": "no options here", "gt_answer": "x", "model_answer": "x"}\n'
+        '{"question": "q? Please choose one of the following: a or b.", "gt_answer": "c", "model_answer": "a"}\n'
+    )
+    r = invoke("eval", "score", "--predictions", str(path), "--json")
+    assert r.exit_code == 0
+    assert "1 prediction(s) have no options" in r.stderr and "none of their options" in r.stderr
+    meta = json.loads(r.stdout[r.stdout.index("{") :])["meta"]
+    assert (meta["n_without_options"], meta["n_gt_not_an_option"]) == (1, 1)
