@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from medgr2.data import EvalReport, Prediction, VQASample
 from medgr2.interfaces import StageContext
-from medgr2.store import write_jsonl
+from medgr2.store import JsonlAppender, atomic_write_text, read_jsonl, write_jsonl
 from medgr2_eval.options import VQAEvaluatorOptions
 
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
@@ -95,13 +95,67 @@ class VQAEvaluator:
 
         return build_prompt(sample, fmt)
 
+    def cache_key(self, model_path: Path, context: StageContext) -> str:
+        """What the cached partial predictions depend on: the model files (name, size, mtime), the
+        prompt, answer format and generation settings."""
+        from medgr2.store import hash_data
+
+        files = sorted(
+            (f.name, f.stat().st_size, f.stat().st_mtime_ns)
+            for f in Path(model_path).iterdir()
+            if f.is_file()
+        )
+        o = self.options
+        return hash_data(
+            [str(model_path), files, self.answer_format(context), o.prompt, o.max_new_tokens, o.option_scores]
+        )
+
     def predict(
-        self, samples: Sequence[VQASample], model_path: Path, context: StageContext
+        self,
+        samples: Sequence[VQASample],
+        model_path: Path,
+        context: StageContext,
+        partial: Path | None = None,
     ) -> list[Prediction]:
         """Generate an answer (and optionally option scores) for every sample, in batches.
 
-        Stops early, keeping the finished batches, when ``context.stop`` is set.
+        With ``partial`` (a JSONL path), every finished batch is appended there (fsync'd) and a
+        later call with the same :meth:`cache_key` only predicts the samples still missing, so an
+        evaluation killed midway resumes. Stops early, keeping the finished batches, when
+        ``context.stop`` is set.
         """
+        if not Path(model_path).is_dir():
+            raise FileNotFoundError(
+                f"model folder {str(model_path)!r} does not exist (build a tiny one with "
+                "`medgr2 models tiny --out DIR` or point to a saved checkpoint)"
+            )
+        done: dict[str, Prediction] = {}
+        appender = None
+        if partial is not None:
+            key_file = partial.with_suffix(".key")
+            key = self.cache_key(model_path, context)
+            if key_file.is_file() and key_file.read_text() == key:
+                done = {p.question_id: p for p in read_jsonl(partial, Prediction)}
+            else:
+                partial.unlink(missing_ok=True)
+                atomic_write_text(key_file, key)
+            appender = JsonlAppender(partial)
+        todo = [s for s in samples if s.id not in done]
+        try:
+            if todo:
+                for batch_preds in self._generate(todo, model_path, context):
+                    if appender is not None:
+                        appender.append_many(batch_preds)
+                    done.update((p.question_id, p) for p in batch_preds)
+        finally:
+            if appender is not None:
+                appender.close()
+        return [done[s.id] for s in samples if s.id in done]
+
+    def _generate(
+        self, samples: Sequence[VQASample], model_path: Path, context: StageContext
+    ) -> Iterator[list[Prediction]]:
+        """Yield the predictions of each finished batch."""
         import torch
 
         from medgr2.images import open_image
@@ -112,11 +166,10 @@ class VQAEvaluator:
         if opts.num_threads:
             torch.set_num_threads(opts.num_threads)
         model, processor = load_vlm(model_path, device=opts.device)
-        preds: list[Prediction] = []
         with context.reporter.task("evaluate", total=len(samples)) as task:
             for start in range(0, len(samples), opts.batch_size):
                 if context.stop.is_set():
-                    break
+                    return
                 batch = list(samples[start : start + opts.batch_size])
                 images = [[open_image(ref, context.registry) for ref in s.images] for s in batch]
                 images = [ims[0] if len(ims) == 1 else ims for ims in images]
@@ -129,13 +182,14 @@ class VQAEvaluator:
                     max_new_tokens=opts.max_new_tokens,
                     batch_size=opts.batch_size,
                 )
+                out = []
                 for s, im, text, raw in zip(batch, images, texts, raws, strict=True):
                     scores = (
                         tuple(score_options(model, processor, im, text, option_targets(s, fmt)))
                         if opts.option_scores
                         else None
                     )
-                    preds.append(
+                    out.append(
                         Prediction(
                             question_id=s.id,
                             question=s.question,
@@ -150,7 +204,7 @@ class VQAEvaluator:
                         )
                     )
                 task.advance(len(batch))
-        return preds
+                yield out
 
     def answer_format(self, context: StageContext) -> str:
         """The answer format: the option, else the run's ``policy.answer_format``, else ``text``."""
@@ -170,9 +224,13 @@ class VQAEvaluator:
         output_dir.mkdir(parents=True, exist_ok=True)
         scorer = context.extras.get("scorer") or self.options.scorer or "medgr2"
         started = time.perf_counter()
-        preds = self.predict(samples, Path(model_path), context)
+        partial = output_dir / "predictions.partial.jsonl"
+        preds = self.predict(samples, Path(model_path), context, partial=partial)
         wall = time.perf_counter() - started
         write_jsonl(output_dir / "predictions.jsonl", preds)
+        if len(preds) == len(samples):  # complete: the resume cache is no longer needed
+            partial.unlink(missing_ok=True)
+            partial.with_suffix(".key").unlink(missing_ok=True)
         if not preds:
             raise RuntimeError("evaluation stopped before the first batch finished: no predictions")
         report = score_predictions(

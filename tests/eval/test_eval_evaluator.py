@@ -184,3 +184,35 @@ def test_protocol_prompts_keep_the_raw_output(tmp_path, tiny_model, omni_samples
     )
     preds = read_jsonl(tmp_path / "predictions.jsonl", Prediction)
     assert all(p.model_answer == p.raw_answer for p in preds) and report.meta["prompt"] == "med-r1"
+
+
+def test_evaluation_resumes_from_partial_predictions(tmp_path, tiny_model, omni_samples, registry):
+    from medgr2.store import write_jsonl
+
+    samples = omni_samples[:4]
+    ev = registry.create("evaluator", "vqa", {"bootstrap": 0, "max_new_tokens": 4})
+    ctx = StageContext(work_dir=tmp_path, registry=registry)
+    out = tmp_path / "o"
+    out.mkdir()
+    s0 = samples[0]
+    done = Prediction(
+        question_id=s0.id,
+        question=s0.question,
+        options=s0.options,
+        gt_answer=s0.answer,
+        model_answer=s0.answer,
+        raw_answer="FROM AN EARLIER RUN",
+    )
+    write_jsonl(out / "predictions.partial.jsonl", [done])
+    (out / "predictions.partial.key").write_text(ev.cache_key(tiny_model, ctx))
+    ev.evaluate(samples, tiny_model, out, ctx)
+    preds = read_jsonl(out / "predictions.jsonl", Prediction)
+    assert preds[0].raw_answer == "FROM AN EARLIER RUN" and len(preds) == 4
+    assert not (out / "predictions.partial.jsonl").exists()  # complete: cache removed
+
+    write_jsonl(out / "predictions.partial.jsonl", [done])
+    (out / "predictions.partial.key").write_text("stale")  # another model/settings: not reused
+    ev.evaluate(samples, tiny_model, out, ctx)
+    assert read_jsonl(out / "predictions.jsonl", Prediction)[0].raw_answer != "FROM AN EARLIER RUN"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ev.evaluate(samples, tmp_path / "missing", out, ctx)
