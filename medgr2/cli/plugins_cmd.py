@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from medgr2.cli.common import JsonOpt, print_json
+from medgr2.cli.common import JsonOpt, fail, print_json
 
 
 def _target_name(target: Any) -> str:
@@ -41,25 +41,36 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="plugins")
 
     @group.command("list")
-    def plugins_list(as_json: JsonOpt = False) -> None:
+    def plugins_list(
+        as_json: JsonOpt = False,
+        kind: Annotated[str | None, typer.Option("--kind", help="Only this kind (generator, filter ...).")] = None,
+    ) -> None:
         """List every registered component with its kind, name, plugin, distribution and version.
 
         Plugins that failed to load are reported on stderr, one line each.
         """
-        rows = list_components()
+        from medgr2.interfaces import KINDS
+        from medgr2.registry import suggest
+
+        if kind is not None and kind not in KINDS:
+            fail(f"unknown kind {kind!r}.{suggest(kind, KINDS)} Kinds: {', '.join(KINDS)}.")
+        rows = [r for r in list_components() if kind is None or r["kind"] == kind]
         if as_json:
             print_json(rows)
             return
-        from rich.console import Console
-        from rich.table import Table
+        import shutil
 
         for r in rows:
             r["distribution"] = f"{r['distribution']} {r['version'] or ''}".strip() if r["distribution"] else "-"
         columns = ("kind", "name", "plugin", "distribution")
-        table = Table(box=None, pad_edge=False)
-        for column in columns:  # these never shrink; the description takes what is left
-            table.add_column(column, no_wrap=True, min_width=max([len(column)] + [len(str(r[column])) for r in rows]))
-        table.add_column("description", no_wrap=True, overflow="ellipsis")
+        widths = [max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns]
+        room = max(20, shutil.get_terminal_size((100, 24)).columns - sum(widths) - 2 * len(columns))
+
+        def line(cells: list[str], description: str) -> str:
+            text = "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
+            short = description if len(description) <= room else description[: room - 1] + "…"
+            return f"{text}  {short}".rstrip()
+
+        typer.echo(line(list(columns), "description"))
         for r in rows:
-            table.add_row(*(str(r[c]) for c in columns), str(r["description"]))
-        Console().print(table)
+            typer.echo(line([str(r[c]) for c in columns], str(r["description"])))

@@ -203,3 +203,11 @@ def test_no_plugin_skips_a_builtin():
     assert proc.returncode == 0, proc.stderr
     plugins = {r["plugin"] for r in json.loads(proc.stdout)}
     assert "hf" not in plugins and "datasets" in plugins
+
+
+def test_plugins_list_by_kind():
+    proc = run_cli("--plugin", "medgr2.testing", "plugins", "list", "--kind", "filter", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [(r["kind"], r["name"]) for r in json.loads(proc.stdout)] == [("filter", "fake")]
+    proc = run_cli("plugins", "list", "--kind", "generators")
+    assert proc.returncode == 2 and "Did you mean 'generator'?" in proc.stderr
