@@ -75,8 +75,8 @@ def step_timer():
 
 
 def grpo_kwargs(args, seed: int) -> dict:
-    return dict(max_steps=args.steps, per_device_train_batch_size=8, num_generations=4, max_completion_length=16,
-                learning_rate=1e-4, beta=0.0, loss_type="dapo", temperature=1.0, seed=seed)
+    return {"max_steps": args.steps, "per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 16,
+            "learning_rate": 1e-4, "beta": 0.0, "loss_type": "dapo", "temperature": 1.0, "seed": seed}
 
 
 def run_bare(args, model_path: Path, samples, context, out: Path):
@@ -85,12 +85,11 @@ def run_bare(args, model_path: Path, samples, context, out: Path):
 
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForImageTextToText
-    from trl import GRPOConfig, GRPOTrainer
-
     from medgr2_hf.vlm import load_processor
     from medgr2_trl.grpo import grpo_rows
     from medgr2_trl.rewards import answer_match, reward_model
+    from transformers import AutoModelForImageTextToText
+    from trl import GRPOConfig, GRPOTrainer
 
     rows = grpo_rows(samples, "text", context)
     processor = load_processor(model_path)
@@ -166,9 +165,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from medgr2_hf.tiny import build_tiny_vlm
+
     from medgr2.interfaces import StageContext
     from medgr2.plugins import load_registry
-    from medgr2_hf.tiny import build_tiny_vlm
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-grpo-"))
     model_path = build_tiny_vlm("qwen2_5_vl", tmp / "model", seed=0)

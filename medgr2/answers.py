@@ -83,11 +83,11 @@ def target_text(sample: Any, fmt: str = "text") -> str:
 
 # ------------------------------------------------------------------------------ extraction
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S | re.I)
-_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S | re.I)
+_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
+_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 _ANSWER_CUE = re.compile(
     r"\b(?:final answer|correct answer|correct option|correct choice|answer)\b\s*"
-    r"(?:is|would be|should be|=|:|-)?\s*[:\-]?\s*", re.I)
+    r"(?:is|would be|should be|=|:|-)?\s*[:\-]?\s*", re.IGNORECASE)
 _LETTER_FORMS = (
     re.compile(r"[\(\[]\s*([A-H])\s*[\)\]]"),                       # (B) [B]
     re.compile(r"(?:^|(?<=\s))([A-H])\s*[\.\):](?=\s|$)"),          # B.  B)  B:

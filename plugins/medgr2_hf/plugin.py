@@ -24,7 +24,6 @@ def tiny_command(
 ) -> None:
     """Build a deterministic tiny VLM (random weights) that loads offline."""
     from medgr2.cli.common import fail, print_json
-
     from medgr2_hf.tiny import ARCHS, SIZES
 
     if arch not in ARCHS:

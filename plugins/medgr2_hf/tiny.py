@@ -87,10 +87,10 @@ def train_tokenizer(texts: Iterable[str] | None, specials: tuple[str, ...], voca
 
 def _text_config(size: dict[str, int], vocab: int, eos: int, pad: int) -> dict:
     hidden, heads = size["hidden"], size["heads"]
-    return dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 2,
-                num_hidden_layers=size["layers"], num_attention_heads=heads,
-                num_key_value_heads=size["kv_heads"], max_position_embeddings=2048,
-                bos_token_id=None, eos_token_id=eos, pad_token_id=pad, tie_word_embeddings=False)
+    return {"vocab_size": vocab, "hidden_size": hidden, "intermediate_size": hidden * 2,
+            "num_hidden_layers": size["layers"], "num_attention_heads": heads,
+            "num_key_value_heads": size["kv_heads"], "max_position_embeddings": 2048,
+            "bos_token_id": None, "eos_token_id": eos, "pad_token_id": pad, "tie_word_embeddings": False}
 
 
 def _mrope_section(head_dim: int) -> list[int]:
@@ -111,10 +111,10 @@ def _build_qwen(size: dict[str, int], tok):
     head_dim = size["hidden"] // size["heads"]
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0,
                                "mrope_section": _mrope_section(head_dim)}
-    vision = dict(depth=size["vision_layers"], hidden_size=size["vision_hidden"],
-                  intermediate_size=size["vision_hidden"] * 2, num_heads=2, out_hidden_size=size["hidden"],
-                  fullatt_block_indexes=[size["vision_layers"] - 1], window_size=112, patch_size=14,
-                  spatial_merge_size=2, temporal_patch_size=2)
+    vision = {"depth": size["vision_layers"], "hidden_size": size["vision_hidden"],
+              "intermediate_size": size["vision_hidden"] * 2, "num_heads": 2, "out_hidden_size": size["hidden"],
+              "fullatt_block_indexes": [size["vision_layers"] - 1], "window_size": 112, "patch_size": 14,
+              "spatial_merge_size": 2, "temporal_patch_size": 2}
     config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
                               video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
                               vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)

@@ -20,9 +20,10 @@ class ProcessorError(RuntimeError):
 
 def load_processor(path: Path) -> Any:
     """The multimodal processor of a model folder, left-padded; refuses a bare tokenizer."""
-    import medgr2_hf.processors  # noqa: F401 - registers the torchvision-free processors
     from transformers import AutoProcessor
     from transformers.processing_utils import ProcessorMixin
+
+    import medgr2_hf.processors  # noqa: F401 - registers the torchvision-free processors
 
     try:
         processor = AutoProcessor.from_pretrained(path)

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,35 +62,34 @@ def training_defaults(options: CommonOptions, context: StageContext, model: Any)
     gpu = on_gpu()
     n_params = sum(p.numel() for p in model.parameters())
     lr = options.learning_rate or (2e-3 if n_params < TINY_PARAMS else 1e-5)
-    return dict(
-        use_cpu=not gpu,
-        bf16=use_bf16(options),
-        activation_checkpointing=gpu if options.gradient_checkpointing is None else options.gradient_checkpointing,
-        learning_rate=lr,
-        num_train_epochs=options.num_train_epochs,
-        max_steps=options.max_steps,
-        per_device_train_batch_size=options.per_device_train_batch_size,
-        gradient_accumulation_steps=options.gradient_accumulation_steps,
-        warmup_steps=options.warmup_ratio,
-        lr_scheduler_type=options.lr_scheduler_type,
-        logging_steps=options.logging_steps,
-        save_strategy="steps",
-        save_steps=options.save_steps,
-        save_total_limit=options.save_total_limit,
-        seed=context.seed if options.seed is None else options.seed,
-        report_to=options.report_to,
-        remove_unused_columns=False,
-        dataloader_pin_memory=gpu,
-        disable_tqdm=True,
-    )
+    return {
+        "use_cpu": not gpu,
+        "bf16": use_bf16(options),
+        "activation_checkpointing": gpu if options.gradient_checkpointing is None else options.gradient_checkpointing,
+        "learning_rate": lr,
+        "num_train_epochs": options.num_train_epochs,
+        "max_steps": options.max_steps,
+        "per_device_train_batch_size": options.per_device_train_batch_size,
+        "gradient_accumulation_steps": options.gradient_accumulation_steps,
+        "warmup_steps": options.warmup_ratio,
+        "lr_scheduler_type": options.lr_scheduler_type,
+        "logging_steps": options.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": options.save_steps,
+        "save_total_limit": options.save_total_limit,
+        "seed": context.seed if options.seed is None else options.seed,
+        "report_to": options.report_to,
+        "remove_unused_columns": False,
+        "dataloader_pin_memory": gpu,
+        "disable_tqdm": True,
+    }
 
 
 def load_policy(model_path: Path, bf16: bool) -> tuple[Any, Any]:
     """The policy model (trainable, float32 unless bf16) and its multimodal processor."""
     import torch
-    from transformers import AutoModelForImageTextToText
-
     from medgr2_hf.vlm import load_processor
+    from transformers import AutoModelForImageTextToText
 
     if not (Path(model_path) / "config.json").is_file():
         raise FileNotFoundError(f"policy {model_path} is not a model folder (no config.json): build one with "

@@ -17,9 +17,9 @@ from typing import Any
 
 from medgr2.answers import LETTERS, extract
 
-_THINK_ANSWER = re.compile(r"^\s*<think>(.+?)</think>\s*<answer>(.+?)</answer>\s*$", re.S)
-_ANSWER = re.compile(r"<answer>(.+?)</answer>", re.S)
-_THINK = re.compile(r"<think>(.*?)</think>", re.S)
+_THINK_ANSWER = re.compile(r"^\s*<think>(.+?)</think>\s*<answer>(.+?)</answer>\s*$", re.DOTALL)
+_ANSWER = re.compile(r"<answer>(.+?)</answer>", re.DOTALL)
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
 def completion_text(completion: Any) -> str:

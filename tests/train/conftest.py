@@ -49,6 +49,12 @@ def make_samples(root: Path, n: int = 8):
 
 
 @pytest.fixture
+def sample_factory():
+    """:func:`make_samples`, for tests that need their own sample sets."""
+    return make_samples
+
+
+@pytest.fixture
 def samples(tmp_path) -> list:
     """Eight samples with PNG images written in ``tmp_path``."""
     return make_samples(tmp_path / "images")

@@ -115,3 +115,14 @@ def test_answers_module_is_light():
     code = "import sys, medgr2.answers; print(any(m in sys.modules for m in ('torch', 'transformers', 'trl')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_doctests_of_answers_and_reward_terms():
+    import doctest
+
+    import medgr2.answers
+    import medgr2_trl.rewards
+
+    for module in (medgr2.answers, medgr2_trl.rewards):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -14,8 +14,6 @@ import pytest
 
 from medgr2.store import write_jsonl
 
-from conftest import make_samples  # noqa: I001 - the fixtures module of this folder
-
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "reward:\n  model: {name: fake}\n"  # the fake R_φ of medgr2.testing (loaded with --plugin)
 
@@ -25,9 +23,11 @@ def _env() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1"}
 
 
-def _files(tmp_path: Path) -> tuple[Path, Path]:
+@pytest.fixture
+def files(tmp_path: Path, sample_factory) -> tuple[Path, Path]:
+    """A samples JSONL (8 samples, PNGs beside it) and a run config using the fake R_φ."""
     samples = tmp_path / "samples.jsonl"
-    write_jsonl(samples, make_samples(tmp_path / "images", 8))
+    write_jsonl(samples, sample_factory(tmp_path / "images", 8))
     config = tmp_path / "run.yaml"
     config.write_text(CONFIG)
     return samples, config
@@ -57,8 +57,8 @@ def _main(args: list[str], capsys) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_cli_sft_then_grpo(tiny_qwen, tmp_path, capsys):
-    samples, config = _files(tmp_path)
+def test_cli_sft_then_grpo(tiny_qwen, tmp_path, capsys, files):
+    samples, config = files
     code, out, err = _main(_cli("sft", config, samples, tiny_qwen, tmp_path / "sft", "max_steps=2",
                                 "num_threads=1")[2:], capsys)
     assert code == 0, err[-3000:]
@@ -72,16 +72,16 @@ def test_cli_sft_then_grpo(tiny_qwen, tmp_path, capsys):
     assert "rewards/reward_model/mean" in (tmp_path / "grpo" / "metrics.jsonl").read_text()
 
 
-def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
-    samples, config = _files(tmp_path)
+def test_cli_bad_input_is_a_clear_error(tmp_path, capsys, files):
+    samples, config = files
     code, _, err = _main(_cli("sft", config, samples, tmp_path / "nowhere", tmp_path / "o")[2:], capsys)
     assert code == 2 and "not a model folder" in err
     code, _, err = _main(_cli("sft", config, tmp_path / "none.jsonl", tmp_path, tmp_path / "o")[2:], capsys)
     assert code == 2 and "does not exist" in err
 
 
-def test_kill_mid_run_then_resume_from_the_checkpoint(tiny_qwen, tmp_path):
-    samples, config = _files(tmp_path)
+def test_kill_mid_run_then_resume_from_the_checkpoint(tiny_qwen, tmp_path, files):
+    samples, config = files
     out = tmp_path / "sft"
     cmd = [sys.executable, *_cli("sft", config, samples, tiny_qwen, out, "max_steps=12", "save_steps=2",
                                  "per_device_train_batch_size=2", "num_threads=1")]
@@ -99,7 +99,7 @@ def test_kill_mid_run_then_resume_from_the_checkpoint(tiny_qwen, tmp_path):
 
     killed_at = checkpoint_step(last_complete_checkpoint(out))
     assert 2 <= killed_at < 12
-    resumed = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    resumed = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240, check=False)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads((out / "train_result.json").read_text())
     assert result["metrics"]["resumed_from_step"] >= killed_at
@@ -110,9 +110,9 @@ def test_kill_mid_run_then_resume_from_the_checkpoint(tiny_qwen, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["sft", "grpo"])
-def test_two_processes_with_accelerate(stage, tiny_qwen, tmp_path):
+def test_two_processes_with_accelerate(stage, tiny_qwen, tmp_path, files):
     """``accelerate launch`` with two CPU processes (torchrun + gloo): the data is sharded between them."""
-    samples, config = _files(tmp_path)
+    samples, config = files
     sets = ["max_steps=2", "per_device_train_batch_size=4", "num_threads=1"]
     if stage == "grpo":
         sets += ["max_completion_length=6", "num_generations=4"]
@@ -120,7 +120,7 @@ def test_two_processes_with_accelerate(stage, tiny_qwen, tmp_path):
                 str(REPO / "examples" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port",
                 str(29500 + os.getpid() % 1000)]
     cmd = [*launcher, *_cli(stage, config, samples, tiny_qwen, tmp_path / stage, *sets)]
-    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-4000:]
     assert run.stdout.count('"checkpoint"') == 1  # one process reports
     result = json.loads((tmp_path / stage / "train_result.json").read_text())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from medgr2_trl.grpo import GRPOPolicyTrainer, RewardMonitor, build_terms, grpo_rows
 from medgr2_trl.options import GRPOOptions, RewardTermSpec
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from medgr2.answers import extract
 from medgr2_trl.options import LoraOptions, SFTOptions
 from medgr2_trl.sft import SFTPolicyTrainer, sft_rows, sft_target
+
+from medgr2.answers import extract
 
 
 def test_sft_lowers_the_loss_and_saves_a_loadable_model(tiny_qwen, samples, train_context, tmp_path):
@@ -23,6 +23,7 @@ def test_sft_lowers_the_loss_and_saves_a_loadable_model(tiny_qwen, samples, trai
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["loss"] for x in lines if "loss" in json.loads(x)] == losses
     from medgr2_hf.vlm import generate, load_vlm
+
     from medgr2.images import open_image
 
     model, processor = load_vlm(result.checkpoint)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from medgr2_hf.tiny import build_tiny_vlm
 from medgr2_hf.vlm import ProcessorError, generate, load_vlm, score_options
 
@@ -15,10 +14,9 @@ def _digest(path) -> str:
 
 
 def test_qwen_processor_is_real_and_image_only(tiny_qwen):
+    import medgr2_hf.processors  # noqa: F401 - registration under test
     from transformers import AutoProcessor
     from transformers.processing_utils import ProcessorMixin
-
-    import medgr2_hf.processors  # noqa: F401 - registration under test
 
     processor = AutoProcessor.from_pretrained(tiny_qwen)
     assert isinstance(processor, ProcessorMixin), type(processor)
