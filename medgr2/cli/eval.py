@@ -132,6 +132,51 @@ def register(app: typer.Typer) -> None:
         else:
             _print_report(report, out)
 
+    @group.command("protocols")
+    def protocols(
+        predictions: Annotated[
+            Path, typer.Option("--predictions", help="Predictions JSONL (as for `eval score`).")
+        ],
+        bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs (0: none).")] = 1000,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Score one predictions file under every registered protocol, side by side (the protocol gap)."""
+        from medgr2.plugins import get_registry
+        from medgr2.stages.evaluate import score_predictions
+        from medgr2_eval.scoring import PredictionsFileError, read_predictions
+
+        try:
+            preds = read_predictions(predictions)
+        except PredictionsFileError as e:
+            fail(str(e))
+        registry = get_registry()
+        rows = []
+        for name in registry.names("scorer"):
+            o = score_predictions(preds, name, registry=registry, bootstrap=bootstrap).overall
+            rows.append(
+                {
+                    "scorer": name,
+                    "n": o.n,
+                    "accuracy": o.accuracy,
+                    "ci95": o.ci95,
+                    "accuracy_valid_only": o.accuracy_valid_only,
+                    "invalid": o.invalid,
+                }
+            )
+        if as_json:
+            print_json(rows)
+            return
+        from rich.table import Table
+
+        table = Table("scorer", "n", "accuracy %", "95% CI", "valid-only %", "invalid")
+        for r in rows:
+            ci = "—" if r["ci95"] is None else f"{100 * r['ci95'][0]:.1f}–{100 * r['ci95'][1]:.1f}"
+            valid = "—" if r["accuracy_valid_only"] is None else f"{100 * r['accuracy_valid_only']:.1f}"
+            table.add_row(
+                r["scorer"], str(r["n"]), f"{100 * r['accuracy']:.1f}", ci, valid, str(r["invalid"])
+            )
+        _console().print(table)
+
     @group.command("run")
     def run(
         config: ConfigArg = None,

@@ -101,3 +101,12 @@ def test_eval_score_warns_about_missing_options_and_foreign_gt(tmp_path):
     assert "1 prediction(s) have no options" in r.stderr and "none of their options" in r.stderr
     meta = json.loads(r.stdout[r.stdout.index("{") :])["meta"]
     assert (meta["n_without_options"], meta["n_gt_not_an_option"]) == (1, 1)
+
+
+def test_eval_protocols_scores_under_every_scorer(tmp_path):
+    r = invoke("eval", "protocols", "--predictions", str(_write(tmp_path)), "--json", "--bootstrap", "0")
+    assert r.exit_code == 0, r.output
+    rows = {x["scorer"]: x for x in json.loads(r.stdout[r.stdout.index("[") :])}
+    assert set(rows) >= {"medgr2", "med-r1", "omnimedvqa", "medevalkit", "vlmevalkit"}
+    assert rows["medgr2"]["invalid"] == 1 and rows["omnimedvqa"]["invalid"] == 0
+    assert rows["medgr2"]["accuracy"] == 0.5
