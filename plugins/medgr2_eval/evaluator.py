@@ -4,11 +4,13 @@ For each sample the policy is prompted in an answer format (``letter`` / ``text`
 see :mod:`medgr2.answers`) or with a published protocol's prompt (``medgr2``, ``med-r1``). Its
 output is kept verbatim as ``raw_answer``; ``model_answer``, which the scorer judges, is the
 answer read out of the answer format (think block dropped, ``<answer>`` tags unwrapped, the
-trailing ``(B)`` letter marker removed) or, under a protocol prompt, the output as it is. With ``option_scores`` on, each option's answer is also scored by log-probability, so the
-report's AUROC rests on real scores.
+trailing ``(B)`` letter marker removed) or, under a protocol prompt, the output as it is. With
+``option_scores`` on, each option's answer is also scored by log-probability, so the report's
+AUROC rests on real scores.
 
 Writes into ``output_dir``: ``predictions.jsonl`` (:class:`~medgr2.data.Prediction` records),
-``report.json`` and ``report.md``.
+``report.json`` and ``report.md``; ``predictions.partial.jsonl`` holds finished batches until the
+evaluation completes (a rerun resumes from it).
 """
 
 from __future__ import annotations
@@ -69,15 +71,21 @@ def read_answer(raw: str, fmt: str) -> str:
     return text.strip()
 
 
-def option_targets(sample: VQASample, fmt: str) -> list[str]:
-    """What the policy would write for each option in format ``fmt`` (for log-prob scoring)."""
+def option_targets(sample: VQASample, fmt: str, prompt: str = "format") -> list[str]:
+    """The answer the policy would write for each option (scored by log-probability).
+
+    Under the ``medgr2`` prompt: the option text; under ``med-r1``: ``<answer>B</answer>``; in an
+    answer format: its target (the ``think`` format is scored on its answer, ``text (B)``).
+    """
+    if prompt == "medgr2":
+        return list(sample.options)
+    if prompt == "med-r1":
+        return [f"<answer>{chr(65 + i)}</answer>" for i in range(len(sample.options))]
     from medgr2.answers import target_text
 
+    kind = "letter" if fmt == "letter" else "text"
     return [
-        target_text(
-            sample.model_copy(update={"answer": o, "rationale": ""}), "letter" if fmt == "letter" else "text"
-        )
-        for o in sample.options
+        target_text(sample.model_copy(update={"answer": o, "rationale": ""}), kind) for o in sample.options
     ]
 
 
@@ -185,7 +193,7 @@ class VQAEvaluator:
                 out = []
                 for s, im, text, raw in zip(batch, images, texts, raws, strict=True):
                     scores = (
-                        tuple(score_options(model, processor, im, text, option_targets(s, fmt)))
+                        tuple(score_options(model, processor, im, text, option_targets(s, fmt, opts.prompt)))
                         if opts.option_scores
                         else None
                     )

@@ -216,3 +216,13 @@ def test_evaluation_resumes_from_partial_predictions(tmp_path, tiny_model, omni_
     assert read_jsonl(out / "predictions.jsonl", Prediction)[0].raw_answer != "FROM AN EARLIER RUN"
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ev.evaluate(samples, tmp_path / "missing", out, ctx)
+
+
+def test_option_targets_follow_the_prompt(omni_samples):
+    from medgr2_eval.evaluator import option_targets
+
+    s = omni_samples[1]
+    assert option_targets(s, "text", "medgr2") == list(s.options)
+    assert option_targets(s, "text", "med-r1")[1] == "<answer>B</answer>"
+    assert option_targets(s, "text")[0] == f"{s.options[0]} (A)"
+    assert option_targets(s, "letter") == ["A", "B", "C", "D"][: len(s.options)]
