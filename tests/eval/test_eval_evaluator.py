@@ -144,6 +144,27 @@ def test_eval_run_cli_on_a_source(tmp_path, tiny_model, omni_root):
     data = json.loads(r.stdout[r.stdout.index("{") :])
     assert data["scorer"] == "medgr2" and data["n"] == 6
     assert len((tmp_path / "o" / "predictions.jsonl").read_text().splitlines()) == 6
+    from medgr2.data import VQASample
+    from medgr2.plugins import load_registry
+    from medgr2.store import write_jsonl
+
+    samples = load_registry().create("dataset", "omnimedvqa", {"root": str(omni_root)}).load().samples[:2]
+    write_jsonl(tmp_path / "s.jsonl", samples)
+    args = [
+        "eval",
+        "run",
+        "--model",
+        str(tiny_model),
+        "--samples",
+        str(tmp_path / "s.jsonl"),
+        "--out",
+        str(tmp_path / "o2"),
+        "--json",
+    ]
+    r = CliRunner().invoke(build_app(args), args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout[r.stdout.index("{") :])["n"] == 2
+    assert read_jsonl(tmp_path / "s.jsonl", VQASample) == list(samples)
     bad = ["eval", "run", "--model", str(tmp_path / "nope"), "--samples", "x.jsonl", "--out", str(tmp_path)]
     r = CliRunner().invoke(build_app(bad), bad)
     assert r.exit_code == 2 and "does not exist" in r.output
