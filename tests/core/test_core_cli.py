@@ -25,7 +25,7 @@ def run_cli(*args: str, cwd: Path | None = None, autoload: bool = False, **env: 
     if not autoload:
         environ["MEDGR2_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     return subprocess.run([sys.executable, "-c", "from medgr2.cli import main; main()", *args],
-                          cwd=cwd or REPO, env=environ, capture_output=True, text=True, timeout=120)
+                          cwd=cwd or REPO, env=environ, check=False, capture_output=True, text=True, timeout=120)
 
 
 def heavy_modules_after(code: str) -> dict:
@@ -39,7 +39,7 @@ def heavy_modules_after(code: str) -> dict:
         "sys.__stderr__.write('\\nRESULT ' + json.dumps(out) + '\\n')\n"
     )
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MEDGR2_")}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=environ, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=environ, check=False, capture_output=True, text=True,
                           timeout=120)
     line = [ln for ln in proc.stderr.splitlines() if ln.startswith("RESULT ")]
     assert line, proc.stderr[-3000:]

@@ -355,7 +355,7 @@ def test_an_unknown_name_mentions_plugins_that_failed_to_load():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from medgr2.plugins import load_plugins, build_registry
+        from medgr2.plugins import build_registry, load_plugins
 
         registry = build_registry(load_plugins(["medgr2.testing", "no_such_plugin_module_xyz"], autoload=False))
     data = all_fake()

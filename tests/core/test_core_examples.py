@@ -31,7 +31,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def cli(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", "from medgr2.cli import main; main()", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
 
 
 def write_dist_info(src: Path, site: Path) -> None:
@@ -65,7 +65,7 @@ def installed(tmp_path_factory) -> Path:
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
              "--disable-pip-version-check", "--target", str(site), str(src)],
-            capture_output=True, text=True, timeout=300,
+            check=False, capture_output=True, text=True, timeout=300,
         )
         assert proc.returncode == 0, proc.stderr
     assert (site / "medgr2_yesno-0.2.0.dist-info" / "entry_points.txt").is_file()
@@ -112,7 +112,7 @@ def test_installed_package_is_used(installed, tmp_path):
                           "samples": [s.model_dump(mode="json") for s in result.samples]}}))
     """)
     proc = subprocess.run([sys.executable, "-c", script], env=clean_env(PYTHONPATH=str(installed)), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["module"] == "medgr2_yesno.generator"
@@ -126,7 +126,7 @@ def test_the_example_package_tests_itself_with_medgr2_testing(tmp_path):
     src = tmp_path / "src"
     shutil.copytree(PACKAGE, src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=src,
-                          env=clean_env(PYTHONPATH=str(src)), capture_output=True, text=True, timeout=300)
+                          env=clean_env(PYTHONPATH=str(src)), check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 passed" in proc.stdout
 

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medgr2.data import GenerationResult, Ledger, Provenance, QuestionType, Reject, SeedItem, VQASample
 from medgr2.interfaces import StageContext
-
 from medgr2_yesno import __version__
 
 

@@ -1,9 +1,9 @@
 """The plugin tests itself in isolation with medgr2.testing's fixtures (no conftest needed)."""
 
+import medgr2_yesno.plugin
+
 from medgr2.interfaces import Generator
 from medgr2.testing import make_seed_item
-
-import medgr2_yesno.plugin
 
 
 def test_registered_and_generates(medgr2_make_registry, medgr2_context):
