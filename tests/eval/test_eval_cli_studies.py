@@ -61,13 +61,13 @@ def test_transfer_transitions_efficiency_commands(tmp_path):
 
 FAKES = [
     "--set",
-    "policy.sft.name=fake",
+    "policy.sft={name: fake}",
     "--set",
-    "evaluation.evaluator.name=fake",
+    "evaluation.evaluator={name: fake}",
     "--set",
-    "reward.model.name=fake",
+    "reward.model={name: fake}",
     "--set",
-    "generation.generator.name=fake",
+    "generation.generator={name: fake}",
     "--set",
     "policy.grpo=null",
     "--set",
