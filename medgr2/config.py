@@ -96,7 +96,7 @@ class GenerationSection(Section):
 class RewardSection(Section):
     """Step 2a and 4: the reward model R_φ and its graded training data."""
 
-    model: RewardModelSpec = Field(default_factory=lambda: RewardModelSpec(name="minilm"),
+    model: RewardModelSpec = Field(default_factory=lambda: RewardModelSpec(name="minilm", options={"epochs": 8}),
                                    description="The reward model and its options.")
     grade_sources: list[DatasetSpec] = Field(
         default_factory=list,
@@ -135,7 +135,8 @@ class PolicySection(Section):
                                                       description="Tiny architecture when model is None.")
     answer_format: Literal["letter", "text", "think"] = Field(
         default="text", description="How the policy answers: option letter, option text, or <think>/<answer>.")
-    sft: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="sft"), description="SFT trainer.")
+    sft: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="sft", options={"num_train_epochs": 15}),
+                                    description="SFT trainer.")
     grpo: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="grpo"), description="GRPO trainer.")
     distil_generator: bool = Field(default=False, description="Distil kept data into a local generator.")
 
