@@ -223,7 +223,7 @@ class VQAEvaluator:
     ) -> EvalReport:
         """Predict every sample, score under ``context.extras['scorer']`` (else the option, else
         ``medgr2``), write predictions.jsonl, report.json and report.md under ``output_dir``."""
-        from medgr2.stages.evaluate import score_predictions
+        from medgr2.stages.evaluate import resolve_scorer, score_predictions
         from medgr2_eval.report import write_report
 
         if not samples:
@@ -231,6 +231,7 @@ class VQAEvaluator:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         scorer = context.extras.get("scorer") or self.options.scorer or "medgr2"
+        resolve_scorer(scorer, context.registry)  # an unknown scorer fails now, not after generation
         started = time.perf_counter()
         partial = output_dir / "predictions.partial.jsonl"
         preds = self.predict(samples, Path(model_path), context, partial=partial)

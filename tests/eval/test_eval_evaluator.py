@@ -113,6 +113,9 @@ def test_evaluator_stops_early_without_predictions(tmp_path, tiny_model, omni_sa
     ctx.stop.set()
     with pytest.raises(RuntimeError, match="no predictions"):
         ev.evaluate(omni_samples[:2], tiny_model, tmp_path / "o", ctx)
+    ctx.extras["scorer"] = "medgr"
+    with pytest.raises(KeyError, match="Did you mean 'medgr2'"):  # before any generation
+        ev.evaluate(omni_samples[:2], tiny_model, tmp_path / "o", ctx)
 
 
 def test_eval_run_cli_on_a_source(tmp_path, tiny_model, omni_root):
