@@ -195,3 +195,17 @@ def test_run_efficiency_topk_randk_full(tmp_path, registry):
             ctx,
             registry=registry,
         )
+
+
+def test_transfer_by_question_type_is_five_by_five(tmp_path):
+    types = [t.value for t in QuestionType]
+    preds = {
+        t: [p(str(i), "ct", (i + k) % 2 == 0, qtype=types[i % 5]) for i in range(20)]
+        for k, t in enumerate(types)
+    }
+    t = transfer_matrix(preds, "question_type", "medgr2")
+    assert t.train_groups == types and sorted(t.eval_groups) == sorted(types)
+    assert len(t.accuracy) == 5 and all(len(r) == 5 for r in t.accuracy)
+    assert all(n == 4 for row in t.n for n in row)
+    write_transfer(t, tmp_path, stem="transfer-qtype")
+    assert (tmp_path / "transfer-qtype.svg").is_file()
