@@ -29,6 +29,10 @@ from medgr2_generation.contract import SCHEMA_VERSION, ContractError, check_sche
 from medgr2_generation.options import LocalOptions
 from medgr2_generation.prompts import REASK, resolve_template
 
+CHUNK_BATCHES = 4
+"""Items are processed (generated, checked, re-asked) in chunks of this many batches; progress
+is reported and the stop event checked after each chunk."""
+
 
 class LocalGenerator:
     """Generates VQA samples with a local transformers VLM (``model_path``), in batches.
@@ -201,23 +205,29 @@ class LocalGenerator:
         prompts = [template.render(item) for item in items]
         cache, stats = self._cache(context), Counter[str]()
         assert context.reporter is not None
+        out, stopped = Outcomes(len(items)), False
+        step = self.options.batch_size * CHUNK_BATCHES
         with context.reporter.task(f"generate ({self.name})", total=len(items)) as task:
+            out.task = task
             try:
-                results = self._validated(
-                    list(zip(prompts, [i.image for i in items])),
-                    check_reply,
-                    SCHEMA_VERSION,
-                    cache,
-                    context,
-                    stats,
-                )
+                for start in range(0, len(items), step):
+                    jobs = [(prompts[n], items[n].image) for n in range(start, min(start + step, len(items)))]
+                    results = self._validated(jobs, check_reply, SCHEMA_VERSION, cache, context, stats)
+                    for n, res in enumerate(results, start):
+                        if res is None:
+                            stopped = True
+                            continue
+                        out.add(
+                            n,
+                            self._sample(items[n], prompts[n], res, template, context),
+                            requests=stats["requests"],
+                            tokens=stats["input_tokens"] + stats["output_tokens"],
+                        )
+                    if context.stop.is_set():
+                        stopped = stopped or start + step < len(items)
+                        break
             finally:
                 cache.close()
-            out = Outcomes(len(items), task)
-            for n, (item, prompt, res) in enumerate(zip(items, prompts, results)):
-                if res is None:
-                    continue
-                out.add(n, self._sample(item, prompt, res, template, context))
         ledger = Ledger(
             stage="generate",
             requests=stats["requests"],
@@ -230,7 +240,7 @@ class LocalGenerator:
                 "cache_hits": stats["cache_hits"],
                 "items": len(items),
                 "backend": self.name,
-                "completed": all(r is not None for r in results),
+                "completed": not stopped,
                 "prompt_strategy": template.name,
                 "model": self.options.model_path,
             },

@@ -85,3 +85,32 @@ def test_local_contract_and_resume_with_a_scripted_model(gen_registry, items_fac
         [("rate it", [items[0].image])], {"type": "object", "required": ["score"]}, context
     )
     assert isinstance(out[0], Reject) and out[0].reason == "schema"
+
+
+def test_local_stops_between_batches_and_resumes(gen_registry, items_factory, tmp_path, monkeypatch):
+    from medgr2_generation.local import LocalGenerator
+
+    context = StageContext(work_dir=tmp_path / "work", registry=gen_registry)
+    calls = []
+
+    def run_batch(self, prompts, images):
+        calls.append(len(prompts))
+        context.stop.set()  # as if SIGINT arrived during the first batch
+        return [Reply(text=json.dumps(default_reply(p))) for p in prompts]
+
+    monkeypatch.setattr(LocalGenerator, "_run_batch", run_batch)
+    monkeypatch.setattr(LocalGenerator, "model_id", lambda self: "scripted")
+    monkeypatch.setattr(LocalGenerator, "_image", lambda self, ref, context: None)
+    items = items_factory(5)
+    gen = local(gen_registry, tmp_path, tmp_path / "no-model", batch_size=2)
+    first = gen.generate(items, context)
+    assert calls == [2] and len(first.samples) == 2 and first.ledger.extra["completed"] is False
+    context.stop.clear()
+    monkeypatch.setattr(
+        LocalGenerator,
+        "_run_batch",
+        lambda self, prompts, images: [Reply(text=json.dumps(default_reply(p))) for p in prompts],
+    )
+    second = gen.generate(items, context)
+    assert len(second.samples) == 5 and second.ledger.extra["completed"] is True
+    assert second.ledger.extra["cache_hits"] == 2 and second.ledger.requests == 3
