@@ -353,7 +353,7 @@ class RequestEngine:
         self._started = time.perf_counter()
 
     def _bind_loop(self) -> None:
-        """Create the asyncio primitives in the running loop (once per loop)."""
+        """Create the asyncio primitives on first use (an engine serves one event loop)."""
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.options.concurrency)
             self._rpm = RpmLimiter(self.options.rpm, self._window) if self.options.rpm else None
@@ -402,6 +402,9 @@ class RequestEngine:
         self._pending[key] = shared
         try:
             reply = await self._send(key, build, est_tokens)
+        except asyncio.CancelledError:
+            shared.cancel()
+            raise
         except BaseException as exc:
             shared.set_exception(exc)
             raise
