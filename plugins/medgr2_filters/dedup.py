@@ -274,9 +274,9 @@ class DedupFilter:
         out: list[FilterDecision] = []
         best_of: dict[int, int] = {}
         for i in range(n_old, len(pool)):
-            s, group = pool[i], groups[i]
+            s, group = pool[i], groups.get(i)
             r = rewards[i]
-            if len(group) == 1:
+            if group is None:
                 out.append(decide(s, self.name, True, "unique", "no duplicate found", r))
                 continue
             if group[0] < n_old:
@@ -300,25 +300,26 @@ class DedupFilter:
         return out
 
     def groups(self, pool: Sequence[VQASample], keys: Sequence[str],
-               context: StageContext) -> list[list[int]]:
-        """For each index of ``pool``, its duplicate group (sorted indices, shared list objects)."""
-        by_key: dict[str, list[int]] = {}
-        if self.options.mode == "near":
-            exact = [[i] for i in range(len(pool))]
-        else:
+               context: StageContext) -> dict[int, list[int]]:
+        """The duplicate groups of ``pool``: index -> its group (sorted indices) for every index that
+        has a duplicate; unique samples are absent (no list is made for them)."""
+        first: dict[str, int] = {}
+        exact: dict[int, list[int]] = {}  # first index -> its exact copies, for keys seen twice
+        if self.options.mode != "near":
             for i, k in enumerate(keys):
-                by_key.setdefault(k, []).append(i)
-            exact = list(by_key.values())
+                j = first.setdefault(k, i)
+                if j != i:
+                    exact.setdefault(j, [j]).append(i)
+        reps = list(range(len(pool))) if self.options.mode == "near" else list(first.values())
+        groups = list(exact.values())
         if self.options.mode != "exact":
-            uf = _UnionFind(len(exact))
-            for a, b in self.near_pairs([pool[g[0]] for g in exact], context):
+            uf = _UnionFind(len(reps))
+            linked: set[int] = set()
+            for a, b in self.near_pairs([pool[r] for r in reps], context):
                 uf.union(a, b)
+                linked.update((a, b))
             merged: dict[int, list[int]] = {}
-            for gi, g in enumerate(exact):
-                merged.setdefault(uf.find(gi), []).extend(g)
-            exact = [sorted(g) for g in merged.values()]
-        member_of: list[list[int]] = [[]] * len(pool)
-        for g in exact:
-            for i in g:
-                member_of[i] = g
-        return member_of
+            for a in linked:
+                merged.setdefault(uf.find(a), []).extend(exact.pop(reps[a], [reps[a]]))
+            groups = list(exact.values()) + [sorted(g) for g in merged.values()]
+        return {i: g for g in groups for i in g}
