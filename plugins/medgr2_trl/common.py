@@ -12,6 +12,7 @@ import json
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,8 @@ def metrics_callback(path: Path, history: list[dict[str, Any]], reporter: Any) -
             self.out.append(record)
             shown = " ".join(f"{k.split('/')[-1]}={record[k]:.4g}" for k in _SHOWN
                              if isinstance(record.get(k), (int, float)))
-            reporter.log(f"step {state.global_step}/{state.max_steps} {shown}")
+            if shown:
+                reporter.log(f"step {state.global_step}/{state.max_steps} {shown}")
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any):
             if self.out is not None:
@@ -194,7 +196,10 @@ def run_training(trainer: Any, options: CommonOptions, output_dir: Path, history
     resumed_from = checkpoint_step(checkpoint)
     if checkpoint is not None:
         context.reporter.log(f"resuming from {checkpoint} (step {resumed_from})")
-    out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    with warnings.catch_warnings():
+        # TRL still calls the deprecated alias; the warning says nothing the user can act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     final = output_dir / FINAL_DIR
     model = trainer.model
     if options.lora is not None and options.lora.merge and hasattr(model, "merge_and_unload"):

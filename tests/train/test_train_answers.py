@@ -120,8 +120,9 @@ def test_answers_module_is_light():
 def test_doctests_of_answers_and_reward_terms():
     import doctest
 
-    import medgr2.answers
     import medgr2_trl.rewards
+
+    import medgr2.answers
 
     for module in (medgr2.answers, medgr2_trl.rewards):
         result = doctest.testmod(module)
