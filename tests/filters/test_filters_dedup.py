@@ -187,3 +187,16 @@ def test_candidate_pairs_need_a_text_band_and_a_close_image():
 def test_dedup_filter_is_built_from_options():
     flt = DedupFilter(DedupOptions(mode="near", text_threshold=0.9))
     assert flt.options.mode == "near"
+
+
+@pytest.mark.parametrize("mode", ["near", "both"])
+def test_exact_copies_and_near_copies_form_one_group(freg, ctx, images, mode):
+    samples = [
+        make_sample(Q, image=images["a"], reward=1.0),
+        make_sample(Q.lower(), image=images["a"], reward=3.0),
+        make_sample(Q_EDIT, image=images["a_noise"], reward=2.0),
+        make_sample(Q_OTHER, image=images["b"], reward=0.0),
+    ]
+    out = _run(freg, ctx, samples, mode=mode)
+    assert [d.keep for d in out] == [False, True, False, True]
+    assert out[1].reason == "best_of_duplicates: best of 3 duplicates (reward 3.000)"
