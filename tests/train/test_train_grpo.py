@@ -83,3 +83,15 @@ def test_grpo_rows_give_the_terms_their_columns(samples, train_context):
     row = grpo_rows(samples[:1], "think", train_context)[0]
     assert row["answer"] in row["options"] and "<think>" in row["prompt"][0]["content"]
     assert json.loads(row["image_ref"])["path"] == samples[0].images[0].path
+
+
+def test_grpo_with_lora_and_the_think_format(tiny_qwen, samples, train_context, tmp_path):
+    from medgr2_trl.options import LoraOptions
+
+    opts = GRPOOptions(max_steps=1, per_device_train_batch_size=4, num_generations=4, max_completion_length=6,
+                       num_threads=1, answer_format="think", lora=LoraOptions(r=4, alpha=8),
+                       reward=[RewardTermSpec(term="format", weight=0.5), RewardTermSpec(term="answer_match")])
+    result = GRPOPolicyTrainer(opts).train(samples[:4], tiny_qwen, tmp_path / "lora", train_context)
+    assert "rewards/format/mean" in result.history[0]
+    assert (tmp_path / "lora" / "final" / "model.safetensors").is_file()
+    assert not (tmp_path / "lora" / "final" / "adapter_config.json").exists()
