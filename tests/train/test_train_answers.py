@@ -108,13 +108,16 @@ def test_formats_differ_and_bad_format_is_clear():
         build_prompt(sample, "json")
 
 
-def test_answers_module_is_light():
+def test_train_modules_import_nothing_heavy():
     import subprocess
     import sys
 
-    code = "import sys, medgr2.answers; print(any(m in sys.modules for m in ('torch', 'transformers', 'trl')))"
+    modules = "medgr2.answers, medgr2.stages.train, medgr2.cli.train, medgr2_trl.plugin, medgr2_trl.rewards, " \
+              "medgr2_trl.options, medgr2_hf.plugin"
+    code = (f"import sys, {modules}; "
+            "print([m for m in ('torch', 'transformers', 'trl', 'datasets', 'peft') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
 
 
 def test_doctests_of_answers_and_reward_terms():
