@@ -141,9 +141,8 @@ def _most_similar(options: tuple[str, ...], text: str, default: int | None) -> i
     return best
 
 
-@functools.lru_cache(maxsize=65536)
-def _omni_choice(model_answer: str, options: tuple[str, ...]) -> int | None:
-    return _most_similar(options, model_answer, None) if model_answer else None
+_most_similar_cached = functools.lru_cache(maxsize=1 << 16)(_most_similar)
+"""Model outputs repeat (same answer, same options): difflib runs once per distinct pair."""
 
 
 def omnimedvqa(model_answer: str, options: Sequence[str], gt_answer: str) -> Verdict:
@@ -161,7 +160,8 @@ def omnimedvqa(model_answer: str, options: Sequence[str], gt_answer: str) -> Ver
     """
     if not options:
         return INVALID
-    return _verdict(_omni_choice(model_answer, tuple(options)), options, gt_index(options, gt_answer))
+    choice = _most_similar_cached(tuple(options), model_answer, None) if model_answer else None
+    return _verdict(choice, options, gt_index(options, gt_answer))
 
 
 # ------------------------------------------------------------------------------ medevalkit
@@ -253,7 +253,7 @@ def medevalkit(model_answer: str, options: Sequence[str], gt_answer: str) -> Ver
         i = choices.index(split_response)
         ok = answer in letters and split_response == choices[letters.index(answer)]
         return Verdict(ok, True, options[i], i)
-    i = _most_similar(tuple(choices), response, 0)
+    i = _most_similar_cached(tuple(choices), response, 0)
     return Verdict(letters[i] == answer or choices[i] == answer, True, options[i], i)
 
 
