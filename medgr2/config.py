@@ -333,6 +333,19 @@ def _specs_in_effect(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
             yield loc, kind, spec
 
 
+def _scorer_problems(raw: Mapping[str, Any], registry: Registry) -> list[str]:
+    """``evaluation.scorer`` names a registered scoring protocol."""
+    evaluation = raw.get("evaluation")
+    scorer = evaluation.get("scorer", "medgr2") if isinstance(evaluation, Mapping) else "medgr2"
+    if not isinstance(scorer, str) or ("scorer", scorer) in registry:
+        return []
+    try:
+        registry.entry("scorer", scorer)
+    except UnknownComponentError as e:
+        return [f"evaluation.scorer: {e}"]
+    return []
+
+
 def _component_problems(specs: Iterable[tuple[str, str, Any]], registry: Registry) -> list[str]:
     from medgr2.registry import suggest
 
@@ -425,6 +438,7 @@ def load_config(
         problems += _load_config_plugins(raw.get("plugins"), path, registry)
         # phase 2 sees every component that will be used: the defaults too, even when phase 1 failed
         problems += _component_problems(_specs_in_effect(raw), registry)
+        problems += _scorer_problems(raw, registry)
     if problems or config is None:
         raise ConfigError(problems, source)
     return config

@@ -195,6 +195,7 @@ class Loop:
         from medgr2.stages.evaluate import evaluate
 
         def body(ctx: StageContext) -> dict:
+            ctx.extras["answer_format"] = self.config.policy.answer_format
             report = evaluate(self.create(cfg.evaluator), eval_samples, policy, ctx.work_dir, ctx, scorer=cfg.scorer)
             write_json(ctx.work_dir / "report.json", report)
             return {"accuracy": report.overall.accuracy, "n": report.overall.n}
