@@ -138,7 +138,6 @@ class PolicySection(Section):
     sft: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="sft", options={"num_train_epochs": 15}),
                                     description="SFT trainer.")
     grpo: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="grpo"), description="GRPO trainer.")
-    distil_generator: bool = Field(default=False, description="Distil kept data into a local generator.")
 
 
 class EvaluationSection(Section):
