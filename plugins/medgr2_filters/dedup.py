@@ -16,7 +16,10 @@ the ``b`` bands of ``r`` rows that datasketch's ``MinHashLSH`` picks for the thr
 image hash into ``image_max_distance + 1`` bit bands (by the pigeonhole principle two hashes within
 that distance agree exactly on at least one band). A sample is indexed under every (text band,
 image band) pair, so two samples meet only when some text band *and* some image band agree.
-Keys are 64-bit integers grouped by sorting, so the cost grows as n log n. Pairs are checked as
+Keys are 64-bit integers grouped by sorting, so the cost grows as n log n, plus the pairs of texts
+that share a template and whose images agree on a band by chance: about g^2 (d + 1) / 2^(64 / (d + 1))
+for g samples per template and ``image_max_distance`` d, which is why d is small by default
+(5: six bands of 10 bits). Pairs are checked as
 they are made (Hamming distance of the image hashes), then verified (signature agreement, answer
 overlap) and joined with union-find.
 

@@ -85,8 +85,9 @@ class DedupOptions(_Options):
         default="dhash",
         description="Perceptual image hash (dhash, ahash), or 'key' to compare only file hashes.")
     image_max_distance: int = Field(
-        default=8, ge=0, le=15,
-        description="Largest Hamming distance (of 64 bits) between near-equal images.")
+        default=5, ge=0, le=15,
+        description="Largest Hamming distance (of 64 bits) between near-equal images; larger values "
+                    "index images by narrower bit bands, so templated texts give more candidate pairs.")
     against_kept: bool | None = Field(
         default=None,
         description="Also drop duplicates of samples already in D_gen; None: unless filters.allow_overlap.")
