@@ -19,9 +19,8 @@ image band) pair, so two samples meet only when some text band *and* some image 
 Keys are 64-bit integers grouped by sorting, so the cost grows as n log n, plus the pairs of texts
 that share a template and whose images agree on a band by chance: about g^2 (d + 1) / 2^(64 / (d + 1))
 for g samples per template and ``image_max_distance`` d, which is why d is small by default
-(5: six bands of 10 bits). Pairs are checked as
-they are made (Hamming distance of the image hashes), then verified (signature agreement, answer
-overlap) and joined with union-find.
+(5: six bands of 10 bits). Pairs are checked as they are made (Hamming distance of the image
+hashes), then verified (signature agreement, answer overlap) and joined with union-find.
 
 Duplicates of D_gen count unless ``against_kept`` is false (by default: unless the run sets
 ``filters.allow_overlap``). Each duplicate group keeps one copy: none when the group contains a
