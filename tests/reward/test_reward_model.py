@@ -100,9 +100,12 @@ def test_scores_do_not_depend_on_batch_size_or_order(trained):
 def test_continual_training_makes_a_new_version(trained, tmp_path):
     rm, _, _, work = trained
     loaded = MiniLMRewardModel(_opts(checkpoint=str(work / "versions" / "v001"), max_steps=2))
-    result = loaded.train(_examples(8), StageContext(work_dir=work))
+    result = loaded.train(_examples(8), StageContext(work_dir=tmp_path))  # a new stage folder counts up too
     assert result.version.startswith("minilm-v002-") and loaded.parent_version == rm.version
-    assert json.loads((work / "latest.json").read_text())["version"] == result.version
+    assert result.checkpoint == str(tmp_path / "versions" / "v002")
+    assert json.loads((tmp_path / "latest.json").read_text())["version"] == result.version
+    assert json.loads((tmp_path / "versions" / "v002" / "reward_model.json").read_text())["parent_version"] == \
+        rm.version
     assert (work / "versions" / "v001" / "reward_model.json").is_file()
 
 
@@ -115,7 +118,7 @@ def test_image_fusion_trains_and_reloads(tmp_path):
         refs.append(ImageRef(path=f"{i}.png", root=str(tmp_path), sha256=f"{i:064x}"))
     ex = [GradedExample(image=refs[i % 2], question="Is it dark?", answer="yes", target=10.0 if i % 2 == 0 else -6.0,
                         grade=0, group_id=f"g{i}") for i in range(16)]
-    rm = MiniLMRewardModel(_opts(vision=True, max_steps=15, image_size=16, lr=1e-5, head_lr=1e-2))
+    rm = MiniLMRewardModel(_opts(vision=True, max_steps=20, image_size=16, lr=1e-5, head_lr=3e-3))
     rm.train(ex, StageContext(work_dir=tmp_path / "w"))
     dark, light = rm.score([ex[0], ex[1]])
     assert dark > light
