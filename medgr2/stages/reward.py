@@ -135,6 +135,18 @@ def score_samples(rm: RewardModel, samples: Sequence[VQASample], context: StageC
             for s, x in zip(samples, scores, strict=True)]
 
 
+def judge_samples(judge: Any, samples: Sequence[VQASample], context: StageContext,
+                  answers: Sequence[str] | None = None) -> tuple[list[GradedExample], list[Any]]:
+    """Seed or augment RM data with a judge: each sample (or ``answers[i]`` to it) is scored on the
+    four criteria and mapped to [−6, 10] (``origin="judge"``); failed verdicts come back as rejects."""
+    from medgr2_reward.judge import judge_examples
+
+    if answers is not None and len(answers) != len(samples):
+        raise ValueError(f"{len(answers)} answers for {len(samples)} samples")
+    inputs = [RewardInput.from_sample(s, None if answers is None else answers[i]) for i, s in enumerate(samples)]
+    return judge_examples(judge, inputs, context, group_ids=[s.subject_id or s.id for s in samples])
+
+
 def _norm(text: str) -> str:
     return re.sub(r"[^\w\s]", "", text.lower()).strip()
 

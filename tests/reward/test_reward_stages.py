@@ -9,7 +9,7 @@ import pytest
 
 from medgr2.data import GradedExample, Reject, RewardInput
 from medgr2.stages.reward import (
-    answer_matches, build_grade_set, label_policy_samples, score_samples, train_reward_model,
+    answer_matches, build_grade_set, judge_samples, label_policy_samples, score_samples, train_reward_model,
 )
 from medgr2.testing import FakeEvaluator, FakeEvaluatorOptions, FakeRewardModel, make_context, make_sample
 from medgr2_reward.calibration import calibration_metrics, spearman, write_calibration
@@ -185,3 +185,11 @@ def test_label_by_judge_and_by_grade(tmp_path):
     assert {e.grade for e in graded} == {1, 3, 4} and {e.split for e in graded} == {None}
     with pytest.raises(ValueError, match="unknown labelling"):
         label_policy_samples(samples, None, make_context(tmp_path), method="vibes")
+
+
+def test_judge_samples_seeds_graded_examples(tmp_path):
+    samples = _samples(4)
+    examples, rejects = judge_samples(FakeJudge(), samples, make_context(tmp_path),
+                                      answers=[s.answer if i % 2 else "(no answer)" for i, s in enumerate(samples)])
+    assert [e.group_id for e in examples] == ["p1", "p3"] and [r.id for r in rejects] == ["p0", "p2"]
+    assert all(e.origin == "judge" and e.target > 2 for e in examples)
