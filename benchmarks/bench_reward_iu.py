@@ -80,10 +80,11 @@ def main() -> int:
         print(f"IU X-ray reports not found at {args.reports} (set MEDGR2_SHARED_DATA)", file=sys.stderr)
         return 2
 
-    from medgr2.interfaces import StageContext
-    from medgr2.stages.reward import build_grade_set
     from medgr2_reward.model import MiniLMRewardModel
     from medgr2_reward.options import MiniLMOptions
+
+    from medgr2.interfaces import StageContext
+    from medgr2.stages.reward import build_grade_set
 
     rep = PrintReporter()
     t0 = time.perf_counter()

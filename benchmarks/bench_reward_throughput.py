@@ -30,8 +30,7 @@ def inputs(n: int, seed: int) -> list:
 
         refs = read_iu_xray(tgz, limit=n)[0]
         return [RewardInput(question=r.question, answer=r.text) for r in refs]
-    words = ("heart size normal lungs clear no pleural effusion pneumothorax mild opacity left base "
-             "degenerative change thoracic spine impression acute cardiopulmonary abnormality").split()
+    words = ["heart", "size", "normal", "lungs", "clear", "no", "pleural", "effusion", "pneumothorax", "mild", "opacity", "left", "base", "degenerative", "change", "thoracic", "spine", "impression", "acute", "cardiopulmonary", "abnormality"]
     return [RewardInput(question="Describe the findings of this chest X-ray.",
                         answer=" ".join(rng.choices(words, k=rng.randint(8, 90)))) for _ in range(n)]
 

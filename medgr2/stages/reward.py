@@ -20,10 +20,11 @@ def _references(sources: Sequence[Mapping[str, Any] | Any]) -> list[Any]:
     """Read every configured reference source (``reward.references``)."""
     import os
 
-    from medgr2.data import Modality
-    from medgr2.store import read_jsonl
     from medgr2_reward import readers
     from medgr2_reward.options import ReferenceSource
+
+    from medgr2.data import Modality
+    from medgr2.store import read_jsonl
 
     refs: list[Any] = []
     for raw in sources:

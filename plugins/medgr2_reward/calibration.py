@@ -8,6 +8,7 @@ order the same way (ties count one half), overall and per pair of targets.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,7 +63,7 @@ def calibration_metrics(scores: Sequence[float], targets: Sequence[float],
     for v in levels:
         sel = s[t == v]
         g = sorted({grades[i] for i in np.flatnonzero(t == v)}) if grades is not None else []
-        per[f"{v:g}"] = {"target": v, "grades": g, "n": int(len(sel)), "mean": float(sel.mean()),
+        per[f"{v:g}"] = {"target": v, "grades": g, "n": len(sel), "mean": float(sel.mean()),
                          "std": float(sel.std()), "min": float(sel.min()), "max": float(sel.max())}
     means = [per[f"{v:g}"]["mean"] for v in levels]
     pairwise: dict[str, float] = {}
@@ -74,12 +75,12 @@ def calibration_metrics(scores: Sequence[float], targets: Sequence[float],
             hit += acc * n
             total += n
     return {
-        "n": int(len(s)),
+        "n": len(s),
         "mse": float(np.mean((s - t) ** 2)),
         "mae": float(np.mean(np.abs(s - t))),
         "spearman": spearman(s, t),
         "per_target": per,
-        "means_ordered": bool(all(a > b for a, b in zip(means, means[1:]))),
+        "means_ordered": bool(all(a > b for a, b in itertools.pairwise(means))),
         "pairwise_accuracy": hit / total if total else float("nan"),
         "pairwise_by_targets": pairwise,
     }

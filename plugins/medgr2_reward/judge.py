@@ -54,7 +54,7 @@ def verdict_to_reward(verdict: dict[str, Any], options: JudgeOptions | None = No
     for c in CRITERIA:
         v = verdict.get(c)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"criterion {c!r} is missing or not a number: {v!r}")
+            raise ValueError(f"criterion {c!r} is missing or not a number: {v!r}")  # noqa: TRY004 - a bad verdict
         if not 0 <= v <= opts.scale_max:
             raise ValueError(f"criterion {c!r} = {v} is outside 0..{opts.scale_max}")
         acc += opts.weights.get(c, 0.0) * float(v) / opts.scale_max

@@ -116,16 +116,15 @@ def _iter_xml(path: Path) -> Iterator[tuple[str, bytes]]:
         yield path.name, path.read_bytes()
     else:
         try:
-            tar = tarfile.open(path, "r:*")
+            with tarfile.open(path, "r:*") as tar:
+                members = sorted((m for m in tar if m.isfile() and m.name.endswith(".xml")),
+                                 key=lambda m: _natural_key(m.name))
+                for m in members:
+                    fh = tar.extractfile(m)
+                    if fh is not None:
+                        yield m.name, fh.read()
         except tarfile.TarError as exc:
             raise ReaderError(f"{path} is neither an XML file, a folder nor a tar archive ({exc})") from exc
-        with tar:
-            members = sorted((m for m in tar if m.isfile() and m.name.endswith(".xml")),
-                             key=lambda m: _natural_key(m.name))
-            for m in members:
-                fh = tar.extractfile(m)
-                if fh is not None:
-                    yield m.name, fh.read()
 
 
 def _natural_key(name: str) -> tuple[str, int]:

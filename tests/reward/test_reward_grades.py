@@ -7,12 +7,19 @@ import random
 import tarfile
 
 import pytest
-
-from medgr2.data import ImageRef, Modality, VQASample
 from medgr2_reward.grades import assign_splits, build_grade_examples
 from medgr2_reward.options import GRADE_TARGETS, GradeOptions
 from medgr2_reward.perturb import delete_phrases, is_protected, synonym_perturb, tokenize
-from medgr2_reward.readers import Reference, from_samples, parse_iu_report, read_csv, read_iu_xray, read_text_lines
+from medgr2_reward.readers import (
+    Reference,
+    from_samples,
+    parse_iu_report,
+    read_csv,
+    read_iu_xray,
+    read_text_lines,
+)
+
+from medgr2.data import ImageRef, Modality, VQASample
 
 SYN = {
     "heart": ("bosom",), "size": ("sizing",), "lungs": ("lights",), "clear": ("open", "right", "no"),

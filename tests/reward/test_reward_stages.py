@@ -6,15 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
-
-from medgr2.data import GradedExample, Reject, RewardInput
-from medgr2.stages.reward import (
-    answer_matches, build_grade_set, judge_samples, label_policy_samples, score_samples, train_reward_model,
-)
-from medgr2.testing import FakeEvaluator, FakeEvaluatorOptions, FakeRewardModel, make_context, make_sample
 from medgr2_reward.calibration import calibration_metrics, spearman, write_calibration
 from medgr2_reward.judge import CRITERIA, judge_examples, judge_schema, verdict_to_reward
 from medgr2_reward.options import JudgeOptions
+
+from medgr2.data import GradedExample, Reject, RewardInput
+from medgr2.stages.reward import (
+    answer_matches,
+    build_grade_set,
+    judge_samples,
+    label_policy_samples,
+    score_samples,
+    train_reward_model,
+)
+from medgr2.testing import FakeEvaluator, FakeEvaluatorOptions, FakeRewardModel, make_context, make_sample
 
 
 def syn(word: str) -> tuple[str, ...]:

@@ -9,10 +9,11 @@ import pytest
 pytest.importorskip("torch")
 tiny = pytest.importorskip("medgr2_hf.tiny")
 
-from medgr2.data import GradedExample, ImageRef, RewardInput  # noqa: E402
-from medgr2.interfaces import StageContext  # noqa: E402
-from medgr2_reward.model import VLMRewardModel  # noqa: E402
-from medgr2_reward.options import VLMRewardOptions  # noqa: E402
+from medgr2_reward.model import VLMRewardModel
+from medgr2_reward.options import VLMRewardOptions
+
+from medgr2.data import GradedExample, ImageRef, RewardInput
+from medgr2.interfaces import StageContext
 
 
 def _images(tmp_path):
@@ -38,7 +39,7 @@ def test_vlm_reward_model_trains_saves_loads_and_is_batch_invariant(arch, tmp_pa
     ex = _examples(refs)
     opts = VLMRewardOptions(model_path=str(folder), max_steps=25, batch_size=6, head_lr=1e-2, threads=1)
     rm = VLMRewardModel(opts)
-    mse = lambda s: sum((a - e.target) ** 2 for a, e in zip(s, ex)) / len(ex)  # noqa: E731
+    mse = lambda s: sum((a - e.target) ** 2 for a, e in zip(s, ex)) / len(ex)
     before = mse(rm.score(ex))
     result = rm.train(ex, StageContext(work_dir=tmp_path / "work"), eval_examples=ex[:6])
     scores = rm.score(ex)

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("nltk")
 
-from medgr2_reward import wordnet  # noqa: E402
-from medgr2_reward.perturb import SynonymSource  # noqa: E402
+from medgr2_reward import wordnet
+from medgr2_reward.perturb import SynonymSource
 
 MAN = """.TH LEXNAMES 5WN "Dec 2006" "WordNet 3.0"
 .TS
