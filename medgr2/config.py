@@ -96,7 +96,8 @@ class GenerationSection(Section):
 class RewardSection(Section):
     """Step 2a and 4: the reward model R_φ and its graded training data."""
 
-    model: RewardModelSpec = Field(default_factory=lambda: RewardModelSpec(name="minilm", options={"epochs": 8}),
+    model: RewardModelSpec = Field(default_factory=lambda: RewardModelSpec(
+        name="minilm", options={"epochs": 20, "freeze_layers": 4, "lr": 1e-4, "head_lr": 3e-3}),
                                    description="The reward model and its options.")
     grade_sources: list[DatasetSpec] = Field(
         default_factory=list,
@@ -135,9 +136,11 @@ class PolicySection(Section):
                                                       description="Tiny architecture when model is None.")
     answer_format: Literal["letter", "text", "think"] = Field(
         default="text", description="How the policy answers: option letter, option text, or <think>/<answer>.")
-    sft: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="sft", options={"num_train_epochs": 15}),
+    sft: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="sft", options={"num_train_epochs": 40}),
                                     description="SFT trainer.")
-    grpo: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="grpo"), description="GRPO trainer.")
+    grpo: TrainerSpec | None = Field(
+        default_factory=lambda: TrainerSpec(name="grpo", options={"max_steps": 6, "max_completion_length": 24}),
+        description="GRPO trainer.")
 
 
 class EvaluationSection(Section):
@@ -215,7 +218,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Apply dotted overrides to a copy of ``data`` (numeric parts index lists)."""
-    out = copy.deepcopy(data)
+    out = _unshared_copy(data)
     for item in overrides:
         path, value = parse_override(item)
         node: Any = out
@@ -242,8 +245,27 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return out
 
 
+def _unshared_copy(data: Any) -> Any:
+    """A deep copy in which no two places share an object.
+
+    YAML anchors/aliases (``&a`` / ``*a``) load as one shared object; ``copy.deepcopy`` keeps that
+    sharing, so an override of one place would change every alias of it.
+    """
+    if isinstance(data, Mapping):
+        return {k: _unshared_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_unshared_copy(v) for v in data]
+    return copy.copy(data)
+
+
 def _default_subtree(path: list[str]) -> Any:
-    """The default value at ``path`` of RunConfig as plain data (so overrides merge into defaults)."""
+    """The default value at ``path`` of RunConfig as plain data (so overrides merge into defaults).
+
+    Under a component's ``options`` nothing is merged: the defaults there belong to the default
+    component, and the chosen component's options model fills in its own.
+    """
+    if "options" in path:
+        return {}
     node: Any = RunConfig().model_dump(mode="json")
     for part in path:
         if isinstance(node, dict) and part in node:

@@ -23,6 +23,7 @@ its record matches, and redone otherwise, so a changed config re-runs only what 
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ from medgr2.data import EvalReport, GradedExample, Ledger, SeedItem, TrainResult
 from medgr2.interfaces import SeedSet, StageContext
 from medgr2.progress import Reporter, SilentReporter
 from medgr2.registry import Registry
-from medgr2.store import RunStore, hash_data, hash_files, read_json, read_jsonl, write_json, write_jsonl
+from medgr2.store import (
+    RunStore, atomic_write_text, hash_data, hash_files, read_json, read_jsonl, write_json, write_jsonl,
+)
 
 
 class RunDirectoryExists(FileExistsError):
@@ -86,13 +89,21 @@ class Loop:
         return StageContext(work_dir=self.store.stage_dir(cycle, stage), cycle=cycle, seed=self.config.seed + cycle,
                             reporter=self.reporter, registry=self.registry, extras=extras)
 
-    def stage(self, cycle: int, name: str, inputs: str, config_hash: str, body: Callable[[StageContext], dict]) -> dict:
-        """Run ``body`` unless the manifest says this exact stage is done; return its outputs record."""
+    def stage(self, cycle: int, name: str, inputs: str, config_hash: str, body: Callable[[StageContext], dict],
+              *, keyed_cache: bool = False) -> dict:
+        """Run ``body`` unless the manifest says this exact stage is done; return its outputs record.
+
+        A stage interrupted earlier keeps its partial work (checkpoints, partial predictions, the
+        request cache) when it is redone with the same inputs and config. When they changed, that
+        work belongs to another run of the stage and the folder is emptied first, unless the stage
+        says its cache is keyed by request content (``keyed_cache``), as generation's is.
+        """
         key = self.store.key(cycle, name)
         if self.resume and self.store.is_complete(cycle, name, inputs, config_hash):
             self.skipped.append(key)
             self.reporter.log(f"[dim]✓ {key} (done, skipped)[/]")
             return self.store.record(cycle, name)["outputs"]
+        self._claim_stage_dir(cycle, name, f"{inputs}:{config_hash}", keep=keyed_cache)
         self.reporter.log(f"[bold cyan]▶ {key}[/]")
         started = time.perf_counter()
         outputs = body(self.context(cycle, name))
@@ -100,6 +111,17 @@ class Loop:
         self.store.mark_complete(cycle, name, inputs, config_hash, outputs)
         self.executed.append(key)
         return outputs
+
+    def _claim_stage_dir(self, cycle: int, name: str, key: str, *, keep: bool) -> None:
+        folder = self.store.stage_dir(cycle, name)
+        marker = folder / ".stage-key"
+        previous = marker.read_text(encoding="utf-8") if marker.exists() else None
+        if previous != key and not keep and any(p.name != ".stage-key" for p in folder.iterdir()):
+            self.reporter.log(f"[dim]{self.store.key(cycle, name)}: inputs or config changed; "
+                              "earlier partial work of this stage is discarded[/]")
+            shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+        atomic_write_text(marker, key)
 
     def create(self, spec: ComponentSpec) -> Any:
         return self.registry.create(spec.kind, spec.name, spec.options)
@@ -215,7 +237,8 @@ class Loop:
         cfg = self.config
         gen_out = self.stage(t, "generate", hash_data([i.id for i in items]), _spec_hash(cfg.generation, cfg.seed),
                              lambda ctx: _ledger_outputs(generate(self.create(cfg.generation.generator), items, ctx,
-                                                                   limit=cfg.generation.limit)))
+                                                                   limit=cfg.generation.limit)),
+                             keyed_cache=True)
         gen_dir = self.store.stage_dir(t, "generate")
         candidates = read_jsonl(gen_dir / "samples.jsonl", VQASample)
 

@@ -188,6 +188,23 @@ def quiet_stdout(trainer: Any) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
+def restore_weights(trainer: Any, checkpoint: Path) -> None:
+    """Load the checkpoint's weights into ``trainer.model`` the way ``from_pretrained`` does.
+
+    The Trainer's own resume reads ``model.safetensors`` by raw key names, but Qwen2.5-VL and LLaVA
+    checkpoints are saved with legacy key names that only ``from_pretrained`` maps back: the raw
+    load matches no key and the run silently continues from the *initial* weights. So the weights
+    are loaded here and the Trainer's weight loading is skipped (it still restores the optimizer,
+    scheduler, RNG and step). Adapters (peft) and DeepSpeed/FSDP keep the Trainer's own path.
+    """
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "peft_config") or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        return
+    loaded = type(model).from_pretrained(str(checkpoint), dtype=model.dtype)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    trainer._load_from_checkpoint = lambda *args, **kwargs: None  # weights are in place already
+
+
 def run_training(trainer: Any, options: CommonOptions, output_dir: Path, history: list[dict[str, Any]],
                  processor: Any, context: StageContext, started: float) -> TrainResult:
     """Train (resuming when a complete checkpoint exists), save the final model, return the result."""
@@ -196,6 +213,7 @@ def run_training(trainer: Any, options: CommonOptions, output_dir: Path, history
     resumed_from = checkpoint_step(checkpoint)
     if checkpoint is not None:
         context.reporter.log(f"resuming from {checkpoint} (step {resumed_from})")
+        restore_weights(trainer, checkpoint)
     with warnings.catch_warnings():
         # TRL still calls the deprecated alias; the warning says nothing the user can act on.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -365,3 +365,24 @@ def test_an_unknown_name_mentions_plugins_that_failed_to_load():
     (problem,) = info.value.problems
     assert "unknown generator 'gemini'" in problem
     assert "1 plugin(s) failed to load: plugin 'no_such_plugin_module_xyz' failed to load" in problem
+
+
+def test_override_of_a_yaml_alias_changes_only_that_place(tmp_path):
+    from medgr2.config import apply_overrides
+
+    shared = {"name": "x"}
+    data = {"a": {"spec": shared}, "b": {"spec": shared}}
+    out = apply_overrides(data, ["a.spec.options.k=3"])
+    assert out["a"]["spec"] == {"name": "x", "options": {"k": 3}}
+    assert out["b"]["spec"] == {"name": "x"}
+    assert shared == {"name": "x"}
+
+
+def test_override_under_options_does_not_merge_the_default_components_options():
+    from medgr2.config import load_config
+
+    cfg = load_config(data={"policy": {"sft": {"name": "sft"}}}, overrides=["policy.sft.options.max_steps=3"])
+    assert cfg.policy.sft.options == {"max_steps": 3}
+    # without a file section, the defaults of the section (the quickstart's) are kept and updated
+    cfg = load_config(overrides=["policy.sft.options.max_steps=3"])
+    assert cfg.policy.sft.options["max_steps"] == 3 and "num_train_epochs" in cfg.policy.sft.options

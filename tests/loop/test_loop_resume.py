@@ -112,3 +112,31 @@ def test_kill9_then_resume_gives_the_same_kept_set(tmp_path, stage):
     done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _kept_ids(work / "runs" / "fake") == expected
+
+
+def test_redone_stage_keeps_partial_work_only_for_the_same_inputs(tmp_path):
+    from medgr2.config import load_config
+    from medgr2.loop import Loop
+    from medgr2.progress import SilentReporter
+
+    registry = _registry()
+    cfg_path = _write_config(tmp_path, cycles=1)
+    Loop(load_config(cfg_path, registry=registry), registry, SilentReporter()).run()
+    run_dir = tmp_path / "runs" / "fake"
+    sft = run_dir / "cycle-001" / "sft"
+
+    # an interrupted stage (no manifest record) redone with the same inputs keeps its partial work
+    (sft / "partial-checkpoint").write_text("step 3")
+    loop = Loop(load_config(cfg_path, registry=registry), registry, SilentReporter(), resume=True)
+    loop.store.invalidate_from(1, "sft")
+    loop.run()
+    assert "cycle-001/sft" in loop.executed
+    assert (sft / "partial-checkpoint").exists()
+
+    # changed trainer options: the earlier partial work belongs to another run and is discarded
+    changed = load_config(cfg_path, ["policy.sft.options.steps=3"], registry=registry)
+    loop = Loop(changed, registry, SilentReporter(), resume=True)
+    loop.run()
+    assert "cycle-001/sft" in loop.executed
+    assert not (sft / "partial-checkpoint").exists()
+    assert "cycle-001/generate" in loop.skipped
