@@ -9,6 +9,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Nothing may download from a model hub: tests build tiny models offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 
 def shared_data_root() -> Path:
     """``$MEDGR2_SHARED_DATA`` or ``../shared/data`` beside the repository."""
