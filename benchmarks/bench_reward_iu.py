@@ -7,6 +7,11 @@ pairwise ordering accuracy against the goals (Spearman ≥ 0.9, means 10 > 6 > 0
 and writes calibration.json + calibration.png under --out.
 
     .venv/bin/python benchmarks/bench_reward_iu.py            # ~10 min on 2 CPU cores
+
+Measured here (2 shared cores, defaults: 1,000 train reports, 800 steps x 16, bottom 4 layers frozen
+and cached): 616 s, Spearman 0.773, grade means 6.26 > 6.11 > 0.69 > -4.13, pairwise 0.870 -- the
+goals (0.9 / 0.95) are not met at this budget; the synonym grade (6) is the one not yet told apart
+from the originals (10 > 6 pairwise 0.59). ``--steps`` trades time for accuracy.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ texts of varied length). Both settings score the same inputs after a warm-up; th
 within 1e-5 (batch invariance).
 
     .venv/bin/python benchmarks/bench_reward_throughput.py [--n 192] [--threads 2]
+
+Measured here (2 CPU cores, 128 IU reports, ~120 tokens each): batch 1 35.7 inputs/s, batch 32
+37.0 inputs/s (1.04x): MiniLM at this length is compute-bound on CPU, so batching gains little;
+the goal of 4x is not met. Scores agree within 2.7e-6.
 """
 
 from __future__ import annotations
