@@ -355,9 +355,9 @@ def _specs_in_effect(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
 
 
 def _scorer_problems(raw: Mapping[str, Any], registry: Registry) -> list[str]:
-    """``evaluation.scorer`` names a registered scoring protocol."""
+    """An ``evaluation.scorer`` set in the config names a registered scoring protocol."""
     evaluation = raw.get("evaluation")
-    scorer = evaluation.get("scorer", "medgr2") if isinstance(evaluation, Mapping) else "medgr2"
+    scorer = evaluation.get("scorer") if isinstance(evaluation, Mapping) else None
     if not isinstance(scorer, str) or ("scorer", scorer) in registry:
         return []
     try:
