@@ -57,7 +57,7 @@ __all__ = [
     "FAKE_NAME", "FakeDatasetOptions", "FakeDatasetSource", "FakeEvaluator", "FakeEvaluatorOptions", "FakeFilter",
     "FakeFilterOptions", "FakeGenerator", "FakeGeneratorOptions", "FakeRewardModel", "FakeRewardOptions",
     "FakeTrainer", "FakeTrainerOptions", "fake_image_loader", "fake_reward_term", "fake_scorer",
-    "make_context", "make_image_ref", "make_registry", "make_sample", "make_seed_item",
+    "fake_config_data", "make_context", "make_image_ref", "make_registry", "make_sample", "make_seed_item",
 ]
 
 FAKE_NAME = "fake"
@@ -129,6 +129,17 @@ def make_sample(
         fields["reward"] = RewardBreakdown(total=reward, model_version="fake-rm")
     return VQASample(images=(ref,), question=question, options=options,
                      answer=options[0] if answer is None else answer, **fields)
+
+
+def fake_config_data() -> dict[str, Any]:
+    """The default run config as plain data with every component (and the scorer) set to the fakes."""
+    from medgr2.config import RunConfig, iter_component_specs
+
+    data = RunConfig().model_dump(mode="json")
+    for _, _, spec in iter_component_specs(RunConfig, data):
+        spec["name"], spec["options"] = FAKE_NAME, {}
+    data["evaluation"]["scorer"] = FAKE_NAME
+    return data
 
 
 def make_context(work_dir: str | Path, registry: Registry | None = None, **fields: Any) -> StageContext:

@@ -6,6 +6,8 @@ import copy
 import textwrap
 
 import pytest
+
+from medgr2.testing import fake_config_data
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from medgr2 import hookimpl
@@ -24,13 +26,6 @@ from medgr2.config import (
 from medgr2.store import RunStore
 from medgr2.testing import make_registry
 
-
-def all_fake() -> dict:
-    """The default config as plain data with every component set to the fakes of medgr2.testing."""
-    data = RunConfig().model_dump(mode="json")
-    for _, _, spec in iter_component_specs(RunConfig, data):
-        spec["name"], spec["options"] = "fake", {}
-    return data
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +154,7 @@ def test_an_empty_file_gives_the_defaults(tmp_path):
 
 
 def test_three_mistakes_are_reported_at_once(tmp_path, fakes):
-    data = all_fake()
+    data = fake_config_data()
     data["seedd"] = 3                                  # unknown key
     data["cycles"] = "many"                            # wrong type
     data["generation"]["generator"]["name"] = "fakee"  # misspelt component
@@ -177,7 +172,7 @@ def test_three_mistakes_are_reported_at_once(tmp_path, fakes):
 
 
 def test_bad_option_values_are_reported_with_the_component(fakes):
-    data = all_fake()
+    data = fake_config_data()
     data["filters"]["steps"][0]["options"] = {"tau": "high", "tua": 1}
     data["generation"]["generator"]["options"] = {"n_options": 1}
     with pytest.raises(ConfigError) as info:
@@ -201,7 +196,7 @@ def test_default_components_are_checked_too(fakes):
 
 
 def test_component_shape_errors_do_not_crash_phase_two(fakes):
-    data = all_fake()
+    data = fake_config_data()
     data["generation"]["generator"] = "fake"
     data["filters"]["steps"][0]["options"] = 3
     data["reward"]["model"] = {"options": {}}
@@ -212,7 +207,7 @@ def test_component_shape_errors_do_not_crash_phase_two(fakes):
 
 
 def test_a_valid_config_resolves_option_defaults(fakes):
-    cfg = load_config(data=all_fake(), overrides=["filters.steps.0.options.tau=3"], registry=fakes)
+    cfg = load_config(data=fake_config_data(), overrides=["filters.steps.0.options.tau=3"], registry=fakes)
     resolved = resolved_dict(cfg, fakes)
     assert resolved["filters"]["steps"][0]["options"] == {"tau": 3.0}
     assert resolved["generation"]["generator"]["options"] == {"n_options": 4, "reject_every": 0,
@@ -264,7 +259,7 @@ def test_env_secret(monkeypatch):
 def test_secrets_come_from_env_and_are_never_written(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDGR2_TEST_KEY", SECRET)
     registry = make_registry(KeyedPlugin())
-    data = all_fake()
+    data = fake_config_data()
     data["generation"]["generator"] = {"name": "keyed", "options": {"model": "m-2"}}
     cfg = load_config(data=data, registry=registry)
     gen = registry.create("generator", "keyed", cfg.generation.generator.options)
@@ -282,7 +277,7 @@ def test_secrets_come_from_env_and_are_never_written(tmp_path, monkeypatch):
 def test_a_secret_in_a_config_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.delenv("MEDGR2_TEST_KEY", raising=False)
     registry = make_registry(KeyedPlugin())
-    data = all_fake()
+    data = fake_config_data()
     data["generation"]["generator"] = {"name": "keyed", "options": {"api_key": SECRET}}
     with pytest.raises(ConfigError) as info:
         load_config(data=data, registry=registry)
@@ -295,7 +290,7 @@ def test_optional_component_specs_are_validated(fakes):
     """``X | None`` specs (policy.sft, reward.judge ...) are checked like the others."""
     locs = [loc for loc, _, _ in iter_component_specs(RunConfig, RunConfig().model_dump(mode="json"))]
     assert {"policy.sft", "policy.grpo", "evaluation.evaluator"} <= set(locs)
-    data = all_fake()
+    data = fake_config_data()
     data["policy"]["sft"] = {"name": "sfft"}
     data["reward"]["judge"] = {"name": "fake", "options": {"bogus": 1}}
     with pytest.raises(ConfigError) as info:
@@ -325,7 +320,7 @@ def medgr2_register_generators(registry):
 def test_plugins_listed_in_the_config_are_loaded_before_validation(tmp_path, monkeypatch):
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "shout_plugin.py").write_text(PLUGIN_FILE)
-    data = all_fake()
+    data = fake_config_data()
     data["plugins"] = ["shout_plugin.py"]  # beside the config file
     data["generation"]["generator"] = {"name": "shout"}
     (tmp_path / "conf" / "run.yaml").write_text(dump_yaml(data))
@@ -339,7 +334,7 @@ def test_plugins_listed_in_the_config_are_loaded_before_validation(tmp_path, mon
 
 
 def test_a_config_plugin_that_fails_is_a_config_problem(tmp_path):
-    data = all_fake()
+    data = fake_config_data()
     data["plugins"] = ["no_such_plugin_module_xyz"]
     data["generation"]["generator"] = {"name": "shout"}
     with pytest.raises(ConfigError) as info:
@@ -358,7 +353,7 @@ def test_an_unknown_name_mentions_plugins_that_failed_to_load():
         from medgr2.plugins import build_registry, load_plugins
 
         registry = build_registry(load_plugins(["medgr2.testing", "no_such_plugin_module_xyz"], autoload=False))
-    data = all_fake()
+    data = fake_config_data()
     data["generation"]["generator"] = {"name": "gemini"}
     with pytest.raises(ConfigError) as info:
         load_config(data=data, registry=registry)
