@@ -54,10 +54,28 @@ if TYPE_CHECKING:
     from medgr2.registry import Registry
 
 __all__ = [
-    "FAKE_NAME", "FakeDatasetOptions", "FakeDatasetSource", "FakeEvaluator", "FakeEvaluatorOptions", "FakeFilter",
-    "FakeFilterOptions", "FakeGenerator", "FakeGeneratorOptions", "FakeRewardModel", "FakeRewardOptions",
-    "FakeTrainer", "FakeTrainerOptions", "fake_image_loader", "fake_reward_term", "fake_scorer",
-    "fake_config_data", "make_context", "make_image_ref", "make_registry", "make_sample", "make_seed_item",
+    "FAKE_NAME",
+    "FakeDatasetOptions",
+    "FakeDatasetSource",
+    "FakeEvaluator",
+    "FakeEvaluatorOptions",
+    "FakeFilter",
+    "FakeFilterOptions",
+    "FakeGenerator",
+    "FakeGeneratorOptions",
+    "FakeRewardModel",
+    "FakeRewardOptions",
+    "FakeTrainer",
+    "FakeTrainerOptions",
+    "fake_config_data",
+    "fake_image_loader",
+    "fake_reward_term",
+    "fake_scorer",
+    "make_context",
+    "make_image_ref",
+    "make_registry",
+    "make_sample",
+    "make_seed_item",
 ]
 
 FAKE_NAME = "fake"

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from medgr2.config import dump_yaml
 from medgr2.testing import fake_config_data
-
-from medgr2.config import RunConfig, dump_yaml, iter_component_specs
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "transformers", "trl", "accelerate", "peft", "datasets", "openai", "nltk", "google.genai")

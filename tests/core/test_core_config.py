@@ -6,8 +6,6 @@ import copy
 import textwrap
 
 import pytest
-
-from medgr2.testing import fake_config_data
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from medgr2 import hookimpl
@@ -24,8 +22,7 @@ from medgr2.config import (
     resolved_options,
 )
 from medgr2.store import RunStore
-from medgr2.testing import make_registry
-
+from medgr2.testing import fake_config_data, make_registry
 
 
 @pytest.fixture(scope="module")
