@@ -235,7 +235,7 @@ class Loop:
         from medgr2.stages.reward import score_samples
 
         cfg = self.config
-        gen_out = self.stage(t, "generate", hash_data([i.id for i in items]), _spec_hash(cfg.generation, cfg.seed),
+        self.stage(t, "generate", hash_data([i.id for i in items]), _spec_hash(cfg.generation, cfg.seed),
                              lambda ctx: _ledger_outputs(generate(self.create(cfg.generation.generator), items, ctx,
                                                                    limit=cfg.generation.limit)),
                              keyed_cache=True)
