@@ -48,7 +48,11 @@ def _norm(text: str) -> str:
 
 def assign_splits(refs: Sequence[Reference], held_out_fraction: float, seed: int) -> dict[int, str]:
     """Index of each reference → ``train`` or ``test``, drawn per connected component of
-    (group id, normalised text), so neither a study nor a text is on both sides."""
+    (group id, normalised text), so neither a study nor a text is on both sides.
+
+    References made from VQA samples are joined by group (subject or image) only: their answers
+    are class names with templated rationales, repeated by design, and joining on them would put
+    nearly every sample in one component (and the held-out split would come out empty)."""
     parent = list(range(len(refs)))
 
     def find(i: int) -> int:
@@ -59,7 +63,10 @@ def assign_splits(refs: Sequence[Reference], held_out_fraction: float, seed: int
 
     first: dict[str, int] = {}
     for i, r in enumerate(refs):
-        for key in (f"g:{r.group_id}", f"t:{_norm(r.text)} {_norm(r.rationale)}"):
+        keys = [f"g:{r.group_id}"]
+        if r.source != "samples":
+            keys.append(f"t:{_norm(r.text)} {_norm(r.rationale)}")
+        for key in keys:
             j = first.setdefault(key, i)
             a, b = find(i), find(j)
             if a != b:

@@ -201,3 +201,22 @@ def test_real_iu_xray_reports(shared_data):
     assert len(refs) > 3800 and all(r.text for r in refs)
     gs = build_grade_examples(refs[:300], syn, GradeOptions(grades=(1, 3, 4)))
     assert not {e.group_id for e in gs.split("train")} & {e.group_id for e in gs.split("test")}
+
+
+def test_grade_set_from_templated_vqa_samples_has_a_held_out_split():
+    """Class-name answers repeat across subjects; the split still holds out whole subjects."""
+    from medgr2.testing import make_sample
+    from medgr2_reward.grades import assign_splits
+    from medgr2_reward.readers import from_samples
+
+    samples = [make_sample(f"What is shown? ({i})", ("normal", "pneumonia"), ("normal", "pneumonia")[i % 2],
+                           image=f"img/{i}.png", subject_id=f"p{i // 2}", rationale="The image shows it.")
+               for i in range(200)]
+    refs = from_samples(samples)
+    splits = assign_splits(refs, 0.2, seed=0)
+    held = [i for i, s in splits.items() if s == "test"]
+    assert 20 <= len(held) <= 60
+    by_subject = {}
+    for i, s in splits.items():
+        by_subject.setdefault(refs[i].group_id, set()).add(s)
+    assert all(len(v) == 1 for v in by_subject.values())
