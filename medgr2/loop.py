@@ -176,7 +176,8 @@ class Loop:
 
         def body(ctx: StageContext) -> dict:
             train, held_out = rstage.build_grade_set(
-                cfg.grade_sources, self.registry, samples=self.reference_samples(seed, ctx),
+                cfg.grade_sources, self.registry,
+                samples=() if cfg.references or cfg.grade_sources else self.reference_samples(seed, ctx),
                 references=cfg.references, options=cfg.grading, seed=self.config.seed, reporter=self.reporter)
             write_jsonl(ctx.work_dir / "grades-train.jsonl", train)
             write_jsonl(ctx.work_dir / "grades-heldout.jsonl", held_out)
