@@ -46,17 +46,18 @@ def base_config(args: argparse.Namespace, seed: int, references: Path) -> dict[s
         "generation": {"generator": {"name": "labels", "options": {
             "per_item": 2, "label_noise": args.noise, "question_types": ["modality_recognition", "disease_diagnosis",
                                                                           "anatomy_identification"]}}},
-        "reward": {"model": {"name": "minilm", "options": {"epochs": args.rm_epochs, "batch_size": 32,
-                                                           "max_train_examples": 3000, "threads": 2}},
+        "reward": {"model": {"name": "minilm", "options": {
+                       "epochs": args.rm_epochs, "batch_size": 32, "max_train_examples": 2000, "freeze_layers": 4,
+                       "lr": 1e-4, "head_lr": 3e-3, "threads": args.threads}},
                    "references": [{"format": "samples", "path": str(references)}],
                    "retrain_each_cycle": False},
         "filters": {"steps": []},
         "policy": {"answer_format": "text", "grpo": None,
                    "sft": {"name": "sft", "options": {"num_train_epochs": args.sft_epochs, "learning_rate": 0.002,
-                                                      "per_device_train_batch_size": 16, "num_threads": 2,
+                                                      "per_device_train_batch_size": 16, "num_threads": args.threads,
                                                       "save_steps": 10_000}}},
         "evaluation": {"evaluator": {"name": "vqa", "options": {"batch_size": 32, "max_new_tokens": 24,
-                                                                "num_threads": 2}},
+                                                                "num_threads": args.threads}},
                        "max_samples": args.eval_samples,
                        "question_builder": {"name": "labels", "options": {
                            "per_item": 1, "question_types": ["modality_recognition", "disease_diagnosis",
@@ -64,13 +65,13 @@ def base_config(args: argparse.Namespace, seed: int, references: Path) -> dict[s
     }
 
 
-def condition_overrides(name: str, fraction: float) -> dict[str, Any]:
+def condition_overrides(name: str, fraction: float, threads: int) -> dict[str, Any]:
     """What each condition changes in the base config."""
     top = [{"name": "top_k", "options": {"fraction": fraction}}]
     rand = [{"name": "rand_k", "options": {"fraction": fraction}}]
     grpo = {"name": "grpo", "options": {"max_steps": 30, "num_generations": 4, "max_completion_length": 16,
                                         "per_device_train_batch_size": 8, "learning_rate": 2e-4,
-                                        "num_threads": 2}}
+                                        "num_threads": threads}}
     return {"sft-raw": {}, "sft-randk": {"filters": {"steps": rand}}, "sft-topk": {"filters": {"steps": top}},
             "sft-topk+grpo": {"filters": {"steps": top}, "policy": {"grpo": grpo}}}[name]
 
@@ -109,7 +110,7 @@ def run_seed(args: argparse.Namespace, seed: int, registry: Any) -> dict[str, An
     results: dict[str, Any] = {}
     first_dir = Path(base["runs_dir"]) / CONDITIONS[0]
     for name in args.conditions:
-        cfg = merge(base, condition_overrides(name, args.fraction))
+        cfg = merge(base, condition_overrides(name, args.fraction, args.threads))
         cfg["name"] = name.replace("+", "-")
         run_dir = Path(base["runs_dir"]) / cfg["name"]
         if name != CONDITIONS[0] and first_dir.exists() and not run_dir.exists():
@@ -167,20 +168,32 @@ def main() -> None:
     p.add_argument("--sft-epochs", type=float, default=4.0)
     p.add_argument("--rm-epochs", type=float, default=2.0)
     p.add_argument("--eval-samples", type=int, default=600)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest when seeds run in parallel)")
+    p.add_argument("--combine", type=Path, nargs="+", help="only combine table2.json files of earlier runs "
+                   "(e.g. one process per seed) into one table")
     args = p.parse_args()
+    if args.combine:
+        all_results = {}
+        for path in args.combine:
+            all_results.update({int(k): v for k, v in json.loads(path.read_text()).items()})
+        write_table(args.out, all_results)
+        return
     if args.conditions[0] != CONDITIONS[0]:
         args.conditions = [CONDITIONS[0], *[c for c in args.conditions if c != CONDITIONS[0]]]
 
     from medgr2.plugins import get_registry
 
     registry = get_registry()
-    all_results = {seed: run_seed(args, seed, registry) for seed in args.seeds}
+    write_table(args.out, {seed: run_seed(args, seed, registry) for seed in args.seeds})
+
+
+def write_table(out: Path, all_results: dict[int, dict[str, Any]]) -> None:
     md = table(all_results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table2.md").write_text(md + "\n", encoding="utf-8")
-    (args.out / "table2.json").write_text(json.dumps(all_results, indent=1, default=str), encoding="utf-8")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table2.md").write_text(md + "\n", encoding="utf-8")
+    (out / "table2.json").write_text(json.dumps(all_results, indent=1, default=str), encoding="utf-8")
     print(md)
-    print(f"\nwritten: {args.out / 'table2.md'}, {args.out / 'table2.json'}")
+    print(f"\nwritten: {out / 'table2.md'}, {out / 'table2.json'}")
 
 
 if __name__ == "__main__":
