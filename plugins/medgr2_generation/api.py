@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import medgr2
 from medgr2.data import GenerationResult, ImageRef, Reject, SeedItem, VQASample, stable_hash
 from medgr2.engine import (
     EngineOptions,
@@ -33,8 +32,7 @@ from medgr2_generation.common import (
     check_reply,
     content_error_reject,
     encode_image,
-    make_sample,
-    provenance,
+    build_sample,
     reject,
     restricted_reason,
 )
@@ -253,21 +251,8 @@ class ApiGenerator(abc.ABC):
             return reject(item.id, "request_failed", str(exc))
         except OSError as exc:
             return reject(item.id, "image_unreadable", f"{type(exc).__name__}: {exc}")
-        prov = provenance(
-            item,
-            generator=self.name,
-            version=medgr2.__version__,
-            model=self.options.model,
-            strategy=template.strategy,
-            template_hash=template.hash(prompt),
-            cycle=context.cycle,
-            seed=context.seed,
-            reply=reply,
-        )
-        try:
-            return make_sample(item, fields, prov)
-        except ValueError as exc:
-            return reject(item.id, "invalid_sample", str(exc))
+        return build_sample(item, fields, reply, generator=self.name, model=self.options.model, template=template,
+                            prompt=prompt, context=context)
 
     # ------------------------------------------------------------------ generic structured calls
     def complete_json(

@@ -72,38 +72,38 @@ def check_reply(reply: Reply) -> dict[str, Any]:
     return validate_reply(parse_reply(reply.text, truncated=reply.truncated))
 
 
-def make_sample(item: SeedItem, fields: dict[str, Any], provenance: Provenance) -> VQASample:
-    """A sample for ``item`` from validated reply fields."""
-    return VQASample(
-        images=(item.image,), provenance=provenance, split=item.split, subject_id=item.subject_id, **fields
-    )
-
-
-def provenance(
+def build_sample(
     item: SeedItem,
+    fields: dict[str, Any],
+    reply: Reply,
     *,
     generator: str,
-    version: str,
     model: str,
-    strategy: str,
-    template_hash: str,
-    cycle: int,
-    seed: int,
-    reply: Reply,
-) -> Provenance:
-    """Provenance of a sample; ``created_at`` is the reply's time, so resumed runs reproduce it."""
-    return Provenance(
+    template: Any,
+    prompt: str,
+    context: Any,
+) -> VQASample | Reject:
+    """The sample for ``item`` from validated reply fields, with its provenance, or a reject naming why
+    the fields do not make a valid sample. ``created_at`` is the reply's time, so resumed runs reproduce it."""
+    from medgr2 import __version__
+
+    prov = Provenance(
         source_dataset=item.dataset,
         source_id=item.id,
         generator=generator,
-        generator_version=version,
+        generator_version=__version__,
         model_id=model,
-        prompt_strategy=strategy,
-        template_hash=template_hash,
-        cycle=cycle,
-        seed=seed,
+        prompt_strategy=template.strategy,
+        template_hash=template.hash(prompt),
+        cycle=context.cycle,
+        seed=context.seed,
         created_at=datetime.fromisoformat(reply.created_at),
     )
+    try:
+        return VQASample(images=(item.image,), provenance=prov, split=item.split, subject_id=item.subject_id,
+                         **fields)
+    except ValueError as exc:
+        return reject(item.id, "invalid_sample", str(exc))
 
 
 def reject(item_id: str, reason: str, detail: str = "", stage: str = "generate") -> Reject:

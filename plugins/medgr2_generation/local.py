@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import medgr2
 from medgr2.data import GenerationResult, ImageRef, Ledger, Reject, SeedItem, stable_hash
 from medgr2.engine import Reply, ResponseCache, request_key
 from medgr2.interfaces import StageContext
@@ -21,8 +20,7 @@ from medgr2_generation.common import (
     Outcomes,
     check_reply,
     content_error_reject,
-    make_sample,
-    provenance,
+    build_sample,
     reject,
 )
 from medgr2_generation.contract import SCHEMA_VERSION, ContractError, check_schema, parse_reply
@@ -252,21 +250,8 @@ class LocalGenerator:
         if isinstance(res, ContractError):
             return content_error_reject(item.id, res, getattr(res, "reasked", False))
         fields, reply = res
-        prov = provenance(
-            item,
-            generator=self.name,
-            version=medgr2.__version__,
-            model=self.options.model_path,
-            strategy=template.strategy,
-            template_hash=template.hash(prompt),
-            cycle=context.cycle,
-            seed=context.seed,
-            reply=reply,
-        )
-        try:
-            return make_sample(item, fields, prov)
-        except ValueError as exc:
-            return reject(item.id, "invalid_sample", str(exc))
+        return build_sample(item, fields, reply, generator=self.name, model=self.options.model_path, template=template,
+                            prompt=prompt, context=context)
 
     def complete_json(
         self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any], context: StageContext
