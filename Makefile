@@ -5,7 +5,7 @@ TORCH  ?= torch==2.13.0
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 
-.PHONY: install demo test test-fast bench system-deps clean
+.PHONY: install demo test test-fast bench system-deps wordnet clean
 
 install: $(VENV)/.installed
 
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e ".[dev]"
 	touch $@
 
-demo: install
+demo: install wordnet
 	$(VENV)/bin/medgr2 run --resume
 
 test: install
@@ -29,10 +29,15 @@ test-fast: install
 bench: install
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
-# Debian packages some tests use: WordNet for the grade-2 perturbation, Chromium for the report screenshot.
+# Debian packages: WordNet for R_φ's grade-2 (synonym) perturbation, Chromium for the report screenshot test.
 system-deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base wordnet-sense-index chromium >/dev/null
+
+# The quickstart needs WordNet only: install Debian's copy unless NLTK's or Debian's is already there.
+wordnet:
+	@test -f /usr/share/wordnet/data.noun || $(PY) -c "import nltk; nltk.data.find('corpora/wordnet')" 2>/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base wordnet-sense-index)
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs
