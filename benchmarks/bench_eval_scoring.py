@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from medgr2.data import Prediction
-from medgr2.stages.evaluate import score_predictions
+from medgr2_eval.scoring import score_predictions
 from medgr2.store import write_jsonl
 from medgr2_eval.metrics import build_report
 from medgr2_eval.scoring import options_of, read_predictions, score_all

@@ -15,7 +15,7 @@ import typer
 from medgr2.cli import common
 from medgr2.registry import RegistryError
 
-AREAS = ("plugins_cmd", "config_cmd", "data", "generate", "reward", "filters", "train", "eval", "run")
+AREAS = ("plugins_cmd", "config_cmd", "data", "generate", "reward", "filters", "train", "run")
 
 
 def _prescan(argv: Sequence[str]) -> tuple[list[str], list[str], bool]:

@@ -223,7 +223,7 @@ class VQAEvaluator:
     ) -> EvalReport:
         """Predict every sample, score under ``context.extras['scorer']`` (else the option, else
         ``medgr2``), write predictions.jsonl, report.json and report.md under ``output_dir``."""
-        from medgr2.stages.evaluate import resolve_scorer, score_predictions
+        from medgr2_eval.scoring import resolve_scorer, score_predictions
         from medgr2_eval.report import write_report
 
         if not samples:

@@ -30,3 +30,11 @@ def medgr2_register_evaluators(registry) -> None:
         config="medgr2_eval.options:VQAEvaluatorOptions",
         description="Run a policy over VQA samples (batched greedy), write predictions + report",
     )
+
+
+@hookimpl
+def medgr2_register_commands(cli) -> None:
+    """``medgr2 eval ...``: score prediction files, run evaluations, and the paper's studies."""
+    from medgr2_eval.cli import register
+
+    register(cli)

@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from medgr2.data import LETTERS, Prediction
-from medgr2_eval.parsing import parse_options
+from medgr2.data import LETTERS, EvalReport, Prediction
+from medgr2.registry import Registry
+from medgr2_eval.parsing import gt_index, parse_options
 from medgr2_eval.scorers import Verdict
 
 REQUIRED = ("question", "gt_answer", "model_answer")
@@ -135,3 +136,45 @@ def score_all(
         as_verdict(scorer(model_answer=p.model_answer, options=o, gt_answer=p.gt_answer))
         for p, o in zip(preds, options)
     ]
+
+
+def resolve_scorer(
+    scorer: str | Callable[..., Any], registry: Registry | None = None, options: dict[str, Any] | None = None
+) -> tuple[str, Callable[..., Any]]:
+    """``(name, function)`` of a scorer given by registered name (or as a function)."""
+    if callable(scorer):
+        return getattr(scorer, "__name__", "custom"), scorer
+    if registry is None:
+        from medgr2.plugins import get_registry
+
+        registry = get_registry()
+    return scorer, registry.create("scorer", scorer, options)
+
+
+def score_predictions(
+    preds: Sequence[Prediction],
+    scorer: str | Callable[..., Any] = "medgr2",
+    *,
+    registry: Registry | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    model: str | None = None,
+) -> EvalReport:
+    """Score predictions under ``scorer`` and compute every metric (accuracy with invalid answers
+    counted wrong and skipped, per-group breakdowns, macro F1, balanced accuracy, AUROC when
+    option scores exist, bootstrap 95 % CIs). Options missing from a prediction are parsed from
+    its question text."""
+    from medgr2_eval.metrics import build_report
+
+    name, fn = resolve_scorer(scorer, registry)
+    options = options_of(preds)
+    verdicts = score_all(preds, fn, options)
+    meta = {
+        "n_without_options": sum(1 for o in options if not o),
+        "n_gt_not_an_option": sum(
+            1 for p, o in zip(preds, options) if o and gt_index(o, p.gt_answer) is None
+        ),
+    }
+    return build_report(
+        preds, verdicts, name, options=options, bootstrap=bootstrap, seed=seed, model=model, meta=meta
+    )

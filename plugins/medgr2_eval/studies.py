@@ -57,7 +57,7 @@ def _fmt(x: float | None) -> str:
 
 def correctness(preds: Sequence[Prediction], scorer: str | Callable[..., Any] = "medgr2") -> list[bool]:
     """Per-prediction correctness under a named scorer (invalid answers are wrong)."""
-    from medgr2.stages.evaluate import resolve_scorer
+    from medgr2_eval.scoring import resolve_scorer
     from medgr2_eval.scoring import score_all
 
     _, fn = resolve_scorer(scorer)

@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
         """Score a predictions file under one protocol: accuracy (invalid counted wrong and skipped),
         per-group breakdowns, macro F1, balanced accuracy, AUROC (when option scores exist), CIs."""
         from medgr2.registry import RegistryError
-        from medgr2.stages.evaluate import score_predictions
+        from medgr2_eval.scoring import score_predictions
         from medgr2_eval.report import summary_json, write_report
         from medgr2_eval.scoring import PredictionsFileError, read_predictions
 
@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score one predictions file under every registered protocol, side by side (the protocol gap)."""
         from medgr2.plugins import get_registry
-        from medgr2.stages.evaluate import score_predictions
+        from medgr2_eval.scoring import score_predictions
         from medgr2_eval.scoring import PredictionsFileError, read_predictions
 
         try:
