@@ -146,6 +146,22 @@ def medgr2_register_prompts(registry: KindRegistry) -> None:
 
 
 @hookspec
+def medgr2_register_functions(registry: KindRegistry) -> None:
+    """Register named helper functions that stages look up (kind ``function``).
+
+    The core's stages stay plugin-agnostic by calling helpers through the registry instead of
+    importing a plugin. Built-in names: ``reward.grade_set`` (build the graded R_φ set:
+    ``f(grade_sources, registry, *, samples, references, options, seed, reporter) -> (train, held_out)``),
+    ``reward.label_policy_samples`` (label policy answers for continual R_φ training),
+    ``reward.calibration`` (write a reward model's calibration report) and
+    ``policy.tiny`` (build an offline tiny VLM: ``f(arch, out_dir, *, seed) -> Path``). Register the
+    same name with ``override=True`` to replace one.
+
+    :param registry: the function registry; call ``registry.add(name, target)``.
+    """
+
+
+@hookspec
 def medgr2_register_commands(cli: Any) -> None:
     """Add sub-commands to the ``medgr2`` command line.
 
@@ -165,5 +181,6 @@ REGISTRAR_HOOKS: dict[str, str] = {
     "scorer": "medgr2_register_scorers",
     "image_loader": "medgr2_register_image_loaders",
     "prompt": "medgr2_register_prompts",
+    "function": "medgr2_register_functions",
 }
 """Component kind → the hook that registers it."""

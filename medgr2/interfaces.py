@@ -202,5 +202,6 @@ KINDS: dict[str, str] = {
     "scorer": "Scorer: a named answer-scoring protocol",
     "image_loader": "ImageLoader: decodes one kind of ImageRef",
     "prompt": "Prompt strategy: a generation template",
+    "function": "A named helper a stage needs from a plugin (the grade-set builder, the tiny-policy builder ...)",
 }
 """Every component kind, with what it is."""

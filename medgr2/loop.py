@@ -175,7 +175,8 @@ class Loop:
         seed_dir = self.store.stage_dir(0, "seed")
 
         def body(ctx: StageContext) -> dict:
-            train, held_out = rstage.build_grade_set(
+            build_grade_set = self.registry.get("function", "reward.grade_set")
+            train, held_out = build_grade_set(
                 cfg.grade_sources, self.registry,
                 samples=() if cfg.references or cfg.grade_sources else self.reference_samples(seed, ctx),
                 references=cfg.references, options=cfg.grading, seed=self.config.seed, reporter=self.reporter)
@@ -206,7 +207,7 @@ class Loop:
         cfg = self.config.policy
 
         def body(ctx: StageContext) -> dict:
-            return {"checkpoint": str(ensure_policy(cfg, ctx.work_dir, seed=self.config.seed))}
+            return {"checkpoint": str(ensure_policy(cfg, ctx.work_dir, seed=self.config.seed, registry=self.registry))}
 
         out = self.stage(0, "policy-init", "", _spec_hash(cfg.model, cfg.tiny_arch, self.config.seed), body)
         return Path(out["checkpoint"])
@@ -310,7 +311,8 @@ class Loop:
         def body(ctx: StageContext) -> dict:
             rm = self.load_rm(rm_path)
             history = _rm_history(self.store, t)
-            labelled = rstage.label_policy_samples(
+            label_policy_samples = self.registry.get("function", "reward.label_policy_samples")
+            labelled = label_policy_samples(
                 samples, policy, ctx, method=cfg.labelling, registry=self.registry,
                 evaluator=self.create(self.config.evaluation.evaluator) if self.config.evaluation.evaluator else None,
                 judge=self.create(cfg.judge) if cfg.judge else None)

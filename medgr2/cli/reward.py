@@ -31,11 +31,12 @@ def train_rm(
     from medgr2.cli.common import fail, load_run_config, print_json, reporter
     from medgr2.interfaces import StageContext
     from medgr2.plugins import get_registry
-    from medgr2.stages.reward import build_grade_set, train_reward_model
+    from medgr2.stages.reward import train_reward_model
     from medgr2.store import read_jsonl, write_json, write_jsonl
 
     config = load_run_config(config_path, overrides)
     registry = get_registry()
+    build_grade_set = registry.get("function", "reward.grade_set")
     rep = reporter(quiet)
     work = _work_dir(config, out)
     cfg = config.reward

@@ -17,7 +17,7 @@ from medgr2.data import TrainResult, VQASample
 from medgr2.interfaces import PolicyTrainer, StageContext
 
 
-def ensure_policy(policy: Any, work_dir: str | os.PathLike[str], *, seed: int = 0) -> Path:
+def ensure_policy(policy: Any, work_dir: str | os.PathLike[str], *, seed: int = 0, registry: Any = None) -> Path:
     """The starting policy folder: ``policy.model`` when set, else a tiny VLM built under ``work_dir``.
 
     Args:
@@ -25,6 +25,7 @@ def ensure_policy(policy: Any, work_dir: str | os.PathLike[str], *, seed: int = 
             ``tiny_arch`` are read.
         work_dir: Where a tiny model is built (``work_dir/tiny-<arch>-<seed>``; reused when present).
         seed: Seed of the tiny model's random weights.
+        registry: Where the ``policy.tiny`` builder is looked up (default: the process registry).
 
     Raises:
         FileNotFoundError: ``policy.model`` is set but is not a model folder.
@@ -39,8 +40,11 @@ def ensure_policy(policy: Any, work_dir: str | os.PathLike[str], *, seed: int = 
     target = Path(work_dir) / f"tiny-{policy.tiny_arch}-{seed}"
     if (target / "config.json").is_file():
         return target
-    from medgr2_hf.tiny import build_tiny_vlm
+    if registry is None:
+        from medgr2.plugins import get_registry
 
+        registry = get_registry()
+    build_tiny_vlm = registry.get("function", "policy.tiny")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
     build_tiny_vlm(policy.tiny_arch, staging, seed=seed)

@@ -47,3 +47,10 @@ def medgr2_register_commands(cli: Any) -> None:
     models = typer.Typer(name="models", help="Local models: build tiny offline VLMs.", no_args_is_help=True)
     models.command("tiny")(tiny_command)
     cli.add_typer(models, name="models")
+
+
+@hookimpl
+def medgr2_register_functions(registry: Any) -> None:
+    """``policy.tiny``: the offline tiny-VLM builder the loop uses when ``policy.model`` is unset."""
+    registry.add("policy.tiny", "medgr2_hf.tiny:build_tiny_vlm",
+                 description="Build a deterministic tiny Qwen2.5-VL / LLaVA with a locally trained tokenizer")

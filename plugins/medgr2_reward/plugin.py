@@ -16,6 +16,17 @@ def medgr2_register_reward_models(registry: Any) -> None:
                  description="Regression R_φ on a local VLM folder: pooled last hidden state + head")
 
 
+@hookimpl
+def medgr2_register_functions(registry: Any) -> None:
+    """The grade-set builder and the policy-sample labeller the loop and ``medgr2 train-rm`` use."""
+    registry.add("reward.grade_set", "medgr2_reward.stages:build_grade_set",
+                 description="Build the 4-grade R_φ set (10 / 6 / 0 / −6) from reference texts or VQA samples")
+    registry.add("reward.calibration", "medgr2_reward.calibration:write_calibration",
+                 description="Write calibration.json + plot (Spearman, per-grade mean/std, pairwise ordering)")
+    registry.add("reward.label_policy_samples", "medgr2_reward.stages:label_policy_samples",
+                 description="Label policy answers (match, judge or grade) for continual R_φ training")
+
+
 def _opt(flag: str, help_text: str) -> Any:
     import typer
 

@@ -11,14 +11,8 @@ from medgr2_reward.judge import CRITERIA, judge_examples, judge_schema, verdict_
 from medgr2_reward.options import JudgeOptions
 
 from medgr2.data import GradedExample, Reject, RewardInput
-from medgr2.stages.reward import (
-    answer_matches,
-    build_grade_set,
-    judge_samples,
-    label_policy_samples,
-    score_samples,
-    train_reward_model,
-)
+from medgr2.stages.reward import score_samples, train_reward_model
+from medgr2_reward.stages import answer_matches, build_grade_set, judge_samples, label_policy_samples
 from medgr2.testing import FakeEvaluator, FakeEvaluatorOptions, FakeRewardModel, make_context, make_sample
 
 
