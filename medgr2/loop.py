@@ -207,7 +207,8 @@ class Loop:
         cfg = self.config.policy
 
         def body(ctx: StageContext) -> dict:
-            return {"checkpoint": str(ensure_policy(cfg, ctx.work_dir, seed=self.config.seed, registry=self.registry))}
+            path = ensure_policy(cfg, ctx.work_dir, seed=self.config.seed, registry=self.registry)
+            return {"checkpoint": str(path)}
 
         out = self.stage(0, "policy-init", "", _spec_hash(cfg.model, cfg.tiny_arch, self.config.seed), body)
         return Path(out["checkpoint"])
@@ -220,7 +221,8 @@ class Loop:
 
         def body(ctx: StageContext) -> dict:
             ctx.extras["answer_format"] = self.config.policy.answer_format
-            report = evaluate(self.create(cfg.evaluator), eval_samples, policy, ctx.work_dir, ctx, scorer=cfg.scorer)
+            report = evaluate(self.create(cfg.evaluator), eval_samples, policy, ctx.work_dir, ctx,
+                              scorer=cfg.scorer)
             write_json(ctx.work_dir / "report.json", report)
             return {"accuracy": report.overall.accuracy, "n": report.overall.n}
 
