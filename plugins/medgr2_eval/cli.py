@@ -283,9 +283,12 @@ def _read_samples(path: Path, what: str) -> Any:
     return samples
 
 
-def _study_components(config: Path | None, overrides: list[str] | None, trainer: str) -> tuple[Any, Any, Any]:
-    """(config, trainer, evaluator) built from the run config (policy.<trainer>, evaluation.evaluator)."""
-    from medgr2.cli.common import load_run_config
+def _study_components(config: Path | None, overrides: list[str] | None, trainer: str,
+                      out: Path) -> tuple[Any, Any, Any, Any]:
+    """(config, trainer, evaluator, context) for a study runner: the components come from the run
+    config (``policy.<trainer>``, ``evaluation.evaluator``), the context works in ``out``."""
+    from medgr2.cli.common import load_run_config, reporter
+    from medgr2.interfaces import StageContext
     from medgr2.plugins import get_registry
 
     cfg = load_run_config(config, overrides)
@@ -294,10 +297,13 @@ def _study_components(config: Path | None, overrides: list[str] | None, trainer:
         fail(f"the config has no policy.{trainer} trainer or no evaluation.evaluator")
     registry = get_registry()
     ev = cfg.evaluation.evaluator
+    ctx = StageContext(work_dir=out, seed=cfg.seed, reporter=reporter(), registry=registry,
+                       extras={"answer_format": cfg.policy.answer_format})
     return (
         cfg,
         registry.create("trainer", spec.name, spec.options),
         registry.create("evaluator", ev.name, ev.options),
+        ctx,
     )
 
 
@@ -391,20 +397,10 @@ def _register_studies(group: typer.Typer) -> None:
         overrides: SetOpt = None,
     ) -> None:
         """Train one policy per group (config's trainer), evaluate each on every group, write the heatmap."""
-        from medgr2.cli.common import reporter
-        from medgr2.interfaces import StageContext
-        from medgr2.plugins import get_registry
         from medgr2_eval.studies import write_transfer
         from medgr2_eval.study_runners import run_transfer
 
-        cfg, tr, ev = _study_components(config, overrides, trainer)
-        ctx = StageContext(
-            work_dir=out,
-            seed=cfg.seed,
-            reporter=reporter(),
-            registry=get_registry(),
-            extras={"answer_format": cfg.policy.answer_format},
-        )
+        cfg, tr, ev, ctx = _study_components(config, overrides, trainer, out)
         try:
             table = run_transfer(
                 _read_samples(train, "--train"),
@@ -443,22 +439,11 @@ def _register_studies(group: typer.Typer) -> None:
         overrides: SetOpt = None,
     ) -> None:
         """TopK vs RandK (and the full set) over sizes and seeds; writes results.jsonl and the curves."""
-        from medgr2.cli.common import reporter
-        from medgr2.interfaces import StageContext
-        from medgr2.plugins import get_registry
         from medgr2.store import write_jsonl
         from medgr2_eval.studies import efficiency_curves, write_efficiency
         from medgr2_eval.study_runners import run_efficiency
 
-        cfg, tr, ev = _study_components(config, overrides, trainer)
-        registry = get_registry()
-        ctx = StageContext(
-            work_dir=out,
-            seed=cfg.seed,
-            reporter=reporter(),
-            registry=registry,
-            extras={"answer_format": cfg.policy.answer_format},
-        )
+        cfg, tr, ev, ctx = _study_components(config, overrides, trainer, out)
         try:
             rows = run_efficiency(
                 _read_samples(scored, "--scored"),
@@ -470,7 +455,7 @@ def _register_studies(group: typer.Typer) -> None:
                 model,
                 out / "cells",
                 ctx,
-                registry=registry,
+                registry=ctx.registry,
                 scorer=cfg.evaluation.scorer,
                 full=full,
             )
