@@ -13,7 +13,11 @@ engine alone (an in-process transport with the same latency) to separate schedul
 cost of the HTTP client: on a CPU-starved machine the SDK's ~2-3 ms of CPU per request, not the
 scheduler, is what caps high concurrency.
 
-Run: ``.venv/bin/python benchmarks/bench_engine_throughput.py [--waves 4] [--window 5]``
+The engine paces attempt starts ``min_start_gap_s`` apart (1 ms), so the first C requests go out
+over C ms: a one-off ramp that a real run (thousands of requests) does not notice. ``--waves``
+sets the run length (n = C x waves, default 10 s of ideal time); ``--waves 4`` shows the ramp.
+
+Run: ``.venv/bin/python benchmarks/bench_engine_throughput.py [--waves 10] [--window 5]``
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--waves", type=int, default=4, help="Requests per concurrency slot (n = C x waves).")
+    parser.add_argument("--waves", type=int, default=10, help="Requests per concurrency slot (n = C x waves).")
     parser.add_argument("--window", type=float, default=5.0, help="Rate-limit window standing in for 60 s.")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 64, 256])
     args = parser.parse_args()

@@ -102,6 +102,7 @@ class ApiGenerator(abc.ABC):
             timeout_s=o.timeout_s,
             backoff_base_s=o.backoff_base_s,
             backoff_max_s=o.backoff_max_s,
+            min_start_gap_s=o.min_start_gap_s,
         )
         return RequestEngine(
             transport, eo, cache=cache, prices=o.prices, model=o.model, stop=context.stop, seed=context.seed

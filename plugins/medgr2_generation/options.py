@@ -64,6 +64,13 @@ class ApiOptions(PromptOptions):
     max_retries: int = Field(default=6, ge=0, le=100, description="Retries per request before giving up.")
     backoff_base_s: float = Field(default=1.0, ge=0, description="First retry delay (doubles, with jitter).")
     backoff_max_s: float = Field(default=60.0, ge=0, description="Cap on one retry delay.")
+    min_start_gap_s: float = Field(
+        default=0.001,
+        ge=0,
+        le=60,
+        description="Least time between two request starts (0: none): avoids a thundering herd of "
+        "connects at start and replies coming back in synchronized bursts.",
+    )
     structured_output: bool = Field(default=True, description="Ask for JSON-schema output where supported.")
     allow_restricted: bool = Field(
         default=False,

@@ -138,6 +138,19 @@ def test_rpm_spacing_never_exceeds_the_limit_in_any_window():
     assert max(sum(1 for u in times if t <= u < t + 1.0) for t in times) <= 20
 
 
+@pytest.mark.parametrize("gap", [0.0, 0.02])
+def test_attempt_starts_are_paced_min_start_gap_apart(gap):
+    """All ``concurrency`` slots free at once still start ``min_start_gap_s`` apart (0: together)."""
+    transport = ScriptedTransport(latency=lambda p: 0.05)
+    engine = RequestEngine(transport, EngineOptions(concurrency=16, min_start_gap_s=gap))
+    run_all(engine, [f"p{i}" for i in range(16)])
+    t0 = transport.times[0]
+    if gap:  # start k is never before slot k (a late wake-up does not push the later slots back)
+        assert all(t - t0 >= k * gap - 0.002 for k, t in enumerate(transport.times))
+    else:
+        assert transport.times[-1] - transport.times[0] < 0.02
+
+
 def test_tpm_limits_tokens_per_window():
     transport = ScriptedTransport()
     engine = RequestEngine(transport, EngineOptions(concurrency=8, tpm=45), window_s=0.5)
