@@ -36,6 +36,8 @@ class Prepared:
     features: dict[str, Any]
     length: int
     image: ImageRef | None
+    lexical: list[float] | None = None
+    match: list[int] | None = None
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -90,15 +92,33 @@ class MiniLMBackbone:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.module = AutoModel.from_pretrained(path, trust_remote_code=False)
         self.max_length, self.pooling = max_length, pooling
+        self._content: list[bool] | None = None
+        self.token_size = int(self.module.config.hidden_size)
         self.hidden_size = int(self.module.config.hidden_size) * (2 if pooling == "mean_max" else 1)
 
     def prepare(self, inputs: Sequence[RewardInput]) -> list[Prepared]:
-        """Tokenise every input once (no padding)."""
+        """Tokenise every input once (no padding), with its exact-match flags (:meth:`match_flags`)."""
         enc = self.tokenizer([i.question or "" for i in inputs], [answer_text(i) for i in inputs],
                              truncation=True, max_length=self.max_length)
         keys = list(enc.keys())
-        return [Prepared({k: enc[k][n] for k in keys}, len(enc["input_ids"][n]), inp.image)
+        return [Prepared({k: enc[k][n] for k in keys}, len(enc["input_ids"][n]), inp.image,
+                         match=self.match_flags(enc["input_ids"][n], enc["token_type_ids"][n]))
                 for n, inp in enumerate(inputs)]
+
+    def match_flags(self, ids: Sequence[int], segments: Sequence[int]) -> list[int]:
+        """1 for a content word piece (3+ letters, not a special token) that also occurs in the
+        other segment, else 0: the exact-match feature of reading-comprehension models, telling the
+        encoder which words of the answer the question (context) mentions and the reverse."""
+        if self._content is None:
+            vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+            special = set(self.tokenizer.all_special_ids)
+            self._content = [i not in special and sum(c.isalpha() for c in t) >= 3 for i, t in enumerate(vocab)]
+        content = self._content
+        sides: tuple[set[int], set[int]] = (set(), set())
+        for i, seg in zip(ids, segments):
+            if i < len(content) and content[i]:
+                sides[seg & 1].add(i)
+        return [int(i < len(content) and content[i] and i in sides[1 - (seg & 1)]) for i, seg in zip(ids, segments)]
 
     def collate(self, items: Sequence[Prepared], device: Any) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest item."""

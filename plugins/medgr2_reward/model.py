@@ -1,7 +1,8 @@
 """The regression reward model R_φ: (image, question, answer[, rationale]) → a score in [−6, 10].
 
 A backbone (:mod:`medgr2_reward.backbones`) pools each input into a vector; a small head maps it
-(with the tiny CNN's image feature for the MiniLM backbone) to ``z``, and the score is
+(with the tiny CNN's image feature for the MiniLM backbone, and the domain-fluency features of
+:mod:`medgr2_reward.lexicon` when ``lexicon`` is on) to ``z``, and the score is
 ``2 + 8·tanh(z)``, always inside [−6, 10]. Training minimises the MSE to the graded targets
 (the paper's Eq. 1).
 
@@ -31,12 +32,21 @@ from torch import nn
 from medgr2.data import GradedExample, RewardInput, TrainResult, stable_hash, utcnow
 from medgr2.interfaces import StageContext
 from medgr2.store import atomic_write_text
-from medgr2_reward.backbones import MiniLMBackbone, Prepared, TinyCNN, VLMBackbone, default_minilm_path
+from medgr2_reward.backbones import (
+    MiniLMBackbone,
+    Prepared,
+    TinyCNN,
+    VLMBackbone,
+    answer_text,
+    default_minilm_path,
+)
+from medgr2_reward.lexicon import FEATURES, Counts, DomainLexicon
 from medgr2_reward.options import SCORE_MAX, SCORE_MIN, MiniLMOptions, TrainOptions, VLMRewardOptions
 
 CENTER, HALF_RANGE = (SCORE_MAX + SCORE_MIN) / 2, (SCORE_MAX - SCORE_MIN) / 2
 CONFIG_FILE = "reward_model.json"
 HEAD_FILE = "head.safetensors"
+LEXICON_FILE = "lexicon.json"
 FORMAT_VERSION = 1
 
 
@@ -45,14 +55,39 @@ def squash(z: torch.Tensor) -> torch.Tensor:
     return CENTER + HALF_RANGE * torch.tanh(z)
 
 
-class RewardNet(nn.Module):
-    """Backbone vector (+ optional image feature) → layer norm + MLP head → squashed score."""
+def group_rank_loss(pred: torch.Tensor, target: torch.Tensor, groups: Sequence[str]) -> torch.Tensor:
+    """Bradley-Terry loss over the ordered pairs inside each group of a batch.
 
-    def __init__(self, backbone_module: nn.Module, hidden: int, vision: TinyCNN | None, dropout: float = 0.1):
+    The versions of one report (original, synonyms, deletions, another study's text) share their
+    question and image: ordering them is the sharpest signal of what makes an answer better, and it
+    is how reward models are usually trained. For every pair (i, j) of one group with
+    ``target[i] > target[j]`` the loss is ``softplus(-(pred[i] - pred[j]) / 2)`` (scores are on the
+    16-point scale); the mean over pairs is returned (0 when the batch has none).
+    """
+    codes = {g: n for n, g in enumerate(dict.fromkeys(groups))}
+    gid = torch.tensor([codes[g] for g in groups], device=pred.device)
+    pairs = (gid[:, None] == gid[None, :]) & (target[:, None] > target[None, :])
+    if not bool(pairs.any()):
+        return pred.sum() * 0.0
+    diff = pred[:, None] - pred[None, :]
+    return torch.nn.functional.softplus(-diff[pairs] / 2.0).mean()
+
+
+class RewardNet(nn.Module):
+    """Backbone vector (+ optional image feature, + optional fluency features) → layer norm + MLP
+    head → squashed score."""
+
+    def __init__(self, backbone_module: nn.Module, hidden: int, vision: TinyCNN | None, lexical: int = 0,
+                 match_dim: int = 0, dropout: float = 0.1):
         super().__init__()
         self.backbone = backbone_module
         self.vision = vision
-        width = hidden + (vision.out_dim if vision is not None else 0)
+        self.lexical = lexical
+        # Exact-match flags enter the token states as a learned vector (zero at first: no effect).
+        self.match = nn.Embedding(2, match_dim) if match_dim else None
+        if self.match is not None:
+            nn.init.zeros_(self.match.weight)
+        width = hidden + (vision.out_dim if vision is not None else 0) + lexical
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Dropout(dropout), nn.Linear(width, 128), nn.GELU(),
                                   nn.Linear(128, 1))
 
@@ -76,6 +111,8 @@ class RegressionRewardModel:
         self._backbone: Any = None
         self._net: RewardNet | None = None
         self._image_cache: dict[str, torch.Tensor] = {}
+        self.match_layer = 0  # the encoder layer whose input gets the exact-match vector
+        self.lexicon = DomainLexicon(options.lexicon_min_target) if options.lexicon else None
         if options.checkpoint:
             self.load(Path(options.checkpoint).expanduser())
 
@@ -98,13 +135,17 @@ class RegressionRewardModel:
                 torch.manual_seed(self.options.seed)
                 self._backbone = self._build_backbone(None)
                 self._net = self._make_net()
+                layers = len(getattr(getattr(self._backbone.module, "encoder", None), "layer", ()))
+                self.match_layer = min(getattr(self.options, "freeze_layers", 0), layers)
             self.version = self.version or f"{self.kind}-untrained"
         return self._net
 
     def _make_net(self) -> RewardNet:
         opts = self.options
         vision = TinyCNN(getattr(opts, "vision_dim", 32)) if self._uses_cnn() else None
-        net = RewardNet(self._backbone.module, self._backbone.hidden_size, vision)
+        lexical = len(FEATURES) if self.options.lexicon else 0
+        match_dim = self._backbone.token_size if getattr(opts, "match_features", False) else 0
+        net = RewardNet(self._backbone.module, self._backbone.hidden_size, vision, lexical, match_dim)
         return net.to(self._device())
 
     # ------------------------------------------------------------------ scoring
@@ -131,18 +172,80 @@ class RegressionRewardModel:
         dev = self._device()
         return torch.stack(out).to(dev), torch.tensor(flags, device=dev)
 
-    def _forward(self, items: Sequence[Prepared]) -> torch.Tensor:
+    def _head(self, pooled: torch.Tensor, items: Sequence[Prepared]) -> torch.Tensor:
+        """The score from pooled vectors, with the image and fluency features of ``items``."""
         net = self._net
         assert net is not None
-        pooled = self._backbone.forward(self._backbone.collate(items, self._device()))
+        parts = [pooled]
         if net.vision is not None:
-            pooled = torch.cat([pooled, net.vision(*self._pixels(items))], dim=-1)
-        return squash(net.head(pooled).squeeze(-1))
+            parts.append(net.vision(*self._pixels(items)))
+        if net.lexical:
+            parts.append(torch.tensor([it.lexical for it in items], dtype=pooled.dtype, device=pooled.device))
+        return squash(net.head(torch.cat(parts, dim=-1)).squeeze(-1))
+
+    def _forward(self, items: Sequence[Prepared]) -> torch.Tensor:
+        batch = self._backbone.collate(items, self._device())
+        if self._net is None or self._net.match is None:
+            return self._head(self._backbone.forward(batch), items)
+        k = self.match_layer
+        hidden = self._with_match(self._backbone.bottom(batch, k), items)
+        return self._head(self._backbone.top(hidden, batch["attention_mask"], k), items)
+
+    def _with_match(self, hidden: torch.Tensor, items: Sequence[Prepared]) -> torch.Tensor:
+        """Token states [B, T, H] plus the exact-match vector where a token's flag is 1."""
+        net = self._net
+        if net is None or net.match is None:
+            return hidden
+        flags = torch.zeros(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        for row, it in enumerate(items):
+            if it.match:
+                flags[row, : len(it.match)] = torch.tensor(it.match[: hidden.shape[1]], device=hidden.device)
+        return hidden + net.match(flags)
+
+    def _prepare(self, inputs: Sequence[RewardInput], leave_out: Sequence[Counts | None] | None = None
+                 ) -> list[Prepared]:
+        """Backbone features, plus the fluency features when the lexicon is on."""
+        prepared = self._backbone.prepare(inputs)
+        if self.lexicon is not None:
+            for n, (item, inp) in enumerate(zip(prepared, inputs, strict=True)):
+                item.lexical = self.lexicon.features(answer_text(inp), leave_out[n] if leave_out else None)
+        return prepared
+
+    def _fit_lexicon(self, examples: Sequence[GradedExample]) -> list[Counts | None]:
+        """Add the good answers of ``examples`` to the lexicon; the counts to leave out of each
+        example's features (its group's good answers, and its own text when it was fitted)."""
+        assert self.lexicon is not None
+        lex = self.lexicon
+        good = [e for e in examples if e.target >= lex.min_target]
+        lex.fit(answer_text(e) for e in good)
+        by_group: dict[str, Counts] = {}
+        fitted: dict[str, set[str]] = {}  # good text -> groups it was counted under
+        for e in good:
+            text = answer_text(e)
+            by_group.setdefault(e.group_id or e.id, Counts()).add(text)
+            fitted.setdefault(text, set()).add(e.group_id or e.id)
+        leave_out: list[Counts | None] = []
+        for e in examples:
+            group, text = e.group_id or e.id, answer_text(e)
+            counts = by_group.get(group)
+            if text in fitted and group not in fitted[text]:
+                own = Counts()
+                own.add(text)
+                counts = (Counts() if counts is None else Counts(counts.unigrams.copy(), counts.bigrams.copy()))
+                counts += own
+            leave_out.append(counts)
+        lex.standardise([lex.raw_features(answer_text(e), lo) for e, lo in zip(examples, leave_out)])
+        return leave_out
 
     def _cached_layers(self) -> int:
-        """How many frozen bottom layers are computed once per training call (0: none)."""
+        """How many frozen bottom layers are computed once per training call (0: none). With
+        exact-match flags, the cache ends where the flags go in (:attr:`match_layer`)."""
         k = getattr(self.options, "freeze_layers", 0)
-        return k if k > 0 and getattr(self.options, "cache_frozen", False) and hasattr(self._backbone, "bottom") else 0
+        if not (k > 0 and getattr(self.options, "cache_frozen", False) and hasattr(self._backbone, "bottom")):
+            return 0
+        if self._net is not None and self._net.match is not None:
+            return self.match_layer if k >= self.match_layer else 0
+        return k
 
     def _frozen_cache(self, prepared: list[Prepared], layers: int, context: StageContext) -> list[torch.Tensor]:
         """Token states after the frozen layers, per example (unpadded), computed once."""
@@ -163,8 +266,6 @@ class RegressionRewardModel:
 
     def _forward_cached(self, cache: list[torch.Tensor], items: Sequence[Prepared], idx: Sequence[int],
                         layers: int) -> torch.Tensor:
-        net = self._net
-        assert net is not None
         states = [cache[i] for i in idx]
         width = max(s.shape[0] for s in states)
         hidden = states[0].new_zeros(len(states), width, states[0].shape[-1])
@@ -172,10 +273,7 @@ class RegressionRewardModel:
         for row, st in enumerate(states):
             hidden[row, : st.shape[0]] = st
             mask[row, : st.shape[0]] = 1
-        pooled = self._backbone.top(hidden, mask, layers)
-        if net.vision is not None:
-            pooled = torch.cat([pooled, net.vision(*self._pixels(items))], dim=-1)
-        return squash(net.head(pooled).squeeze(-1))
+        return self._head(self._backbone.top(self._with_match(hidden, items), mask, layers), items)
 
     def score(self, inputs: Sequence[RewardInput], context: StageContext | None = None) -> list[float]:
         """Scores in [−6, 10], independent of batch size and order (length-sorted batches)."""
@@ -183,7 +281,7 @@ class RegressionRewardModel:
         if not inputs:
             return []
         net.eval()
-        prepared = self._backbone.prepare(inputs)
+        prepared = self._prepare(inputs)
         order = sorted(range(len(prepared)), key=lambda i: (prepared[i].length, i))
         out = [0.0] * len(prepared)
         bs = self.options.score_batch_size
@@ -252,13 +350,15 @@ class RegressionRewardModel:
         examples = list(examples)
         if opts.max_train_examples and len(examples) > opts.max_train_examples:
             examples = rng.sample(examples, opts.max_train_examples)
-        prepared = self._backbone.prepare(examples)
+        leave_out = self._fit_lexicon(examples) if self.lexicon is not None else None
+        prepared = self._prepare(examples, leave_out)
         layers = self._cached_layers()
         cache = self._frozen_cache(prepared, layers, context) if layers else None
         targets = torch.tensor([e.target for e in examples], dtype=torch.float32)
         per_epoch = math.ceil(len(examples) / opts.batch_size)
         steps = opts.max_steps or max(1, round(opts.epochs * per_epoch))
-        batches = self._batches(prepared, [e.group_id or e.id for e in examples], rng, steps)
+        group_ids = [e.group_id or e.id for e in examples]
+        batches = self._batches(prepared, group_ids, rng, steps)
         head_params = [p for n, p in net.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
         body_params = [p for n, p in net.named_parameters() if n.startswith("backbone.") and p.requires_grad]
         groups = [{"params": head_params, "lr": opts.head_lr}]
@@ -279,7 +379,10 @@ class RegressionRewardModel:
                     break
                 items = [prepared[i] for i in idx]
                 pred = self._forward_cached(cache, items, idx, layers) if cache else self._forward(items)
-                loss = torch.nn.functional.mse_loss(pred, targets[idx].to(pred.device))
+                tgt = targets[idx].to(pred.device)
+                loss = torch.nn.functional.mse_loss(pred, tgt)
+                if opts.rank_weight > 0:
+                    loss = loss + opts.rank_weight * group_rank_loss(pred, tgt, [group_ids[i] for i in idx])
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -348,10 +451,12 @@ class RegressionRewardModel:
             self._backbone.save(path / "backbone")
         head = {k: v.detach().cpu().contiguous() for k, v in net.head_state().items()}
         save_file(head, str(path / HEAD_FILE))
+        if self.lexicon is not None:
+            self.lexicon.save(path / LEXICON_FILE)
         digest = hashlib.sha256((path / HEAD_FILE).read_bytes()).hexdigest()[:12]
         config = {
             "format": FORMAT_VERSION, "kind": self.kind, "version": self.version or f"{self.kind}-{digest}",
-            "parent_version": self.parent_version, "head_sha256": digest,
+            "parent_version": self.parent_version, "head_sha256": digest, "match_layer": self.match_layer,
             "backbone": "backbone" if self._saves_backbone() else str(getattr(self.options, "model_path", "")),
             "options": json.loads(self.options.model_dump_json(exclude={"checkpoint"})),
             "saved_at": utcnow().isoformat(),
@@ -371,7 +476,9 @@ class RegressionRewardModel:
         if config.get("kind") != self.kind:
             raise ValueError(f"{path} holds a {config.get('kind')!r} reward model, not {self.kind!r}: "
                              f"use reward_model name {config.get('kind')!r}")
-        saved = type(self.options).model_validate({**config["options"], "checkpoint": None})
+        # Models saved before the lexicon and exact-match features had neither.
+        older = {k: False for k in ("lexicon", "match_features") if k in type(self.options).model_fields}
+        saved = type(self.options).model_validate({**older, **config["options"], "checkpoint": None})
         keep = {"score_batch_size", "batch_size", "threads", "device", "lr", "head_lr", "epochs", "max_steps",
                 "warmup_ratio", "max_train_examples", "weight_decay", "freeze_layers", "cache_frozen"}
         self.options = saved.model_copy(update={k: getattr(self.options, k) for k in keep
@@ -380,6 +487,8 @@ class RegressionRewardModel:
         if self.options.threads:
             torch.set_num_threads(self.options.threads)
         self._backbone = self._build_backbone(backbone_dir)
+        self.lexicon = DomainLexicon.load(path / LEXICON_FILE) if self.options.lexicon else None
+        self.match_layer = int(config.get("match_layer", 0))
         self._net = self._make_net()
         missing, unexpected = self._net.load_state_dict(load_file(str(path / HEAD_FILE)), strict=False)
         bad = [k for k in missing if not k.startswith("backbone.")] + list(unexpected)

@@ -70,6 +70,12 @@ class TrainOptions(BaseModel):
     device: str = Field(default="cpu", description="torch device: cpu, cuda, cuda:1 ...")
     max_train_examples: int | None = Field(default=None, ge=1,
                                            description="Train on a seeded subsample of at most this many.")
+    rank_weight: float = Field(default=1.0, ge=0, description="Weight of the Bradley-Terry loss over the ordered "
+                                                            "pairs of one group (report) in a batch, beside MSE.")
+    lexicon: bool = Field(default=False, description="Fuse domain-fluency features: a bigram model of the "
+                                                     "good training answers (medgr2_reward.lexicon).")
+    lexicon_min_target: float = Field(default=8.0, ge=-6, le=10,
+                                      description="Answers with a target at least this high count as good.")
 
 
 class MiniLMOptions(TrainOptions):
@@ -85,6 +91,10 @@ class MiniLMOptions(TrainOptions):
     vision: bool = Field(default=True, description="Fuse a tiny CNN over the image (when inputs have one).")
     image_size: int = Field(default=64, ge=16, description="Side of the grey image the CNN sees.")
     vision_dim: int = Field(default=32, ge=4, description="Width of the CNN's image feature.")
+    lexicon: bool = Field(default=True, description="Fuse domain-fluency features: a bigram model of the "
+                                                    "good training answers (medgr2_reward.lexicon).")
+    match_features: bool = Field(default=True, description="Add a learned vector to the word pieces that occur "
+                                                           "in both question and answer (exact-match feature).")
 
 
 class VLMRewardOptions(TrainOptions):
