@@ -241,11 +241,11 @@ class FakeServer:
             return
         self._server = None
 
-        async def shutdown() -> None:
+        def shutdown() -> None:
             server.close()
             loop.stop()
 
-        asyncio.run_coroutine_threadsafe(shutdown(), loop)
+        loop.call_soon_threadsafe(shutdown)
         assert self._thread is not None
         self._thread.join(timeout=10)
         self._loop = None
