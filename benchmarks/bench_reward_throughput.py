@@ -6,9 +6,10 @@ within 1e-5 (batch invariance).
 
     .venv/bin/python benchmarks/bench_reward_throughput.py [--n 192] [--threads 2]
 
-Measured here (2 CPU cores, 128 IU reports, ~120 tokens each): batch 1 35.7 inputs/s, batch 32
-37.0 inputs/s (1.04x): MiniLM at this length is compute-bound on CPU, so batching gains little;
-the goal of 4x is not met. Scores agree within 2.7e-6.
+Measured here (2 CPU cores, 192 IU reports, ~120 tokens each): batch 1 40.0 inputs/s, batch 32
+42.7 inputs/s (1.07x); scores agree within 3.1e-6. MiniLM at this length is compute-bound on CPU
+(~25 ms of matrix products per input already keep both cores busy at batch 1, against ~2 ms of
+per-call overhead), so batching cannot give much here: the goal of 4x, a GPU figure, is not met.
 """
 
 from __future__ import annotations
