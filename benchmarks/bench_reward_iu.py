@@ -89,6 +89,7 @@ def main() -> int:
     p.add_argument("--head-lr", type=float, default=1e-3)
     p.add_argument("--max-length", type=int, default=160)
     p.add_argument("--rank-weight", type=float, default=1.0, help="within-report Bradley-Terry loss weight")
+    p.add_argument("--rank-pairs", choices=["report", "batch"], default="report")
     p.add_argument("--no-lexicon", action="store_true", help="without the domain-fluency features")
     p.add_argument("--no-match", action="store_true", help="without the exact-match flags")
     p.add_argument("--threads", type=int, default=None)
@@ -118,7 +119,7 @@ def main() -> int:
 
     opts = MiniLMOptions(max_steps=args.steps, batch_size=args.batch_size, freeze_layers=args.freeze_layers,
                          lr=args.lr, head_lr=args.head_lr, max_length=args.max_length, threads=args.threads,
-                         seed=args.seed, vision=False, rank_weight=args.rank_weight,
+                         seed=args.seed, vision=False, rank_weight=args.rank_weight, rank_pairs=args.rank_pairs,
                          lexicon=not args.no_lexicon, match_features=not args.no_match)
     rm = MiniLMRewardModel(opts)
     args.out.mkdir(parents=True, exist_ok=True)

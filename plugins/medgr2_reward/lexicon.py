@@ -23,6 +23,7 @@ Everything is plain counting (no torch); the model persists as JSON (``lexicon.j
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -78,16 +79,29 @@ class DomainLexicon:
         self.min_target = min_target
         self.counts = Counts()
         self.total = 0  # unigram tokens counted
+        self.fitted: set[str] = set()  # hashes of the texts counted (each text is counted once)
         self.mean = [0.0] * len(FEATURES)
         self.std = [1.0] * len(FEATURES)
 
     # ------------------------------------------------------------------ fitting
 
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
     def fit(self, texts: Iterable[str]) -> None:
-        """Add good answers to the counts (a retrain adds to what earlier versions counted)."""
+        """Add good answers to the counts, each distinct text once (a retrain adds to what earlier
+        versions counted; a text they counted already, e.g. from the replay buffer, is skipped)."""
         for text in texts:
-            self.counts.add(text)
+            key = self._key(text)
+            if key not in self.fitted:
+                self.fitted.add(key)
+                self.counts.add(text)
         self.total = sum(self.counts.unigrams.values())
+
+    def counted(self, text: str) -> bool:
+        """True when ``text`` is in the counts (its training features must leave it out)."""
+        return self._key(text) in self.fitted
 
     def standardise(self, rows: Sequence[Sequence[float]]) -> None:
         """Set the per-feature mean and spread from training rows (raw :meth:`raw_features`)."""
@@ -146,6 +160,7 @@ class DomainLexicon:
             "std": self.std,
             "unigrams": dict(self.counts.unigrams),
             "bigrams": dict(self.counts.bigrams),
+            "fitted": sorted(self.fitted),
         }
 
     @classmethod
@@ -157,6 +172,7 @@ class DomainLexicon:
         lex = cls(float(data["min_target"]))
         lex.counts = Counts(Counter(data["unigrams"]), Counter(data["bigrams"]))
         lex.total = sum(lex.counts.unigrams.values())
+        lex.fitted = set(data.get("fitted", []))
         lex.mean, lex.std = list(data["mean"]), list(data["std"])
         return lex
 

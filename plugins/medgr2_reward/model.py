@@ -55,18 +55,21 @@ def squash(z: torch.Tensor) -> torch.Tensor:
     return CENTER + HALF_RANGE * torch.tanh(z)
 
 
-def group_rank_loss(pred: torch.Tensor, target: torch.Tensor, groups: Sequence[str]) -> torch.Tensor:
-    """Bradley-Terry loss over the ordered pairs inside each group of a batch.
+def group_rank_loss(pred: torch.Tensor, target: torch.Tensor, groups: Sequence[str] | None = None) -> torch.Tensor:
+    """Bradley-Terry loss over the ordered pairs of a batch: inside each group, or all of them.
 
     The versions of one report (original, synonyms, deletions, another study's text) share their
     question and image: ordering them is the sharpest signal of what makes an answer better, and it
-    is how reward models are usually trained. For every pair (i, j) of one group with
-    ``target[i] > target[j]`` the loss is ``softplus(-(pred[i] - pred[j]) / 2)`` (scores are on the
-    16-point scale); the mean over pairs is returned (0 when the batch has none).
+    is how reward models are usually trained. Pairs across reports (``groups=None``) train the
+    order the calibration report measures. For every pair (i, j) with ``target[i] > target[j]``
+    the loss is ``softplus(-(pred[i] - pred[j]) / 2)`` (scores are on the 16-point scale); the mean
+    over pairs is returned (0 when the batch has none).
     """
-    codes = {g: n for n, g in enumerate(dict.fromkeys(groups))}
-    gid = torch.tensor([codes[g] for g in groups], device=pred.device)
-    pairs = (gid[:, None] == gid[None, :]) & (target[:, None] > target[None, :])
+    pairs = target[:, None] > target[None, :]
+    if groups is not None:
+        codes = {g: n for n, g in enumerate(dict.fromkeys(groups))}
+        gid = torch.tensor([codes[g] for g in groups], device=pred.device)
+        pairs = pairs & (gid[:, None] == gid[None, :])
     if not bool(pairs.any()):
         return pred.sum() * 0.0
     diff = pred[:, None] - pred[None, :]
@@ -213,27 +216,24 @@ class RegressionRewardModel:
 
     def _fit_lexicon(self, examples: Sequence[GradedExample]) -> list[Counts | None]:
         """Add the good answers of ``examples`` to the lexicon; the counts to leave out of each
-        example's features (its group's good answers, and its own text when it was fitted)."""
+        example's features: its group's good answers, and its own text when that was counted."""
         assert self.lexicon is not None
         lex = self.lexicon
         good = [e for e in examples if e.target >= lex.min_target]
         lex.fit(answer_text(e) for e in good)
-        by_group: dict[str, Counts] = {}
-        fitted: dict[str, set[str]] = {}  # good text -> groups it was counted under
+        by_group: dict[str, set[str]] = {}
         for e in good:
-            text = answer_text(e)
-            by_group.setdefault(e.group_id or e.id, Counts()).add(text)
-            fitted.setdefault(text, set()).add(e.group_id or e.id)
+            by_group.setdefault(e.group_id or e.id, set()).add(answer_text(e))
         leave_out: list[Counts | None] = []
         for e in examples:
-            group, text = e.group_id or e.id, answer_text(e)
-            counts = by_group.get(group)
-            if text in fitted and group not in fitted[text]:
-                own = Counts()
-                own.add(text)
-                counts = (Counts() if counts is None else Counts(counts.unigrams.copy(), counts.bigrams.copy()))
-                counts += own
-            leave_out.append(counts)
+            text = answer_text(e)
+            texts = by_group.get(e.group_id or e.id, set())
+            if lex.counted(text):
+                texts = texts | {text}
+            counts = Counts()
+            for t in texts:
+                counts.add(t)
+            leave_out.append(counts if texts else None)
         lex.standardise([lex.raw_features(answer_text(e), lo) for e, lo in zip(examples, leave_out)])
         return leave_out
 
@@ -382,7 +382,8 @@ class RegressionRewardModel:
                 tgt = targets[idx].to(pred.device)
                 loss = torch.nn.functional.mse_loss(pred, tgt)
                 if opts.rank_weight > 0:
-                    loss = loss + opts.rank_weight * group_rank_loss(pred, tgt, [group_ids[i] for i in idx])
+                    groups = [group_ids[i] for i in idx] if opts.rank_pairs == "report" else None
+                    loss = loss + opts.rank_weight * group_rank_loss(pred, tgt, groups)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -107,3 +107,17 @@ def test_exact_match_flags_mark_words_shared_by_question_and_answer():
     assert {"upper", "lobe"} <= flagged and "calcified" not in flagged
     assert not flagged & {"[CLS]", "[SEP]", "the", "a", ".", "in"}
     assert len(item.match) == len(toks)
+
+
+def test_rank_loss_orders_pairs_inside_reports_or_across_the_batch():
+    torch = pytest.importorskip("torch")
+    from medgr2_reward.model import group_rank_loss
+
+    target = torch.tensor([10.0, 6.0, 10.0, 6.0])
+    groups = ["a", "a", "b", "b"]
+    right = torch.tensor([9.0, 5.0, 9.0, 5.0])
+    crossed = torch.tensor([9.0, 5.0, 4.0, 0.0])  # each report in order, but b's original under a's synonym
+    assert group_rank_loss(right, target, groups) < group_rank_loss(right.flip(0), target, groups)
+    assert group_rank_loss(crossed, target, groups) == pytest.approx(group_rank_loss(right, target, groups))
+    assert group_rank_loss(crossed, target) > group_rank_loss(right, target)
+    assert group_rank_loss(right, torch.full((4,), 6.0), groups).item() == 0.0
