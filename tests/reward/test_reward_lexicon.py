@@ -44,6 +44,18 @@ def test_leaving_a_text_out_equals_never_fitting_it():
     assert _fitted().raw_features(held) != pytest.approx(_fitted(rest).raw_features(held))
 
 
+def test_a_text_is_counted_once_and_remembered_across_saves(tmp_path):
+    """Retraining with a replay buffer must not count the same good answer twice."""
+    lex = _fitted()
+    before = dict(lex.counts.bigrams)
+    lex.fit(REPORTS[:2])
+    assert dict(lex.counts.bigrams) == before and lex.counted(REPORTS[0]) and not lex.counted("Heart.")
+    lex.save(tmp_path / "lexicon.json")
+    again = DomainLexicon.load(tmp_path / "lexicon.json")
+    again.fit(REPORTS)
+    assert dict(again.counts.bigrams) == before and again.counted(REPORTS[3])
+
+
 def test_standardise_and_round_trip(tmp_path):
     lex = _fitted()
     rows = [lex.raw_features(t) for t in REPORTS + ["Banana telescope purple."]]
