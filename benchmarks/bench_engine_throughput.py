@@ -73,7 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--waves", type=int, default=10, help="Requests per concurrency slot (n = C x waves).")
+    parser.add_argument(
+        "--waves", type=int, default=10, help="Requests per concurrency slot (n = C x waves)."
+    )
     parser.add_argument("--window", type=float, default=5.0, help="Rate-limit window standing in for 60 s.")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 64, 256])
     args = parser.parse_args()

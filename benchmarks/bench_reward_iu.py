@@ -124,7 +124,8 @@ def main() -> int:
 
     opts = MiniLMOptions(max_steps=args.steps, batch_size=args.batch_size, freeze_layers=args.freeze_layers,
                          lr=args.lr, head_lr=args.head_lr, max_length=args.max_length, threads=args.threads,
-                         seed=args.seed, vision=False, rank_weight=args.rank_weight, rank_pairs=args.rank_pairs,
+                         seed=args.seed, vision=False, rank_weight=args.rank_weight,
+                         rank_pairs=args.rank_pairs,
                          lexicon=not args.no_lexicon, match_features=not args.no_match)
     rm = MiniLMRewardModel(opts)
     args.out.mkdir(parents=True, exist_ok=True)

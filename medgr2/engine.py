@@ -165,8 +165,8 @@ class StartPacer:
       connects and request builds, so even the first request leaves late (0.3 s at C = 256 here),
       and with a steady server latency the replies keep coming back in bursts that queue behind
       each other (``benchmarks/bench_engine_throughput.py``, 4 s runs: ratio to ideal 0.79 -> 0.90
-      at C = 256, 0.91 -> 0.97 at C = 64). The floor caps the rate at ``1/gap`` (1000/s at 1 ms), which one
-      Python client cannot reach anyway.
+      at C = 256, 0.91 -> 0.97 at C = 64). The floor caps the rate at ``1/gap`` (1000/s at 1 ms),
+      which one Python client cannot reach anyway.
     """
 
     RPM_MARGIN = 1.01

@@ -112,13 +112,15 @@ class MiniLMBackbone:
         if self._content is None:
             vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
             special = set(self.tokenizer.all_special_ids)
-            self._content = [i not in special and sum(c.isalpha() for c in t) >= 3 for i, t in enumerate(vocab)]
+            self._content = [i not in special and sum(c.isalpha() for c in t) >= 3
+                             for i, t in enumerate(vocab)]
         content = self._content
         sides: tuple[set[int], set[int]] = (set(), set())
         for i, seg in zip(ids, segments):
             if i < len(content) and content[i]:
                 sides[seg & 1].add(i)
-        return [int(i < len(content) and content[i] and i in sides[1 - (seg & 1)]) for i, seg in zip(ids, segments)]
+        return [int(i < len(content) and content[i] and i in sides[1 - (seg & 1)])
+                for i, seg in zip(ids, segments)]
 
     def collate(self, items: Sequence[Prepared], device: Any) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest item."""

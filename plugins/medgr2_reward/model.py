@@ -55,7 +55,9 @@ def squash(z: torch.Tensor) -> torch.Tensor:
     return CENTER + HALF_RANGE * torch.tanh(z)
 
 
-def group_rank_loss(pred: torch.Tensor, target: torch.Tensor, groups: Sequence[str] | None = None) -> torch.Tensor:
+def group_rank_loss(
+    pred: torch.Tensor, target: torch.Tensor, groups: Sequence[str] | None = None
+) -> torch.Tensor:
     """Bradley-Terry loss over the ordered pairs of a batch: inside each group, or all of them.
 
     The versions of one report (original, synonyms, deletions, another study's text) share their

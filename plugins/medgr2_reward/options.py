@@ -70,8 +70,8 @@ class TrainOptions(BaseModel):
     device: str = Field(default="cpu", description="torch device: cpu, cuda, cuda:1 ...")
     max_train_examples: int | None = Field(default=None, ge=1,
                                            description="Train on a seeded subsample of at most this many.")
-    rank_weight: float = Field(default=1.0, ge=0, description="Weight of a Bradley-Terry loss over ordered pairs "
-                                                            "of a batch, beside MSE.")
+    rank_weight: float = Field(default=1.0, ge=0,
+                               description="Weight of a Bradley-Terry loss over ordered pairs of a batch, beside MSE.")
     rank_pairs: Literal["report", "batch"] = Field(
         default="report", description="Which pairs the Bradley-Terry loss orders: those inside one report "
                                       "(group), or every pair of the batch.")
