@@ -384,8 +384,8 @@ class RegressionRewardModel:
                 tgt = targets[idx].to(pred.device)
                 loss = torch.nn.functional.mse_loss(pred, tgt)
                 if opts.rank_weight > 0:
-                    groups = [group_ids[i] for i in idx] if opts.rank_pairs == "report" else None
-                    loss = loss + opts.rank_weight * group_rank_loss(pred, tgt, groups)
+                    reports = [group_ids[i] for i in idx] if opts.rank_pairs == "report" else None
+                    loss = loss + opts.rank_weight * group_rank_loss(pred, tgt, reports)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
