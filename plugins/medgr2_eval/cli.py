@@ -12,6 +12,9 @@ from medgr2.cli.common import ConfigArg, JsonOpt, SetOpt, fail, print_json
 ScorerOpt = Annotated[str, typer.Option("--scorer", help="Scoring protocol (see `medgr2 eval scorers`).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
 ByOpt = Annotated[str, typer.Option("--by", help="Group by modality or question_type.")]
+EvalSetOpt = Annotated[Path, typer.Option("--eval", help="VQASample JSONL to evaluate on.")]
+BaseModelOpt = Annotated[Path, typer.Option("--model", help="Base policy folder.")]
+TrainerOpt = Annotated[str, typer.Option("--trainer", help="Which policy trainer of the config: sft or grpo.")]
 
 
 def _console() -> Any:
@@ -387,13 +390,11 @@ def _register_studies(group: typer.Typer) -> None:
     def transfer_run(
         config: ConfigArg = None,
         train: Annotated[Path, typer.Option("--train", help="VQASample JSONL to train on.")] = ...,  # type: ignore[assignment]
-        eval_set: Annotated[Path, typer.Option("--eval", help="VQASample JSONL to evaluate on.")] = ...,  # type: ignore[assignment]
-        model: Annotated[Path, typer.Option("--model", help="Base policy folder.")] = ...,  # type: ignore[assignment]
+        eval_set: EvalSetOpt = ...,  # type: ignore[assignment]
+        model: BaseModelOpt = ...,  # type: ignore[assignment]
         out: OutOpt = ...,  # type: ignore[assignment]
         by: ByOpt = "modality",
-        trainer: Annotated[
-            str, typer.Option("--trainer", help="Which policy trainer of the config: sft or grpo.")
-        ] = "sft",
+        trainer: TrainerOpt = "sft",
         overrides: SetOpt = None,
     ) -> None:
         """Train one policy per group (config's trainer), evaluate each on every group, write the heatmap."""
@@ -423,8 +424,8 @@ def _register_studies(group: typer.Typer) -> None:
         scored: Annotated[
             Path, typer.Option("--scored", help="Reward-scored VQASample JSONL to select from.")
         ] = ...,  # type: ignore[assignment]
-        eval_set: Annotated[Path, typer.Option("--eval", help="VQASample JSONL to evaluate on.")] = ...,  # type: ignore[assignment]
-        model: Annotated[Path, typer.Option("--model", help="Base policy folder.")] = ...,  # type: ignore[assignment]
+        eval_set: EvalSetOpt = ...,  # type: ignore[assignment]
+        model: BaseModelOpt = ...,  # type: ignore[assignment]
         out: OutOpt = ...,  # type: ignore[assignment]
         sizes: Annotated[list[int], typer.Option("--size", help="Training-set size k (repeatable).")] = ...,  # type: ignore[assignment]
         seeds: Annotated[
@@ -433,9 +434,7 @@ def _register_studies(group: typer.Typer) -> None:
         full: Annotated[
             bool, typer.Option(help="Also train on every scored sample (unfiltered baseline).")
         ] = True,
-        trainer: Annotated[
-            str, typer.Option("--trainer", help="Which policy trainer of the config: sft or grpo.")
-        ] = "sft",
+        trainer: TrainerOpt = "sft",
         overrides: SetOpt = None,
     ) -> None:
         """TopK vs RandK (and the full set) over sizes and seeds; writes results.jsonl and the curves."""
