@@ -102,13 +102,14 @@ class MiniLMBackbone:
                              truncation=True, max_length=self.max_length)
         keys = list(enc.keys())
         return [Prepared({k: enc[k][n] for k in keys}, len(enc["input_ids"][n]), inp.image,
-                         match=self.match_flags(enc["input_ids"][n], enc["token_type_ids"][n]))
+                         match=self.match_flags(enc["input_ids"][n], enc.sequence_ids(n)))
                 for n, inp in enumerate(inputs)]
 
-    def match_flags(self, ids: Sequence[int], segments: Sequence[int]) -> list[int]:
+    def match_flags(self, ids: Sequence[int], segments: Sequence[int | None]) -> list[int]:
         """1 for a content word piece (3+ letters, not a special token) that also occurs in the
-        other segment, else 0: the exact-match feature of reading-comprehension models, telling the
-        encoder which words of the answer the question (context) mentions and the reverse."""
+        other segment (0 question, 1 answer, None special), else 0: the exact-match feature of
+        reading-comprehension models, telling the encoder which words of the answer the question
+        (context) mentions and the reverse."""
         if self._content is None:
             vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
             special = set(self.tokenizer.all_special_ids)
@@ -117,10 +118,9 @@ class MiniLMBackbone:
         content = self._content
         sides: tuple[set[int], set[int]] = (set(), set())
         for i, seg in zip(ids, segments):
-            if i < len(content) and content[i]:
-                sides[seg & 1].add(i)
-        return [int(i < len(content) and content[i] and i in sides[1 - (seg & 1)])
-                for i, seg in zip(ids, segments)]
+            if seg is not None and content[i]:
+                sides[seg].add(i)
+        return [int(seg is not None and content[i] and i in sides[1 - seg]) for i, seg in zip(ids, segments)]
 
     def collate(self, items: Sequence[Prepared], device: Any) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest item."""
