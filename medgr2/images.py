@@ -48,9 +48,8 @@ def resolve_inside(root: str | os.PathLike[str], relative: str, *, record: str =
 
 def open_image(ref: ImageRef, registry: Registry | None = None) -> Any:
     """Decode ``ref`` to a ``PIL.Image.Image`` with the loader it names."""
-    if registry is None:
-        from medgr2.plugins import get_registry
+    from medgr2.plugins import ensure_registry
 
-        registry = get_registry()
+    registry = ensure_registry(registry)
     loader = registry.get("image_loader", ref.loader)
     return loader(ref)

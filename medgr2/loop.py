@@ -239,10 +239,12 @@ class Loop:
         from medgr2.stages.reward import score_samples
 
         cfg = self.config
+        def generate_body(ctx: StageContext) -> dict:
+            generator = self.create(cfg.generation.generator)
+            return _ledger_outputs(generate(generator, items, ctx, limit=cfg.generation.limit))
+
         self.stage(t, "generate", hash_data([i.id for i in items]), _spec_hash(cfg.generation, cfg.seed),
-                             lambda ctx: _ledger_outputs(generate(self.create(cfg.generation.generator), items, ctx,
-                                                                   limit=cfg.generation.limit)),
-                             keyed_cache=True)
+                   generate_body, keyed_cache=True)
         gen_dir = self.store.stage_dir(t, "generate")
         candidates = read_jsonl(gen_dir / "samples.jsonl", VQASample)
 
@@ -448,10 +450,9 @@ def run(
     already holds a run is an error unless ``resume`` (continue it, redoing only stages whose
     inputs or config changed) or ``overwrite`` (move it aside to ``<name>.old-<time>``) is set.
     """
-    if registry is None:
-        from medgr2.plugins import get_registry
+    from medgr2.plugins import ensure_registry
 
-        registry = get_registry()
+    registry = ensure_registry(registry)
     if isinstance(config, RunConfig):
         config = load_config(data=config.model_dump(mode="json"), overrides=overrides, registry=registry)
     elif isinstance(config, dict):

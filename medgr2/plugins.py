@@ -314,3 +314,8 @@ def get_registry() -> Registry:
     default_plugins()
     assert _default is not None
     return _default[1]
+
+
+def ensure_registry(registry: Registry | None) -> Registry:
+    """``registry`` when one is given, else the process-wide one (:func:`get_registry`)."""
+    return registry if registry is not None else get_registry()

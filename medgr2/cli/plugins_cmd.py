@@ -24,10 +24,9 @@ def list_components(registry: Any = None) -> list[dict[str, Any]]:
     Keys: ``kind``, ``name``, ``plugin``, ``distribution``, ``version``, ``target`` (the
     ``module:attr`` it resolves to, not imported) and ``description``.
     """
-    if registry is None:
-        from medgr2.plugins import get_registry
+    from medgr2.plugins import ensure_registry
 
-        registry = get_registry()
+    registry = ensure_registry(registry)
     return [
         {"kind": e.kind, "name": e.name, "plugin": e.plugin, "distribution": e.distribution,
          "version": e.version, "target": _target_name(e.target), "description": e.summary()}

@@ -55,10 +55,9 @@ def load_seed(
     Items or samples whose id was already loaded by an earlier source are dropped into the
     rejects (reason ``duplicate``); every source keeps its own splits.
     """
-    if registry is None:
-        from medgr2.plugins import get_registry
+    from medgr2.plugins import ensure_registry
 
-        registry = get_registry()
+    registry = ensure_registry(registry)
     if reporter is None:
         from medgr2.progress import SilentReporter
 
@@ -164,10 +163,9 @@ def export_omnimedvqa(
     from medgr2.images import open_image
     from medgr2.store import atomic_write_bytes, write_json
 
-    if registry is None:
-        from medgr2.plugins import get_registry
+    from medgr2.plugins import ensure_registry
 
-        registry = get_registry()
+    registry = ensure_registry(registry)
     root = Path(out_dir)
     result = ExportResult(root=root)
     groups: dict[str, list[VQASample]] = {}

@@ -25,10 +25,9 @@ def train_reward_model(rm: RewardModel, train: Sequence[GradedExample], held_out
     result = rm.train(train, context, eval_examples=held_out)
     folder = Path(result.checkpoint)
     registry = context.registry
-    if registry is None:
-        from medgr2.plugins import get_registry
+    from medgr2.plugins import ensure_registry
 
-        registry = get_registry()
+    registry = ensure_registry(registry)
     if held_out and not (folder / "calibration.json").is_file() and ("function", "reward.calibration") in registry:
         write_calibration = registry.get("function", "reward.calibration")
         scores = rm.score(held_out, context)

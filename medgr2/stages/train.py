@@ -40,10 +40,9 @@ def ensure_policy(policy: Any, work_dir: str | os.PathLike[str], *, seed: int = 
     target = Path(work_dir) / f"tiny-{policy.tiny_arch}-{seed}"
     if (target / "config.json").is_file():
         return target
-    if registry is None:
-        from medgr2.plugins import get_registry
+    from medgr2.plugins import ensure_registry
 
-        registry = get_registry()
+    registry = ensure_registry(registry)
     build_tiny_vlm = registry.get("function", "policy.tiny")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))

@@ -144,10 +144,9 @@ def resolve_scorer(
     """``(name, function)`` of a scorer given by registered name (or as a function)."""
     if callable(scorer):
         return getattr(scorer, "__name__", "custom"), scorer
-    if registry is None:
-        from medgr2.plugins import get_registry
+    from medgr2.plugins import ensure_registry
 
-        registry = get_registry()
+    registry = ensure_registry(registry)
     return scorer, registry.create("scorer", scorer, options)
 
 

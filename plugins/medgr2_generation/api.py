@@ -252,8 +252,8 @@ class ApiGenerator(abc.ABC):
             return reject(item.id, "request_failed", str(exc))
         except OSError as exc:
             return reject(item.id, "image_unreadable", f"{type(exc).__name__}: {exc}")
-        return build_sample(item, fields, reply, generator=self.name, model=self.options.model, template=template,
-                            prompt=prompt, context=context)
+        return build_sample(item, fields, reply, generator=self.name, model=self.options.model,
+                            template=template, prompt=prompt, context=context)
 
     # ------------------------------------------------------------------ generic structured calls
     def complete_json(

@@ -250,8 +250,8 @@ class LocalGenerator:
         if isinstance(res, ContractError):
             return content_error_reject(item.id, res, getattr(res, "reasked", False))
         fields, reply = res
-        return build_sample(item, fields, reply, generator=self.name, model=self.options.model_path, template=template,
-                            prompt=prompt, context=context)
+        return build_sample(item, fields, reply, generator=self.name, model=self.options.model_path,
+                            template=template, prompt=prompt, context=context)
 
     def complete_json(
         self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any], context: StageContext
