@@ -163,6 +163,13 @@ class MiniLMBackbone:
             hidden = layer(hidden, mask)
         return self.pool(hidden, attention_mask)
 
+    def set_dropout(self, p: float) -> None:
+        """Set every dropout of the encoder (hidden states and attention) to ``p``."""
+        for module in self.module.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+        self.module.config.hidden_dropout_prob = self.module.config.attention_probs_dropout_prob = p
+
     def freeze_bottom(self, layers: int) -> None:
         """Freeze the embeddings and the ``layers`` lowest transformer layers."""
         if layers <= 0:

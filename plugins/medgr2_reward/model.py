@@ -519,6 +519,8 @@ class MiniLMRewardModel(RegressionRewardModel):
         path = folder or (Path(self.options.model_path).expanduser() if self.options.model_path
                           else default_minilm_path())
         backbone = MiniLMBackbone(path, self.options.max_length, self.options.pooling)
+        if self.options.dropout is not None:
+            backbone.set_dropout(self.options.dropout)
         backbone.freeze_bottom(self.options.freeze_layers)
         backbone.module.to(self._device())
         return backbone

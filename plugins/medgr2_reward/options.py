@@ -91,6 +91,11 @@ class MiniLMOptions(TrainOptions):
     freeze_layers: int = Field(default=0, ge=0, description="Freeze the embeddings and this many bottom layers.")
     cache_frozen: bool = Field(default=True, description="Compute the frozen layers once per training call "
                                                           "(faster; training then skips their dropout).")
+    dropout: float | None = Field(
+        default=0.0, ge=0, lt=1,
+        description="Dropout of the encoder while training (None: the checkpoint's own, 0.1 for MiniLM). "
+                    "0 lets attention take torch's fused kernel, and the one or two epochs a reward model "
+                    "gets are not long enough to overfit (docs/reward-model.md).")
     vision: bool = Field(default=True, description="Fuse a tiny CNN over the image (when inputs have one).")
     image_size: int = Field(default=64, ge=16, description="Side of the grey image the CNN sees.")
     vision_dim: int = Field(default=32, ge=4, description="Width of the CNN's image feature.")

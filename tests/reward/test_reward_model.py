@@ -130,3 +130,12 @@ def test_image_fusion_trains_and_reloads(tmp_path):
 def test_load_refuses_wrong_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a saved reward model"):
         MiniLMRewardModel(_opts(checkpoint=str(tmp_path)))
+
+
+@pytest.mark.parametrize(("dropout", "expected"), [(0.0, 0.0), (0.25, 0.25), (None, 0.1)])
+def test_dropout_option_sets_every_encoder_dropout(dropout, expected):
+    import torch
+
+    net = MiniLMRewardModel(_opts(dropout=dropout))._ensure_built()
+    rates = {m.p for m in net.backbone.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {expected}  # None keeps the checkpoint's own (0.1 for MiniLM)
