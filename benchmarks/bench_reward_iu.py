@@ -116,9 +116,9 @@ def main() -> int:
 
     from medgr2_reward.model import MiniLMRewardModel
     from medgr2_reward.options import MiniLMOptions
+    from medgr2_reward.stages import build_grade_set
 
     from medgr2.interfaces import StageContext
-    from medgr2_reward.stages import build_grade_set
 
     rep = PrintReporter()
     t0 = time.perf_counter()

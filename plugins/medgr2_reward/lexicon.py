@@ -24,6 +24,7 @@ Everything is plain counting (no torch); the model persists as JSON (``lexicon.j
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -31,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from medgr2.store import atomic_write_text
 
@@ -60,9 +61,9 @@ class Counts:
         """Count the words and word pairs of ``text``."""
         toks = tokens(text)
         self.unigrams.update(toks)
-        self.bigrams.update(f"{a} {b}" for a, b in zip(toks, toks[1:]))
+        self.bigrams.update(f"{a} {b}" for a, b in itertools.pairwise(toks))
 
-    def __iadd__(self, other: Counts) -> Counts:
+    def __iadd__(self, other: Counts) -> Self:
         self.unigrams.update(other.unigrams)
         self.bigrams.update(other.bigrams)
         return self
@@ -126,7 +127,7 @@ class DomainLexicon:
         toks = tokens(text)
         logps: list[float] = []
         unseen_pairs = 0
-        for a, b in zip(toks, toks[1:]):
+        for a, b in itertools.pairwise(toks):
             c_b = max(0, uni[b] - lo_uni[b])
             c_a = max(0, uni[a] - lo_uni[a])
             pair = f"{a} {b}"

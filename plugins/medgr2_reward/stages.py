@@ -20,11 +20,10 @@ def _references(sources: Sequence[Mapping[str, Any] | Any]) -> list[Any]:
     """Read every configured reference source (``reward.references``)."""
     import os
 
-    from medgr2_reward import readers
-    from medgr2_reward.options import ReferenceSource
-
     from medgr2.data import Modality
     from medgr2.store import read_jsonl
+    from medgr2_reward import readers
+    from medgr2_reward.options import ReferenceSource
 
     refs: list[Any] = []
     for raw in sources:

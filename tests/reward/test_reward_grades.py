@@ -205,9 +205,10 @@ def test_real_iu_xray_reports(shared_data):
 
 def test_grade_set_from_templated_vqa_samples_has_a_held_out_split():
     """Class-name answers repeat across subjects; the split still holds out whole subjects."""
-    from medgr2.testing import make_sample
     from medgr2_reward.grades import assign_splits
     from medgr2_reward.readers import from_samples
+
+    from medgr2.testing import make_sample
 
     samples = [make_sample(f"What is shown? ({i})", ("normal", "pneumonia"), ("normal", "pneumonia")[i % 2],
                            image=f"img/{i}.png", subject_id=f"p{i // 2}", rationale="The image shows it.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from medgr2_reward.lexicon import FEATURES, Counts, DomainLexicon, tokens
 
 REPORTS = [
