@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from medgr2.store import atomic_write_text
 
@@ -63,7 +63,7 @@ class Counts:
         self.unigrams.update(toks)
         self.bigrams.update(f"{a} {b}" for a, b in itertools.pairwise(toks))
 
-    def __iadd__(self, other: Counts) -> Self:
+    def __iadd__(self, other: Counts) -> Counts:  # noqa: PYI034 (typing.Self needs 3.11)
         self.unigrams.update(other.unigrams)
         self.bigrams.update(other.bigrams)
         return self
