@@ -10,7 +10,7 @@ and writes calibration.json + calibration.png under --out.
 
 Defaults: 2,000 train reports (x4 grades), 900 steps x 16, bottom 3 layers frozen and cached, the
 top 3 trained at lr 5e-4 without dropout, 256 word pieces; held-out: 300 reports x 4 grades.
-Measured here (2 quiet cores), each row adding one thing to the one above:
+Measured here (2 quiet cores, --seed 0), each row adding one thing to the one above:
 
     R_phi                                     Spearman  pairwise  10>6   10>-6  wall
     MSE, mean+max pooling, 160 pieces,
@@ -30,7 +30,15 @@ Measured here (2 quiet cores), each row adding one thing to the one above:
     all 3,142 train reports (x4), lr 3e-4      0.899     0.952    0.83   0.99  638 s
     Bradley-Terry over every pair of the batch 0.860     0.929    0.84   0.98  ~430 s (exact-match row)
 
-Default run, grade means 8.04 > 5.87 > 0.28 > -5.21 (ordered). What is left is mostly the originals
+The seed changes the perturbations, the split and the held-out sample; the default settings give
+
+    --seed 0   Spearman 0.902  pairwise 0.955  (goals met)     591 s
+    --seed 1   Spearman 0.876  pairwise 0.938                  590 s
+    --seed 2   Spearman 0.866  pairwise 0.933                  635 s
+
+so the goals (0.9, 0.95) are met at seed 0 only: ~0.88 +- 0.02 is the honest figure for this budget.
+
+Seed 0, grade means 8.04 > 5.87 > 0.28 > -5.21 (ordered). What is left is mostly the originals
 (sd 2.9): when the model is unsure whether a fluent report belongs to the study, the MSE-optimal
 score hedges between 10 and -6, which puts it below the synonym versions (whose odd wording shows
 they were made from the right report). The worst are a radiologist's template ("Both lungs are
