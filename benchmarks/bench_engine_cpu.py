@@ -2,11 +2,11 @@
 
 The SDK client alone costs ~1.6 ms of CPU per request (bench_engine_throughput.py), so to see the
 engine's own cost this benchmark drives ``RequestEngine`` with an in-process transport (an
-``asyncio.sleep`` of ``--latency`` s returning a ~600-character reply), through everything the engine does per request: cache key
-of a ~2 KB prompt, concurrency semaphore, retry loop, JSONL cache append with flush + fsync on
-the writer thread, ledger counters, and continuous scheduling over ``--n`` jobs at C =
-``--concurrency``. CPU is the process's user+sys time divided by the requests; RSS is the peak
-resident set of the process (Python and medgr2 imports included).
+``asyncio.sleep`` of ``--latency`` s returning a ~600-character reply), through everything the
+engine does per request: cache key of a ~2 KB prompt, concurrency semaphore, retry loop, JSONL
+cache append with flush + fsync on the writer thread, ledger counters, and continuous scheduling
+over ``--n`` jobs at C = ``--concurrency``. CPU is the process's user+sys time divided by the
+requests; RSS is the peak resident set of the process (Python and medgr2 imports included).
 Goals: <= 2 ms CPU per request and <= 500 MB peak RSS for 50k requests at C = 64.
 It runs twice, side by side: with the engine's default start pacing (``min_start_gap_s`` = 1 ms,
 which caps this fast transport at 1000 requests/s and costs a timer wake-up per request) and

@@ -239,6 +239,7 @@ class Loop:
         from medgr2.stages.reward import score_samples
 
         cfg = self.config
+
         def generate_body(ctx: StageContext) -> dict:
             generator = self.create(cfg.generation.generator)
             return _ledger_outputs(generate(generator, items, ctx, limit=cfg.generation.limit))

@@ -24,10 +24,9 @@ def train_reward_model(rm: RewardModel, train: Sequence[GradedExample], held_out
     context.work_dir.mkdir(parents=True, exist_ok=True)
     result = rm.train(train, context, eval_examples=held_out)
     folder = Path(result.checkpoint)
-    registry = context.registry
     from medgr2.plugins import ensure_registry
 
-    registry = ensure_registry(registry)
+    registry = ensure_registry(context.registry)
     if held_out and not (folder / "calibration.json").is_file() and ("function", "reward.calibration") in registry:
         write_calibration = registry.get("function", "reward.calibration")
         scores = rm.score(held_out, context)

@@ -94,7 +94,7 @@ class MiniLMBackbone:
         self.max_length, self.pooling = max_length, pooling
         self._content: list[bool] | None = None
         self.token_size = int(self.module.config.hidden_size)
-        self.hidden_size = int(self.module.config.hidden_size) * (2 if pooling == "mean_max" else 1)
+        self.hidden_size = self.token_size * (2 if pooling == "mean_max" else 1)
 
     def prepare(self, inputs: Sequence[RewardInput]) -> list[Prepared]:
         """Tokenise every input once (no padding), with its exact-match flags (:meth:`match_flags`)."""
