@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from medgr2.data import GradedExample, stable_hash
 from medgr2_reward.options import GRADE_TARGETS, GradeOptions
 from medgr2_reward.perturb import delete_phrases, synonym_perturb
-from medgr2_reward.readers import Reference
+from medgr2_reward.readers import UNLABELLED, Reference
 
 Synonyms = Callable[[str], Sequence[str]]
 
@@ -80,7 +80,8 @@ def assign_splits(refs: Sequence[Reference], held_out_fraction: float, seed: int
 
 
 class _Donors:
-    """Random donors for grade 4: another group, disjoint findings, different text."""
+    """Random donors for grade 4: another group, different text and, when the reference's findings
+    are known, known findings disjoint from them (an unlabelled report may well say the same)."""
 
     def __init__(self, refs: Sequence[Reference]):
         self.refs = list(refs)
@@ -97,10 +98,14 @@ class _Donors:
             d = self.refs[rng.choice(pool)]
             if d.group_id == ref.group_id or _norm(d.text) == _norm(ref.text):
                 continue
-            if ref.findings and d.findings and set(ref.findings) & set(d.findings):
-                continue
+            if _known(ref.findings) and (not _known(d.findings) or set(ref.findings) & set(d.findings)):
+                continue  # "different findings" needs the donor's to be known, and disjoint
             return d
         return None
+
+
+def _known(findings: Sequence[str]) -> bool:
+    return bool(findings) and tuple(findings) != (UNLABELLED,)
 
 
 def _perturb_target(ref: Reference) -> str:

@@ -23,6 +23,8 @@ from pydantic import Field
 from medgr2.data import Frozen, ImageRef, Modality, SeedItem, VQASample
 
 REPORT_QUESTION = "Describe the findings and the impression of this {modality} study."
+UNLABELLED = "unlabelled"
+"""The ``findings`` of a reference whose findings are not known (e.g. MeSH "No Indexing")."""
 
 
 class Reference(Frozen):
@@ -71,7 +73,8 @@ def parse_iu_report(xml: bytes | str, name: str = "") -> Reference | None:
             break
     report_id = report_id or Path(name).stem
     mesh = [_clean(el.text) for el in root.iter("major") if _clean(el.text)]
-    heads = tuple(sorted({m.split("/")[0].strip().lower() for m in mesh}))
+    # "No Indexing" says the indexers did not label the study: its findings are unknown, not absent.
+    heads = tuple(sorted({m.split("/")[0].strip().lower() for m in mesh} - {"no indexing"}))
     context = REPORT_QUESTION.format(modality="chest X-ray")
     if sections.get("INDICATION"):
         context += f" Indication: {sections['INDICATION']}."
@@ -80,7 +83,7 @@ def parse_iu_report(xml: bytes | str, name: str = "") -> Reference | None:
     text = " ".join(p for p in (f"Findings: {findings}" if findings else "",
                                 f"Impression: {impression}" if impression else "") if p)
     return Reference(group_id=f"iu:{report_id}", question=context, text=text, modality=Modality.XRAY,
-                     findings=heads or ("unlabelled",), source="iu_xray")
+                     findings=heads or (UNLABELLED,), source="iu_xray")
 
 
 def read_iu_xray(path: str | Path, limit: int | None = None) -> tuple[list[Reference], int]:

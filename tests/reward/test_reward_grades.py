@@ -11,6 +11,7 @@ from medgr2_reward.grades import assign_splits, build_grade_examples
 from medgr2_reward.options import GRADE_TARGETS, GradeOptions
 from medgr2_reward.perturb import delete_phrases, is_protected, synonym_perturb, tokenize
 from medgr2_reward.readers import (
+    UNLABELLED,
     Reference,
     from_samples,
     parse_iu_report,
@@ -115,6 +116,14 @@ def test_grade_builder_targets_splits_and_donors():
             assert {x.split for x in gs.examples if x.group_id == donor.group_id} == {e.split}
         elif e.grade in (2, 3):
             assert e.answer not in originals
+    # a donor whose findings are unknown may say the same as a labelled reference: never its donor
+    mixed = refs + [r.model_copy(update={"group_id": f"u{i}", "text": f"Lungs clear unlabelled {i}.",
+                                         "findings": (UNLABELLED,)}) for i, r in enumerate(refs[:20])]
+    labelled = {r.group_id for r in refs}
+    grade4 = [e for e in build_grade_examples(mixed, syn, opts).examples if e.grade == 4]
+    assert {e.group_id for e in grade4} >= labelled
+    assert all(not e.answer.startswith("Lungs clear unlabelled") for e in grade4 if e.group_id in labelled)
+    assert any(e.group_id.startswith("u") for e in grade4)  # unlabelled references still get a donor
     # deterministic and independent of input order
     again = build_grade_examples(list(reversed(refs)), syn, opts)
     assert [e.model_dump() for e in again.examples] == [e.model_dump() for e in gs.examples]
@@ -182,6 +191,9 @@ def test_iu_reader_from_tgz(tmp_path):
     assert "Indication: Cough." in refs[1].question and "MeSH: Pleural Effusion/left/large" in refs[1].question
     assert refs[1].findings == ("pleural effusion",)
     assert parse_iu_report(IU_XML.format(n=9, ind="", f="", imp="Clear.", mesh="x")).text == "Impression: Clear."
+    # MeSH "No Indexing": the study was not labelled, its findings are unknown (not a finding)
+    assert parse_iu_report(IU_XML.format(n=9, ind="", f="Clear.", imp="", mesh="No Indexing")).findings == \
+        (UNLABELLED,)
 
 
 def test_text_and_csv_readers(tmp_path):
