@@ -23,6 +23,7 @@ import random
 import re
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,12 @@ class RegressionRewardModel:
     def _device(self) -> torch.device:
         return torch.device(self.options.device)
 
+    def _train_autocast(self) -> AbstractContextManager[Any]:
+        """The arithmetic of training passes: bfloat16 autocast with ``precision: bf16``, else
+        float32 (scoring always runs in float32, so scores stay exact and batch invariant)."""
+        return torch.autocast(self._device().type, dtype=torch.bfloat16,
+                              enabled=getattr(self.options, "precision", "fp32") == "bf16")
+
     def _ensure_built(self) -> RewardNet:
         if self._net is None:
             if self.options.threads:
@@ -178,15 +185,17 @@ class RegressionRewardModel:
         return torch.stack(out).to(dev), torch.tensor(flags, device=dev)
 
     def _head(self, pooled: torch.Tensor, items: Sequence[Prepared]) -> torch.Tensor:
-        """The score from pooled vectors, with the image and fluency features of ``items``."""
+        """The score from pooled vectors, with the image and fluency features of ``items``; always in
+        float32 (also under a training autocast), so a score keeps its full resolution."""
         net = self._net
         assert net is not None
-        parts = [pooled]
-        if net.vision is not None:
-            parts.append(net.vision(*self._pixels(items)))
-        if net.lexical:
-            parts.append(torch.tensor([it.lexical for it in items], dtype=pooled.dtype, device=pooled.device))
-        return squash(net.head(torch.cat(parts, dim=-1)).squeeze(-1))
+        with torch.autocast(pooled.device.type, enabled=False):
+            parts = [pooled.float()]
+            if net.vision is not None:
+                parts.append(net.vision(*self._pixels(items)))
+            if net.lexical:
+                parts.append(torch.tensor([it.lexical for it in items], dtype=torch.float32, device=pooled.device))
+            return squash(net.head(torch.cat(parts, dim=-1)).squeeze(-1))
 
     def _forward(self, items: Sequence[Prepared]) -> torch.Tensor:
         batch = self._backbone.collate(items, self._device())
@@ -256,11 +265,12 @@ class RegressionRewardModel:
         bs = self.options.score_batch_size
         assert context.reporter is not None and self._net is not None
         self._net.eval()
-        with torch.no_grad(), context.reporter.task("rm-frozen-layers", total=len(order)) as task:
+        with torch.no_grad(), self._train_autocast(), \
+                context.reporter.task("rm-frozen-layers", total=len(order)) as task:
             for start in range(0, len(order), bs):
                 idx = order[start:start + bs]
                 batch = self._backbone.collate([prepared[i] for i in idx], self._device())
-                hidden = self._backbone.bottom(batch, layers)
+                hidden = self._backbone.bottom(batch, layers).float()
                 for row, i in enumerate(idx):
                     out[i] = hidden[row, : prepared[i].length].clone()
                 task.advance(len(idx))
@@ -380,7 +390,8 @@ class RegressionRewardModel:
                 if context.stop.is_set():
                     break
                 items = [prepared[i] for i in idx]
-                pred = self._forward_cached(cache, items, idx, layers) if cache else self._forward(items)
+                with self._train_autocast():
+                    pred = self._forward_cached(cache, items, idx, layers) if cache else self._forward(items)
                 tgt = targets[idx].to(pred.device)
                 loss = torch.nn.functional.mse_loss(pred, tgt)
                 if opts.rank_weight > 0:
@@ -483,7 +494,8 @@ class RegressionRewardModel:
         older = {k: False for k in ("lexicon", "match_features") if k in type(self.options).model_fields}
         saved = type(self.options).model_validate({**older, **config["options"], "checkpoint": None})
         keep = {"score_batch_size", "batch_size", "threads", "device", "lr", "head_lr", "epochs", "max_steps",
-                "warmup_ratio", "max_train_examples", "weight_decay", "freeze_layers", "cache_frozen"}
+                "warmup_ratio", "max_train_examples", "weight_decay", "freeze_layers", "cache_frozen",
+                "precision"}
         self.options = saved.model_copy(update={k: getattr(self.options, k) for k in keep
                                                 if k in type(self.options).model_fields})
         backbone_dir = path / config["backbone"] if config["backbone"] == "backbone" else Path(config["backbone"])

@@ -67,6 +67,10 @@ class TrainOptions(BaseModel):
     score_batch_size: int = Field(default=32, ge=1, description="Scoring batch size.")
     seed: int = Field(default=0, description="Seed of weight init, shuffling and dropout.")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (None: torch's default).")
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="Training arithmetic of the backbone: bf16 runs it under bfloat16 autocast "
+                                    "(weights, optimizer, head and scoring stay float32): ~2x faster steps on "
+                                    "GPUs and on CPUs with AVX512-BF16 or AMX, much slower on CPUs without.")
     device: str = Field(default="cpu", description="torch device: cpu, cuda, cuda:1 ...")
     max_train_examples: int | None = Field(default=None, ge=1,
                                            description="Train on a seeded subsample of at most this many.")
