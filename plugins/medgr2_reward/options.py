@@ -70,7 +70,8 @@ class TrainOptions(BaseModel):
     precision: Literal["fp32", "bf16"] = Field(
         default="fp32", description="Training arithmetic of the backbone: bf16 runs it under bfloat16 autocast "
                                     "(weights, optimizer, head and scoring stay float32): ~2x faster steps on "
-                                    "GPUs and on CPUs with AVX512-BF16 or AMX, much slower on CPUs without.")
+                                    "CPUs with AVX512-BF16 or AMX (measured), faster on recent GPUs, much "
+                                    "slower on CPUs that emulate bf16.")
     device: str = Field(default="cpu", description="torch device: cpu, cuda, cuda:1 ...")
     max_train_examples: int | None = Field(default=None, ge=1,
                                            description="Train on a seeded subsample of at most this many.")
