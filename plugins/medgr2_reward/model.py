@@ -137,7 +137,7 @@ class RegressionRewardModel:
         """The arithmetic of training passes: bfloat16 autocast with ``precision: bf16``, else
         float32 (scoring always runs in float32, so scores stay exact and batch invariant)."""
         return torch.autocast(self._device().type, dtype=torch.bfloat16,
-                              enabled=getattr(self.options, "precision", "fp32") == "bf16")
+                              enabled=self.options.precision == "bf16")
 
     def _ensure_built(self) -> RewardNet:
         if self._net is None:
