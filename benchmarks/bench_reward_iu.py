@@ -162,6 +162,7 @@ def main() -> int:
         print(f"IU X-ray reports not found at {args.reports} (set MEDGR2_SHARED_DATA)", file=sys.stderr)
         return 2
 
+    from medgr2_reward.calibration import write_calibration
     from medgr2_reward.model import MiniLMRewardModel
     from medgr2_reward.options import MiniLMOptions
     from medgr2_reward.stages import build_grade_set
@@ -188,11 +189,14 @@ def main() -> int:
     rm = MiniLMRewardModel(opts)
     args.out.mkdir(parents=True, exist_ok=True)
     ctx = StageContext(work_dir=args.out, seed=args.seed, reporter=rep)
-    result = rm.train(train, ctx, eval_examples=held)
+    result = rm.train(train, ctx)
+    t_score = time.perf_counter()
+    scores = rm.score(held, ctx)
+    t_score = time.perf_counter() - t_score
     total = time.perf_counter() - t0
-    cal = json.loads((Path(result.checkpoint) / "calibration.json").read_text())
+    cal = write_calibration(Path(result.checkpoint), scores, [e.target for e in held], [e.grade for e in held],
+                            version=result.version)
     if args.dump:
-        scores = rm.score(held)
         with args.dump.open("w", encoding="utf-8") as f:
             for e, s in zip(held, scores, strict=True):
                 f.write(json.dumps({"group": e.group_id, "grade": e.grade, "target": e.target, "score": s,
@@ -209,7 +213,8 @@ def main() -> int:
     print(f"pairwise accuracy     {cal['pairwise_accuracy']:.4f}   (goal >= 0.95)")
     print("pairwise by grades    " + "  ".join(f"{k}: {v:.3f}" for k, v in cal["pairwise_by_targets"].items()))
     print(f"MSE                   {cal['mse']:.3f}")
-    print(f"wall time             {total:.0f} s (data {t_data:.0f} s, train+score {result.wall_s:.0f} s)")
+    print(f"wall time             {total:.0f} s (data {t_data:.0f} s, train {result.wall_s:.0f} s, "
+          f"score {t_score:.0f} s)")
     print(f"calibration           {Path(result.checkpoint) / 'calibration.json'} (+ calibration.png)")
     ok = cal["spearman"] >= 0.9 and cal["means_ordered"] and cal["pairwise_accuracy"] >= 0.95
     print("GOALS MET" if ok else "GOALS NOT MET")
