@@ -65,6 +65,36 @@ class TinyCNN(nn.Module):
         return torch.cat([feats, has_image.unsqueeze(-1)], dim=-1)
 
 
+ATTENTION = "medgr2_sdpa_float32"
+"""The attention MiniLM runs with: torch's fused kernel, always in float32 (see :func:`float32_sdpa`)."""
+
+
+def float32_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                 attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """transformers' SDPA attention with float32 inputs and autocast off; the output in the
+    query's dtype. Outside autocast it is exactly SDPA. Under bfloat16 autocast on a CPU, torch's
+    fused kernel is ~5x slower backwards in bf16 than in float32 (44 vs 9 ms a layer for a batch of
+    16 x 130 word pieces, measured): keeping attention in float32 makes a bf16 training step ~1.6x
+    faster, and the attention more exact. The products around it still run in bf16."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    dtype = query.dtype
+    with torch.autocast(query.device.type, enabled=False):
+        out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(),
+                                              attention_mask, **kwargs)
+    return out.to(dtype), weights
+
+
+def _register_attention() -> None:
+    """Register :func:`float32_sdpa` under :data:`ATTENTION`, with SDPA's mask builder: an
+    attention name without a mask builder gets no padding mask at all from transformers."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, float32_sdpa)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+
+
 def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -89,8 +119,9 @@ class MiniLMBackbone:
 
         if not (Path(path) / "config.json").is_file():
             raise FileNotFoundError(f"{path} is not a model folder (no config.json)")
+        _register_attention()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.module = AutoModel.from_pretrained(path, trust_remote_code=False)
+        self.module = AutoModel.from_pretrained(path, trust_remote_code=False, attn_implementation=ATTENTION)
         self.max_length, self.pooling = max_length, pooling
         self._content: list[bool] | None = None
         self.token_size = int(self.module.config.hidden_size)

@@ -46,3 +46,33 @@ def test_bf16_training_learns_and_scores_exactly(freeze_layers, tmp_path):
     again = MiniLMRewardModel(_opts(checkpoint=str(tmp_path / "w" / "versions" / "v001")))
     assert again.score(ex) == pytest.approx(after, abs=1e-6)
     assert {p.dtype for p in again._ensure_built().parameters()} == {torch.float32}
+
+
+def test_attention_runs_in_float32_and_keeps_the_padding_mask_under_bf16():
+    """MiniLM's attention (backbones.float32_sdpa) computes in float32 inside a bf16 autocast
+    (torch's bf16 kernel is ~5x slower backwards on CPU) and still masks padding: a short input
+    padded beside a long one pools as it does alone."""
+    from medgr2_reward.backbones import float32_sdpa
+
+    rm = MiniLMRewardModel(_opts(max_length=64))
+    rm._ensure_built()
+    bb = rm._backbone
+    items = bb.prepare([RewardInput(question="Describe the chest X-ray.", answer=TEXTS[3]),
+                        RewardInput(question="Describe the chest X-ray.", answer=" ".join([TEXTS[1]] * 4))])
+    padded = bb.collate(items, "cpu")
+    assert int(padded["attention_mask"][0].sum()) < padded["attention_mask"].shape[1]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        alone = bb.forward(bb.collate(items[:1], "cpu"))[0].float()
+        beside = bb.forward(padded)[0].float()
+    assert (alone - beside).abs().max() < 0.05, (alone - beside).abs().max()
+
+    q, k, v = (torch.randn(2, 4, 8, 16) for _ in range(3))
+    module = bb.module.encoder.layer[0].attention.self
+    exact, _ = float32_sdpa(module, q, k, v, None, dropout=0.0, scaling=0.25)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = float32_sdpa(module, q.bfloat16(), k.bfloat16(), v.bfloat16(), None, dropout=0.0, scaling=0.25)
+    assert out.dtype == torch.bfloat16
+    ref = torch.nn.functional.scaled_dot_product_attention(q.bfloat16().float(), k.bfloat16().float(),
+                                                           v.bfloat16().float(), scale=0.25)
+    assert torch.equal(out, ref.transpose(1, 2).bfloat16())
+    assert exact.dtype == torch.float32
