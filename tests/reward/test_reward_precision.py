@@ -71,8 +71,8 @@ def test_attention_runs_in_float32_and_keeps_the_padding_mask_under_bf16():
     exact, _ = float32_sdpa(module, q, k, v, None, dropout=0.0, scaling=0.25)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out, _ = float32_sdpa(module, q.bfloat16(), k.bfloat16(), v.bfloat16(), None, dropout=0.0, scaling=0.25)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    assert torch.equal(exact, sdpa(q, k, v, scale=0.25).transpose(1, 2))  # outside autocast: exactly SDPA
     assert out.dtype == torch.bfloat16
-    ref = torch.nn.functional.scaled_dot_product_attention(q.bfloat16().float(), k.bfloat16().float(),
-                                                           v.bfloat16().float(), scale=0.25)
+    ref = sdpa(q.bfloat16().float(), k.bfloat16().float(), v.bfloat16().float(), scale=0.25)
     assert torch.equal(out, ref.transpose(1, 2).bfloat16())
-    assert exact.dtype == torch.float32
