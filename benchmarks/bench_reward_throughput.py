@@ -12,7 +12,7 @@ Then the ceiling: this CPU's matrix-multiply peak (a 2048² float32 product) aga
 encoder's matrix products reach at batch 1 (FLOPs counted from the token counts). No batch size can
 beat the peak, so ``peak / batch-1 rate`` bounds any batching speed-up on this machine.
 
-    .venv/bin/python benchmarks/bench_reward_throughput.py [--n 192] [--threads 2]
+    .venv/bin/python benchmarks/bench_reward_throughput.py [--n 192] [--threads 2] [--device cuda]
 
 Measured on 2 cores of an AMD EPYC (192 inputs per set; matrix-multiply peak 174 GFLOP/s):
 
@@ -88,14 +88,17 @@ def timed(rm, data, batch_size: int) -> tuple[float, list[float]]:
     return time.perf_counter() - t, scores
 
 
-def gemm_peak(torch) -> float:
-    """GFLOP/s of a 2048² float32 matrix product (best of 5)."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def gemm_peak(torch, device: str = "cpu") -> float:
+    """GFLOP/s of a 2048² float32 matrix product on ``device`` (best of 5)."""
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     a @ b
+    sync()
     best = float("inf")
     for _ in range(5):
         t = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - t)
     return 2 * 2048 ** 3 / best / 1e9
 
@@ -116,12 +119,14 @@ def main() -> int:
     p.add_argument("--n", type=int, default=192, help="inputs scored per setting")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="torch device to score on (cpu, cuda, ...)")
     args = p.parse_args()
 
     from medgr2_reward.model import MiniLMRewardModel
     from medgr2_reward.options import MiniLMOptions
 
-    rm = MiniLMRewardModel(MiniLMOptions(threads=args.threads, vision=False, max_length=256))
+    rm = MiniLMRewardModel(MiniLMOptions(threads=args.threads, vision=False, max_length=256,
+                                         device=args.device))
     import torch
 
     worst_all, rows = 0.0, []
@@ -134,8 +139,8 @@ def main() -> int:
         pieces = sum(it.length for it in rm._backbone.prepare(data)) / len(data)
         rate1 = encoder_gflop(rm, data) / t1
         rows.append((name, len(data), pieces, len(data) / t1, len(data) / t32, t1 / t32, worst, rate1))
-    peak = gemm_peak(torch)
-    print(f"torch threads {torch.get_num_threads()}; matrix-multiply peak of this CPU: {peak:.0f} GFLOP/s")
+    peak = gemm_peak(torch, args.device)
+    print(f"{args.device}, torch threads {torch.get_num_threads()}; matrix-multiply peak: {peak:.0f} GFLOP/s")
     print(f"{'set':8} {'inputs':>6} {'pieces':>6} {'batch 1':>10} {'batch 32':>10} {'speed-up':>8} "
           f"{'max|diff|':>9}  {'batch-1 GFLOP/s':>15} {'ceiling':>7}")
     for name, n, pieces, r1, r32, up, worst, rate1 in rows:
