@@ -218,9 +218,9 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     ctx = StageContext(work_dir=args.out, seed=args.seed, reporter=rep)
     result = rm.train(train, ctx)
-    t_score = time.perf_counter()
+    scoring = time.perf_counter()
     scores = rm.score(held, ctx)
-    t_score = time.perf_counter() - t_score
+    t_score = time.perf_counter() - scoring
     total = time.perf_counter() - t0
     cal = write_calibration(Path(result.checkpoint), scores, [e.target for e in held], [e.grade for e in held],
                             version=result.version)
