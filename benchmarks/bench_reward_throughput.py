@@ -37,10 +37,10 @@ then uses a bf16 product, ~680 GFLOP/s with AMX), to measure the one lever this 
 it is no faster at batch 1 (8-17 % of the bf16 peak) and 1.3-1.9x faster at batch 32, so batching
 gains more: over four runs 1.7-2.4x on reports and 3.3-4.9x on VQA candidates. But the scores move
 by ~0.02 with the batch size (batch 1 to 16 differ from 32 by ~0.015; 64 matches 32) and by ~0.006
-with the order at batch 32:
-a product's rounding to bf16 depends on the kernel its batch shape gets. That breaks batch invariance
-(<= 1e-5), and a threshold decision near tau could then depend on which samples shared a batch. So
-the scorer stays float32, and this mode exits 1 on the invariance check. One run:
+with the order at batch 32: a product's rounding to bf16 depends on the kernel its batch shape gets.
+That breaks batch invariance (<= 1e-5), and a threshold decision near tau could then depend on
+which samples shared a batch. So the scorer stays float32, and this mode exits 1 on the invariance
+check. One run:
 
     --bf16    reports  35.1/s  82.6/s  2.35x  2.1e-02      vqa  53.1/s  261.1/s  4.92x  1.8e-02
 """
