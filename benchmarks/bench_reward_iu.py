@@ -4,7 +4,8 @@ Builds the 4-grade set from ``reports-iu-xray/NLMCXR_reports.tgz`` (read in plac
 report (no text on both sides), trains on the train-split reports and scores the whole held-out
 split (all four grades of each report). Prints Spearman, grade means and pairwise ordering accuracy
 against the goals (Spearman ≥ 0.9, means 10 > 6 > 0 > −6, pairwise ≥ 95 %) and writes
-calibration.json + calibration.png under --out.
+calibration.json + calibration.png in a new folder under --out (so a rerun reproduces a run: the
+model's version number seeds its batch order).
 
     .venv/bin/python benchmarks/bench_reward_iu.py            # ~8 min on 2 CPU cores
 
@@ -22,6 +23,10 @@ held-out split):
     3     763 x 4   0.915     0.965     0.92   0.96   8.90  5.83  0.26  -5.36       488 s   goals met
     4     829 x 4   0.916     0.965     0.90   0.97   8.66  5.77  0.20  -5.45       494 s   goals met
     mean            0.914     0.965
+
+On a second, slower Xeon (Emerald Rapids; matrix-multiply peak ~250 vs ~330 GFLOP/s), seed 0 gave
+the same 0.913 / 0.967 in 696 s and, with a version-2 batch order, 0.911 / 0.963 in 528 s (the
+machine is shared: its speed varies by a third between runs).
 
 At lr 3e-4 (otherwise the same) seeds 0-4 gave 0.917, 0.905, 0.916, 0.911 and 0.856 (pairwise 0.968,
 0.959, 0.965, 0.965, 0.925): seed 4's training loss stayed at ~12 to the end (2-8 at the other
@@ -181,7 +186,8 @@ def main() -> int:
                    help="training arithmetic (default: bf16 where the CPU multiplies bf16 natively, else fp32)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("runs/bench-reward-iu"))
+    p.add_argument("--out", type=Path, default=Path("runs/bench-reward-iu"),
+                   help="each run trains into a new folder under here, so that reruns are reproducible")
     p.add_argument("--dump", type=Path, default=None,
                    help="write every held-out example with its score here (JSONL), to study the errors")
     args = p.parse_args()
@@ -215,8 +221,11 @@ def main() -> int:
                          rank_pairs=args.rank_pairs,
                          lexicon=not args.no_lexicon, match_features=not args.no_match)
     rm = MiniLMRewardModel(opts)
-    args.out.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(work_dir=args.out, seed=args.seed, reporter=rep)
+    # A fresh folder per run: the model's version number seeds its batch order, so a second run
+    # in the same folder (v002) would shuffle differently from the first.
+    work = args.out / f"seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    work.mkdir(parents=True, exist_ok=False)
+    ctx = StageContext(work_dir=work, seed=args.seed, reporter=rep)
     result = rm.train(train, ctx)
     scoring = time.perf_counter()
     scores = rm.score(held, ctx)
