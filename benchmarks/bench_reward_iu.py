@@ -25,8 +25,8 @@ held-out split):
     mean            0.914     0.965
 
 On a second, slower Xeon (Emerald Rapids; matrix-multiply peak ~250 vs ~330 GFLOP/s), seed 0 gave
-the same 0.913 / 0.967 in 696 s and, with a version-2 batch order, 0.911 / 0.963 in 528 s (the
-machine is shared: its speed varies by a third between runs).
+the same 0.913 / 0.967 in 696 s and again in 647 s, and with a version-2 batch order 0.911 / 0.963
+in 528 s (the machine is shared: its speed varied by a third between runs).
 
 At lr 3e-4 (otherwise the same) seeds 0-4 gave 0.917, 0.905, 0.916, 0.911 and 0.856 (pairwise 0.968,
 0.959, 0.965, 0.965, 0.925): seed 4's training loss stayed at ~12 to the end (2-8 at the other
