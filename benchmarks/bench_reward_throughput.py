@@ -33,7 +33,7 @@ saves per-call overhead, and its larger activations give some of that back (GELU
 was not available to this project to measure it there.
 
 ``--bf16`` scores under bfloat16 autocast instead (attention and head stay float32; the ceiling
-then uses a bf16 product, ~680 GFLOP/s with AMX), to measure the one lever this CPU has. On the Xeon
+then uses a bf16 product, 670-790 GFLOP/s with AMX), to measure the one lever this CPU has. On the Xeon
 it is no faster at batch 1 (8-17 % of the bf16 peak) and 1.3-1.9x faster at batch 32, so batching
 gains more: over four runs 1.7-2.4x on reports and 3.3-4.9x on VQA candidates. But the scores move
 by ~0.02 with the batch size (batch 1 to 16 differ from 32 by ~0.015; 64 matches 32) and by ~0.006
@@ -93,12 +93,11 @@ def vqa_inputs(n: int, seed: int) -> list:
     return out
 
 
-def timed(rm, data, batch_size: int, autocast) -> tuple[float, list[float]]:
+def timed(rm, data, batch_size: int) -> tuple[float, list[float]]:
     rm.options = rm.options.model_copy(update={"score_batch_size": batch_size})
-    with autocast():
-        t = time.perf_counter()
-        scores = rm.score(data)
-        return time.perf_counter() - t, scores
+    t = time.perf_counter()
+    scores = rm.score(data)
+    return time.perf_counter() - t, scores
 
 
 def gemm_peak(torch, device: str = "cpu", dtype=None) -> float:
@@ -144,22 +143,21 @@ def main() -> int:
                                          device=args.device))
     import torch
 
-    dev_type = torch.device(args.device).type
-    def autocast():
-        return torch.autocast(dev_type, dtype=torch.bfloat16, enabled=args.bf16)
-
     worst_all, rows = 0.0, []
-    for name, data in (("reports", report_inputs(args.n, args.seed)), ("vqa", vqa_inputs(args.n, args.seed))):
-        timed(rm, data[:8], 8, autocast)  # warm-up: weights loaded, kernels initialised
-        t1, s1 = timed(rm, data, 1, autocast)
-        t32, s32 = timed(rm, data, 32, autocast)
+    sets = (("reports", report_inputs(args.n, args.seed)), ("vqa", vqa_inputs(args.n, args.seed)))
+    for name, data in sets:
+        with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.bf16):
+            rm.score(data[:8])  # warm-up: weights loaded, kernels initialised
+            t1, s1 = timed(rm, data, 1)
+            t32, s32 = timed(rm, data, 32)
         worst = max(abs(a - b) for a, b in zip(s1, s32))
         worst_all = max(worst_all, worst)
         pieces = sum(it.length for it in rm._backbone.prepare(data)) / len(data)
         rate1 = encoder_gflop(rm, data) / t1
         rows.append((name, len(data), pieces, len(data) / t1, len(data) / t32, t1 / t32, worst, rate1))
     peak = gemm_peak(torch, args.device, torch.bfloat16 if args.bf16 else None)
-    print(f"{args.device}{' (bf16 autocast)' if args.bf16 else ''}, torch threads {torch.get_num_threads()}; matrix-multiply peak: {peak:.0f} GFLOP/s")
+    mode = " (bf16 autocast)" if args.bf16 else ""
+    print(f"{args.device}{mode}, torch threads {torch.get_num_threads()}; matrix-multiply peak: {peak:.0f} GFLOP/s")
     print(f"{'set':8} {'inputs':>6} {'pieces':>6} {'batch 1':>10} {'batch 32':>10} {'speed-up':>8} "
           f"{'max|diff|':>9}  {'batch-1 GFLOP/s':>15} {'ceiling':>7}")
     for name, n, pieces, r1, r32, up, worst, rate1 in rows:
