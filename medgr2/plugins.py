@@ -4,15 +4,17 @@ Loading order (each step after the previous one):
 
 1. blocked names (``--no-plugin NAME``; ``MEDGR2_DISABLE_PLUGIN_AUTOLOAD=1`` blocks every
    entry point);
-2. entry points of the ``medgr2`` group, each wrapped: one that fails to import prints a
-   warning and is skipped (``MEDGR2_STRICT_PLUGINS=1`` or ``strict=True`` makes it an error);
+2. entry points of the ``medgr2`` group, each wrapped: one that fails to import (an exception,
+   or ``sys.exit()`` at import) prints a warning and is skipped (``MEDGR2_STRICT_PLUGINS=1``,
+   ``--strict-plugins`` or ``strict=True`` makes it an error);
 3. ``MEDGR2_PLUGINS`` (comma-separated specs);
 4. ``--plugin`` specs: an entry-point name, a dotted module, or a path to a ``.py`` file;
 5. :func:`check_pending`: a plugin implementing a hook that does not exist (a typo such as
    ``medgr2_register_generator``) is unregistered with a warning (an error in strict mode).
 
 Then every registrar hook is called once, plugin by plugin, so each entry knows its plugin
-(:func:`build_registry`). :func:`extend_registry` loads more specs into an existing registry (the
+(:func:`build_registry`). A plugin that registers a name another plugin already took is skipped
+whole, with a warning (an error in strict mode); built-ins load first, so they keep their names. :func:`extend_registry` loads more specs into an existing registry (the
 config loader uses it for a run config's own ``plugins``). Library code gets a fresh registry
 from :func:`load_registry`; the CLI shares one process-wide registry (:func:`get_registry`).
 """
@@ -118,6 +120,8 @@ def _import_file(path: Path) -> ModuleType:
 
 def _describe(exc: BaseException) -> str:
     """One line: the exception type and its first message line."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) at import"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
@@ -153,13 +157,13 @@ def load_plugins(
                 continue
             try:
                 _register(ps, ep.load(), ep.name, "entry-point", ep)
-            except Exception as exc:  # noqa: BLE001 - any import error degrades to a warning
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import error degrades to a warning
                 ps.fail(repr(ep.name), f"failed to load: {_describe(exc)}", exc)
 
     for spec in [*(_split_env("MEDGR2_PLUGINS") if env else []), *plugins]:
         try:
             _load_spec(ps, spec, eps)
-        except Exception as exc:  # noqa: BLE001
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - sys.exit() at import included
             ps.fail(repr(spec), f"failed to load: {_describe(exc)}", exc)
 
     check_pending(ps)
@@ -243,19 +247,37 @@ def _load_spec(ps: PluginSet, spec: str, eps: dict[str, md.EntryPoint]) -> None:
 def build_registry(ps: PluginSet, registry: Registry | None = None) -> Registry:
     """Call every registrar hook once, plugin by plugin, into ``registry`` (default: a new one)."""
     registry = Registry() if registry is None else registry
+    skipped: set[str] = set()
     for kind, hook_name in hookspecs.REGISTRAR_HOOKS.items():
         hook = getattr(ps.pm.hook, hook_name)
         for impl in _in_load_order(hook.get_hookimpls()):
+            if impl.plugin_name in skipped:
+                continue
             info = ps.infos.get(impl.plugin_name) or PluginInfo(impl.plugin_name, impl.plugin_name)
             registrar = registry.registrar(kind, impl.plugin_name, info.distribution, info.version)
             try:
                 impl.function(**{a: registrar for a in impl.argnames})
-            except RegistryError:
-                raise
-            except Exception as exc:  # noqa: BLE001
+            except RegistryError as exc:
+                if ps.strict:
+                    raise
+                _skip_plugin(ps, registry, impl.plugin_name)
+                skipped.add(impl.plugin_name)
+                ps.fail(repr(impl.plugin_name), f"failed in {hook_name}: {exc}", exc)
+            except (Exception, SystemExit) as exc:  # noqa: BLE001
                 ps.fail(repr(impl.plugin_name), f"failed in {hook_name}: {_describe(exc)}", exc)
     registry.warnings.extend(f for f in ps.failures if f not in registry.warnings)
     return registry
+
+
+def _skip_plugin(ps: PluginSet, registry: Registry, name: str) -> None:
+    """Take plugin ``name`` out: its registry entries, its hooks (commands too) and its info."""
+    for kind in registry.entries:
+        for entry_name in [n for n, e in registry.entries[kind].items() if e.plugin == name]:
+            del registry.entries[kind][entry_name]
+    plugin = ps.pm.get_plugin(name)
+    if plugin is not None:
+        ps.pm.unregister(plugin)
+    ps.infos.pop(name, None)
 
 
 def _in_load_order(impls: Sequence[Any]) -> list[Any]:

@@ -187,10 +187,14 @@ def test_a_name_collision_is_a_clear_error(tmp_path):
             "    registry.add('same', 'builtins:dict')\n")
     (tmp_path / "one.py").write_text(body)
     (tmp_path / "two.py").write_text(body)
-    proc = run_cli("--plugin", str(tmp_path / "one.py"), "--plugin", str(tmp_path / "two.py"), "plugins", "list")
+    args = ("--plugin", str(tmp_path / "one.py"), "--plugin", str(tmp_path / "two.py"), "plugins", "list")
+    proc = run_cli("--strict-plugins", *args)
     assert proc.returncode == 2
     assert "filter 'same' is registered twice (by plugin 'one' and by 'two')" in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr
+    proc = run_cli(*args)  # not strict: plugin 'two' is skipped with a warning (issue 19)
+    assert proc.returncode == 0, proc.stderr
+    assert "registered twice (by plugin 'one' and by 'two')" in " ".join(proc.stderr.split())
 
 
 def test_no_plugin_skips_a_builtin():

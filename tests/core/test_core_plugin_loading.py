@@ -204,7 +204,31 @@ def test_a_failing_registrar_hook_degrades_to_one_warning(pdir):
         load_registry([failing], autoload=False, strict=True)
 
 
-def test_a_name_registered_by_two_plugins_is_an_error(pdir):
+def test_a_name_registered_by_two_plugins_skips_the_later_one_with_a_warning(pdir):
+    body = '''
+        @hookimpl
+        def medgr2_register_filters(registry):
+            registry.add("{own}", "builtins:dict")
+
+        @hookimpl
+        def medgr2_register_generators(registry):
+            registry.add("same", "builtins:dict")
+    '''
+    one = pdir.module(body.replace("{own}", "own_one"), registers="")
+    two = pdir.module(body.replace("{own}", "own_two"), registers="")
+    with pytest.warns(PluginWarning) as record:
+        ps = load_plugins([one, two], autoload=False)
+        registry = build_registry(ps)
+    assert len(record) == 1 and "registered twice" in str(record[0].message)
+    assert f"by plugin {one!r} and by {two!r}" in str(record[0].message)
+    # the later plugin is skipped whole: no entry of it is left, its hooks are unregistered
+    assert registry.entry("generator", "same").plugin == one
+    assert registry.names("filter") == ["own_one"]
+    assert list(ps.infos) == [one] and not ps.pm.has_plugin(two)
+    assert registry.warnings == ps.failures and len(ps.failures) == 1
+
+
+def test_a_name_registered_by_two_plugins_is_an_error_in_strict_mode(pdir):
     body = '''
         @hookimpl
         def medgr2_register_generators(registry):
@@ -212,7 +236,7 @@ def test_a_name_registered_by_two_plugins_is_an_error(pdir):
     '''
     one, two = pdir.module(body, registers=""), pdir.module(body, registers="")
     with pytest.raises(RegistryError, match="registered twice"):
-        load_registry([one, two], autoload=False)
+        load_registry([one, two], autoload=False, strict=True)
 
 
 def test_a_plugin_may_override_on_purpose(pdir):
