@@ -367,6 +367,8 @@ class TrainResult(Frozen):
     metrics: dict[str, float] = Field(default_factory=dict)
     history: tuple[dict[str, Any], ...] = ()
     wall_s: float = 0.0
+    warnings: tuple[str, ...] = ()
+    """What degenerated or was adapted on the way (a batch shrunk to fit, a collapse guard that fired)."""
 
 
 class GenerationResult(Frozen):
