@@ -72,11 +72,19 @@ def reject(record: str, reason: str, detail: Any = "") -> Reject:
 
 
 def reject_from_exception(record: str, exc: BaseException) -> Reject:
-    """A reject whose reason names the kind of failure (unsafe path, missing, unreadable)."""
+    """A reject whose reason names the kind of failure (unsafe path, missing, undecodable, too
+    large, unreadable)."""
     if isinstance(exc, UnsafePathError):
         return reject(record, "unsafe_path", exc)
     if isinstance(exc, FileNotFoundError):
         return reject(record, "missing_file", exc)
+    from medgr2_datasets.loaders import ImageTooLargeError
+    from medgr2_datasets.probe import UndecodableImageError
+
+    if isinstance(exc, UndecodableImageError):
+        return reject(record, "undecodable", exc)
+    if isinstance(exc, ImageTooLargeError):
+        return reject(record, "too_large", exc)
     return reject(record, "unreadable", f"{type(exc).__name__}: {exc}")
 
 

@@ -128,8 +128,14 @@ def decode_file(path: Path, ref: ImageRef, max_pixels: int) -> Any:
 
 
 def load_file(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
-    """Loader ``file``: any image PIL reads, converted to 8-bit RGB."""
-    return decode_file(_root_path(ref), ref, max_pixels)
+    """Loader ``file``: any image PIL reads, converted to 8-bit RGB (PIL tells the format by
+    content); a DICOM file (``DICM`` at byte 128), whatever its name, is decoded as DICOM."""
+    from medgr2_datasets.probe import sniff_format
+
+    path = _root_path(ref)
+    if sniff_format(path) == "dicom":
+        return decode_dicom(path, ref, max_pixels, DEFAULT_CT_WINDOW)
+    return decode_file(path, ref, max_pixels)
 
 
 # ------------------------------------------------------------------------------------ dicom
@@ -345,8 +351,11 @@ def load_pkg(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW,
 ) -> Any:
-    """Loader ``pkg``: an image bundled with an installed package (DICOM or ordinary file)."""
+    """Loader ``pkg``: an image bundled with an installed package (DICOM, told by its content, or
+    an ordinary file)."""
+    from medgr2_datasets.probe import loader_for
+
     path = resolve_pkg(ref.path)
-    if path.suffix.lower() == ".dcm":
+    if loader_for(path) == "dicom":
         return decode_dicom(path, ref, max_pixels, ct_window)
     return decode_file(path, ref, max_pixels)

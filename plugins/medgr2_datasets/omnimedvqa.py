@@ -29,36 +29,47 @@ from medgr2_datasets.common import (
     reject_from_exception,
     safe_path,
 )
+from medgr2_datasets.loaders import ImageTooLargeError
 from medgr2_datasets.options import MedR1Options, OmniMedVQAOptions
+from medgr2_datasets.probe import checked_ref
 
 OPTION_KEYS = tuple(f"option_{c}" for c in "ABCDEFGH")
 ACCESS_FOLDERS = ("Open-access", "Restricted-access")
 
 
 class _ImageIndex:
-    """Resolves and hashes image paths once per path (many questions share one image)."""
+    """Resolves, hashes and checks image paths once per path (many questions share one image).
+
+    With ``check`` (the default), each image must exist and decode fully with the loader its
+    content calls for (DICOM by ``DICM`` at byte 128, else ``file``); an image that does not is
+    raised again, naming the file, for every record that uses it. Without ``check``, files are
+    not opened and the loader comes from the extension (``.dcm``: ``dicom``)."""
 
     def __init__(self, root: Path, check: bool):
         self.root, self.check = root, check
-        self._cache: dict[tuple[str, Modality], ImageRef] = {}
+        self._cache: dict[tuple[str, Modality], ImageRef | BaseException] = {}
 
     def ref(self, rel: str, modality: Modality, record: str) -> ImageRef:
         key = (rel, modality)
         if key not in self._cache:
-            path = safe_path(self.root, rel, record)
-            digest = ""
-            if self.check:
-                if not path.is_file():
-                    raise FileNotFoundError(f"image {rel!r} of record {record} not found under {self.root}")
-                digest = file_sha256(path)
-            self._cache[key] = ImageRef(
-                path=rel.replace("\\", "/"),
-                root=str(self.root),
-                loader="file",
-                sha256=digest,
-                modality=modality,
-            )
-        return self._cache[key]
+            try:
+                self._cache[key] = self._index(rel, modality, record)
+            except (OSError, ValueError) as exc:
+                self._cache[key] = exc
+        found = self._cache[key]
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    def _index(self, rel: str, modality: Modality, record: str) -> ImageRef:
+        path = safe_path(self.root, rel, record)
+        clean = rel.replace("\\", "/")
+        if not self.check:
+            loader = "dicom" if clean.lower().endswith((".dcm", ".dicom")) else "file"
+            return ImageRef(path=clean, root=str(self.root), loader=loader, modality=modality)
+        if not path.is_file():
+            raise FileNotFoundError(f"image {rel!r} of record {record} not found under {self.root}")
+        return checked_ref(self.root, clean, path, file_sha256(path), modality)
 
 
 def _match_answer(answer: str, options: list[str]) -> str | None:
@@ -196,7 +207,7 @@ def _record_reject(rid: str, exc: BaseException) -> Reject:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         return reject(rid, "invalid_sample", first.get("msg", str(exc)))
-    if isinstance(exc, (OSError, UnsafePathError)):
+    if isinstance(exc, (OSError, UnsafePathError, ImageTooLargeError)):
         return reject_from_exception(rid, exc)
     return reject(rid, "invalid_record", exc)
 

@@ -52,7 +52,10 @@ class OmniMedVQAOptions(SourceOptions):
 
     include_restricted: bool = Field(default=True, description="Also read QA_information/Restricted-access.")
     datasets: list[str] | None = Field(default=None, description="Only these dataset files (JSON stem).")
-    check_images: bool = Field(default=True, description="Reject records whose image file is missing.")
+    check_images: bool = Field(
+        default=True,
+        description="Reject records whose image is missing or cannot be decoded (each image decoded once).",
+    )
     modalities: list[Modality] | None = Field(default=None, description="Only records of these modalities.")
     question_types: list[QuestionType] | None = Field(
         default=None, description="Only records of these question types."
@@ -70,7 +73,10 @@ class MedR1Options(SourceOptions):
     splits: list[Literal["train", "test"]] = Field(
         default_factory=lambda: ["train", "test"], description="Which Med-R1 splits to read."
     )
-    check_images: bool = Field(default=True, description="Reject records whose image file is missing.")
+    check_images: bool = Field(
+        default=True,
+        description="Reject records whose image is missing or cannot be decoded (each image decoded once).",
+    )
 
 
 class ImageFolderOptions(SourceOptions):
@@ -82,9 +88,9 @@ class ImageFolderOptions(SourceOptions):
         description="Image file extensions to index (lower case).",
     )
     verify: Verify = Field(
-        default="header",
-        description="none: trust files; header: read sizes (fast); "
-        "decode: decode pixels to catch truncated files.",
+        default="decode",
+        description="decode: decode every image once at load (truncated/corrupt files become rejects); "
+        "header: read sizes only (a truncated file passes, and fails later); none: trust files.",
     )
     class_names: dict[str, str] = Field(
         default_factory=dict, description="Raw class -> human-readable name (overrides built-ins)."
@@ -219,7 +225,9 @@ class DicomOptions(SourceOptions):
     subject_salt: str = Field(
         default="medgr2", description="Salt of the one-way hash that turns PatientID into subject ids."
     )
-    verify: Verify = Field(default="header", description="header: parse tags; decode: also decode pixels.")
+    verify: Verify = Field(
+        default="decode", description="decode: parse tags and decode the pixels once; header: tags only."
+    )
 
 
 class DemoOptions(_Options):

@@ -1,7 +1,9 @@
 """Labelled-image sources: class folders, CSV metadata + image folder, MedMNIST ``.npz``.
 
-Each source indexes lazily: file hashes and image headers are read, pixels are not decoded
-(unless ``verify: decode``). Unreadable or missing files become rejects with a reason.
+Each source hashes every file, picks its loader by content (magic bytes, not the extension)
+and decodes its pixels once (``verify: decode``, the default; cached by content hash), so an
+undecodable file is a reject naming it (reason ``undecodable``), never a crash in a later stage.
+Unreadable or missing files become rejects with a reason.
 """
 
 from __future__ import annotations
@@ -37,30 +39,35 @@ from medgr2_datasets.options import (
 
 
 def index_file(root: Path, rel: str, modality: Modality, verify: str, record: str) -> ImageRef:
-    """Hash (and, unless ``verify='none'``, probe) one image file; raises when it is unusable."""
+    """Hash and check one image file; raises when it is unusable.
+
+    The loader is chosen by content (``DICM`` at byte 128: ``dicom``; else ``file``), never by
+    the extension. ``verify``: ``decode`` (default) decodes the pixels once with the loader's
+    own decoder (cached by content hash), so a truncated or corrupt file raises
+    :class:`~medgr2_datasets.probe.UndecodableImageError` naming it; ``header`` reads only the
+    size (a truncated file passes); ``none`` trusts the file.
+    """
+    from medgr2_datasets.probe import checked_ref
+
     path = safe_path(root, rel, record)
     if not path.is_file():
         raise FileNotFoundError(f"image {rel!r} of record {record} not found under {root}")
     digest = file_sha256(path, resolved=True)
+    ref = checked_ref(root, rel, path, digest, modality, decode=verify == "decode")
+    if verify != "header":
+        return ref
     width = height = None
-    loader = "dicom" if path.suffix.lower() == ".dcm" else "file"
-    if verify != "none" and loader == "file":
+    if ref.loader == "file":
         from PIL import Image
 
         with Image.open(path) as img:
             width, height = img.size
-            if verify == "decode":
-                img.load()
-    elif verify != "none":
+    else:
         import pydicom
 
-        ds = pydicom.dcmread(path, stop_before_pixels=verify != "decode")
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
         width, height = int(ds.get("Columns", 0)) or None, int(ds.get("Rows", 0)) or None
-        if verify == "decode":
-            _ = ds.pixel_array
-    return ImageRef(
-        path=rel, root=str(root), loader=loader, sha256=digest, modality=modality, width=width, height=height
-    )
+    return ref.model_copy(update={"width": width, "height": height})
 
 
 def finish(

@@ -27,6 +27,7 @@ from medgr2_datasets.common import (
 )
 from medgr2_datasets.loaders import dicom_modality, nifti_slice, nifti_volume, package_dirs, resolve_pkg
 from medgr2_datasets.options import DemoOptions, DicomOptions, NiftiOptions, NiftiVolume
+from medgr2_datasets.probe import check_image, loader_for
 from medgr2_datasets.sources import finish, index_file
 
 
@@ -260,7 +261,8 @@ class DicomSource:
         self.options = options
 
     def load(self) -> SeedSet:
-        """Index every DICOM image under root; non-DICOM and pixel-less files are rejects."""
+        """Index every DICOM image under root; non-DICOM, pixel-less and (``verify: decode``, the
+        default) undecodable files are rejects naming the file."""
         o = self.options
         root = Path(o.root)
         name = o.name or root.name
@@ -274,9 +276,7 @@ class DicomSource:
                 ref = ImageRef(path=rel, root=str(root), loader="dicom", sha256=file_sha256(path))
                 new = dicom_items(header, ref, name, rel, o.subject_salt, o.max_frames)
                 if o.verify == "decode":
-                    from medgr2_datasets.loaders import load_dicom
-
-                    load_dicom(new[0].image)
+                    check_image(path, new[0].image)
                 items.extend(new)
             except Exception as exc:  # noqa: BLE001 - unreadable files are rejects
                 kind = type(exc).__name__
@@ -320,7 +320,8 @@ class DemoSource:
         self.options = options
 
     def load(self) -> SeedSet:
-        """Index the demo files that are installed; missing packages are rejects naming the extra."""
+        """Index the demo files that are installed (each decoded once, its loader chosen by content);
+        missing packages are rejects naming the extra."""
         o = self.options
         dirs = package_dirs()
         items: list[SeedItem] = []
@@ -337,13 +338,13 @@ class DemoSource:
             try:
                 path = resolve_pkg(uri)
                 local = f"{package}/{filename}"
-                if path.suffix == ".dcm":
+                if loader_for(path) == "dicom":
                     ref = ImageRef(path=uri, loader="pkg", sha256=file_sha256(path))
-                    items.extend(
-                        dicom_items(dicom_header(path), ref, "demo", local, "demo", o.max_frames, labels)
-                    )
+                    new = dicom_items(dicom_header(path), ref, "demo", local, "demo", o.max_frames, labels)
+                    check_image(path, new[0].image.model_copy(update={"loader": "dicom"}))
+                    items.extend(new)
                 else:
-                    ref = index_file(path.parent, path.name, Modality(modality), "header", uri)
+                    ref = index_file(path.parent, path.name, Modality(modality), "decode", uri)
                     ref = ref.model_copy(update={"path": uri, "root": None, "loader": "pkg"})
                     items.append(
                         SeedItem(

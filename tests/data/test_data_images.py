@@ -168,8 +168,10 @@ def test_corrupt_files_are_skipped_with_reasons(tmp_path, registry):
         "benign/garbage.png",
         "malignant/truncated.png",
     ]
-    assert all(r.reason == "unreadable" and r.detail for r in seed.rejects)
-    fast = registry.create("dataset", "folders", {"root": str(root)}).load()  # header check only
+    assert all(r.reason == "undecodable" and repr(r.id) in r.detail for r in seed.rejects)
+    default = registry.create("dataset", "folders", {"root": str(root)}).load()  # decode is the default
+    assert [r.model_dump() for r in default.rejects] == [r.model_dump() for r in seed.rejects]
+    fast = registry.create("dataset", "folders", {"root": str(root), "verify": "header"}).load()
     assert {r.id for r in fast.rejects} == {"benign/empty.jpg", "benign/garbage.png"}
 
 
