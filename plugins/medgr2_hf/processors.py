@@ -6,20 +6,21 @@ it works for tiny and real Qwen2.5-VL checkpoints alike. Importing this module r
 ``AutoProcessor`` (under its class name, so real checkpoints keep their own processor): without
 the registration ``AutoProcessor.from_pretrained`` silently returns only the tokenizer and images
 are dropped without an error.
+
+The class lives in :mod:`medgr2_hf.processing_medgr2`, a file that imports only transformers: it
+is copied into every folder the processor saves, whose ``processor_config.json`` then names the
+stock ``Qwen2_5_VLProcessor`` (loads where torchvision is installed) with an ``auto_map`` to the
+copy (``trust_remote_code=True`` loads it without torchvision; without the flag loading fails
+loudly instead of returning a bare tokenizer).
 """
 
 from __future__ import annotations
 
 from transformers import AutoProcessor, PretrainedConfig
-from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 
+from medgr2_hf.processing_medgr2 import Qwen2_5_VLImageProcessor, standardize_processor_folder
 
-class Qwen2_5_VLImageProcessor(Qwen2_5_VLProcessor):
-    """A Qwen2.5-VL processor for images only (no video processor, hence no torchvision)."""
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        kwargs.pop("video_processor", None)
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+__all__ = ["Qwen2_5_VLImageProcessor", "register", "standardize_processor_folder"]
 
 
 class _ImageOnlyProcessorKey(PretrainedConfig):

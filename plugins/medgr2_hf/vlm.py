@@ -26,9 +26,11 @@ def load_processor(path: Path) -> Any:
     import medgr2_hf.processors  # noqa: F401 - registers the torchvision-free processors
 
     try:
-        processor = AutoProcessor.from_pretrained(path)
+        # Never runs the folder's own code: a folder medgr2 saved names the stock Qwen2_5_VLProcessor
+        # (with torchvision it loads as is) and carries processing_medgr2.py for stock loaders.
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     except (ImportError, ValueError, OSError) as exc:
-        if "torchvision" not in str(exc) and "video" not in str(exc).lower():
+        if "torchvision" not in str(exc).lower() and "video" not in str(exc).lower():
             raise ProcessorError(f"cannot load the processor of {path}: {exc}") from exc
         # A real Qwen2.5-VL folder without torchvision: its video processor cannot load.
         from medgr2_hf.processors import Qwen2_5_VLImageProcessor

@@ -133,6 +133,53 @@ def build_terms(specs: Sequence[RewardTermSpec], context: StageContext,
     return terms, [s.weight for s in specs]
 
 
+def fit_generation_batch(config_cls: Any, output_dir: Path, kwargs: dict[str, Any], n_samples: int,
+                         opts: GRPOOptions) -> tuple[Any, list[str]]:
+    """The GRPO config, its per-device batch lowered when ``n_samples`` prompts cannot fill one
+    generation batch (TRL drops incomplete batches: 0 optimiser steps), with a note saying so.
+
+    Raises:
+        ValueError: not even a per-device batch of 1 fits (gradient accumulation × processes ask
+            for more prompts than there are samples), or the batch was fixed through ``trl_args``.
+    """
+    config = config_cls(output_dir=str(output_dir), **kwargs)
+    g = config.num_generations
+    needed = config.generation_batch_size // g
+    if needed <= n_samples:
+        return config, []
+    per_device, accum = config.per_device_train_batch_size, config.steps_per_generation
+    fixed = {"generation_batch_size", "steps_per_generation"} & set(opts.trl_args)
+    fits = [b for b in range(per_device - 1, 0, -1)
+            if (b * accum) % g == 0 and (b * config.world_size * accum) % g == 0
+            and b * config.world_size * accum // g <= n_samples]
+    if fixed or not fits:
+        raise ValueError(
+            f"grpo: {n_samples} sample(s) cannot fill one generation batch of {needed} prompts × {g} generations "
+            f"(per_device_train_batch_size {per_device} × {config.world_size} process(es) × "
+            f"{accum} steps per generation), so GRPO would take 0 optimiser steps. "
+            + (f"Remove {sorted(fixed)} from trl_args or give more samples"
+               if fixed else "Lower gradient_accumulation_steps or num_generations, or give more samples"))
+    new = fits[0]
+    config = config_cls(output_dir=str(output_dir), **{**kwargs, "per_device_train_batch_size": new})
+    note = (f"grpo: {n_samples} sample(s) cannot fill one generation batch of {needed} prompts × {g} generations; "
+            f"per_device_train_batch_size lowered from {per_device} to {new} "
+            f"({config.generation_batch_size // g} prompt(s) per generation batch) so that GRPO takes optimiser steps")
+    return config, [note]
+
+
+def _make_guard(opts: GRPOOptions, samples: Sequence[VQASample], fmt: str, processor: Any, output_dir: Path,
+                write: Callable[[dict[str, Any]], None], context: StageContext) -> Any:
+    from medgr2_trl.guard import collapse_guard, probe_samples, valid_rate
+
+    spec = opts.collapse_guard
+    assert spec is not None
+    probe = probe_samples(samples, spec.probe_size)
+    images = [common.sample_images(s, context) for s in probe]
+    tokens = spec.max_new_tokens or opts.max_completion_length
+    return collapse_guard(spec, lambda model: valid_rate(model, processor, probe, images, fmt, tokens),
+                          len(probe), output_dir, write, context.reporter)
+
+
 class GRPOPolicyTrainer:
     """GRPO on a VLM policy with weighted reward terms (R_φ, answer match, format ...)."""
 
@@ -160,12 +207,12 @@ class GRPOPolicyTrainer:
         from datasets import Dataset
         from trl import GRPOConfig, GRPOTrainer
 
-        opts = self.options
-        common.set_threads(opts)
+        common.set_threads(self.options)
         output_dir = Path(output_dir)
-        fmt = common.answer_format(opts, context)
-        terms, weights = build_terms(opts.reward, context, opts.num_generations)
-        model, processor = common.load_policy(Path(model_path), bf16=common.use_bf16(opts))
+        fmt = common.answer_format(self.options, context)
+        terms, weights = build_terms(self.options.reward, context, self.options.num_generations)
+        model, processor = common.load_policy(Path(model_path), bf16=common.use_bf16(self.options))
+        opts = self.options.resolved(common.model_params(model))  # learning rate and beta for this size
         if opts.beta > 0 and opts.lora is None:
             # The reference model reloads from the policy's folder: it must be the saved starting point.
             model.config._name_or_path = str(Path(model_path).resolve())
@@ -177,12 +224,30 @@ class GRPOPolicyTrainer:
             scale_rewards=opts.scale_rewards, reward_weights=weights, use_vllm=opts.use_vllm,
             vllm_mode=opts.vllm_mode, log_completions=False)
         kwargs.update(opts.trl_args)
-        config = GRPOConfig(output_dir=str(output_dir), **kwargs)
+        config, notes = fit_generation_batch(GRPOConfig, output_dir, kwargs, len(samples), opts)
+        for note in notes:
+            context.reporter.log(f"[yellow]{note}[/]")
         history: list[dict[str, Any]] = []
+        callbacks = common.make_callbacks(output_dir, history, context)
+        guard = None
+        if opts.collapse_guard is not None:
+            guard = _make_guard(opts, samples, fmt, processor, output_dir, callbacks[0].write, context)
+            callbacks.append(guard)
         trainer = GRPOTrainer(model=model, reward_funcs=terms, args=config, train_dataset=dataset,
                               processing_class=processor, peft_config=common.lora_config(opts),
-                              callbacks=common.make_callbacks(output_dir, history, context))
-        return common.run_training(trainer, opts, output_dir, history, processor, context, started)
+                              callbacks=callbacks)
+        if guard is not None:
+            guard.trainer = trainer
+        result = common.run_training(
+            trainer, opts, output_dir, history, processor, context, started, guard=guard, warnings_=notes,
+            metrics={"beta": float(opts.beta), "per_device_train_batch_size": float(config.per_device_train_batch_size),
+                     "prompts_per_step": float(config.generation_batch_size // config.num_generations
+                                               // config.steps_per_generation)})
+        from medgr2_hf.cards import write_training_card  # the model card (README.md) of the saved folder
+
+        write_training_card(result, samples=samples, base_model=model_path, method="GRPO",
+                            answer_format=fmt, context=context, output_dir=output_dir)
+        return result
 
 
 __all__ = ["GRPOPolicyTrainer", "RewardMonitor", "RewardTerm", "build_terms", "completion_text", "grpo_rows"]

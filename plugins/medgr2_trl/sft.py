@@ -58,8 +58,18 @@ class SFTPolicyTrainer:
                       dataset_kwargs={"skip_prepare_dataset": True})
         kwargs.update(opts.trl_args)
         config = SFTConfig(output_dir=str(output_dir), **kwargs)
+        if config.dataloader_drop_last and len(samples) < config.per_device_train_batch_size * config.world_size:
+            raise ValueError(
+                f"sft: {len(samples)} sample(s) cannot fill one batch of {config.per_device_train_batch_size} × "
+                f"{config.world_size} process(es) with dataloader_drop_last, so SFT would take 0 optimiser steps: "
+                "lower per_device_train_batch_size or drop dataloader_drop_last from trl_args")
         history: list[dict[str, Any]] = []
         trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor,
                              peft_config=common.lora_config(opts),
                              callbacks=common.make_callbacks(output_dir, history, context))
-        return common.run_training(trainer, opts, output_dir, history, processor, context, started)
+        result = common.run_training(trainer, opts, output_dir, history, processor, context, started)
+        from medgr2_hf.cards import write_training_card  # the model card (README.md) of the saved folder
+
+        write_training_card(result, samples=samples, base_model=model_path, method="SFT",
+                            answer_format=fmt, context=context, output_dir=output_dir)
+        return result
