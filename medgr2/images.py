@@ -46,10 +46,29 @@ def resolve_inside(root: str | os.PathLike[str], relative: str, *, record: str =
     return candidate
 
 
+class ImageDecodeError(OSError):
+    """An image could not be decoded; the message names the file, its root and its loader."""
+
+
 def open_image(ref: ImageRef, registry: Registry | None = None) -> Any:
-    """Decode ``ref`` to a ``PIL.Image.Image`` with the loader it names."""
+    """Decode ``ref`` to a ``PIL.Image.Image`` with the loader it names.
+
+    A decoder failure (``OSError`` such as PIL's "image file is truncated") is raised again as
+    :class:`ImageDecodeError` (an ``OSError`` too) naming the file; a missing file stays a
+    ``FileNotFoundError``. Dataset sources decode every image once at load, so this is a last line.
+    """
     from medgr2.plugins import ensure_registry
 
     registry = ensure_registry(registry)
     loader = registry.get("image_loader", ref.loader)
-    return loader(ref)
+    try:
+        return loader(ref)
+    except (FileNotFoundError, ImageDecodeError):
+        raise
+    except OSError as exc:
+        where = f" under {ref.root}" if ref.root else ""
+        frame = f" (frame {ref.frame})" if ref.frame is not None else ""
+        raise ImageDecodeError(
+            f"cannot decode image {ref.path!r}{frame}{where} with loader {ref.loader!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc

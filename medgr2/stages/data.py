@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medgr2.data import Modality, QuestionType, Reject, SeedItem, Split, VQASample
+from medgr2.data import Modality, QuestionType, Reject, SeedItem, VQASample, stable_hash
 from medgr2.interfaces import SeedSet
 
 if TYPE_CHECKING:
@@ -45,6 +45,61 @@ def _spec_parts(spec: Any) -> tuple[str, dict[str, Any]]:
     return spec.name, dict(spec.options)
 
 
+CONTENT_DUPLICATE = "content_duplicate"
+"""Reject reason of a *warning*: a ready-made question with the same content as another one
+(same images, question, options and answer) but its own question id. It is kept, not dropped."""
+
+WARNING_REASONS = frozenset({CONTENT_DUPLICATE})
+"""Reasons of entries in ``SeedSet.rejects`` that report something kept (warnings), not refused."""
+
+
+def _question_key(s: VQASample) -> tuple[str, str, str]:
+    return (s.provenance.source_dataset, s.provenance.source_id, s.provenance.generator)
+
+
+def _question_name(s: VQASample) -> str:
+    p = s.provenance
+    return f"{p.source_dataset or '?'}/{p.source_id or s.id}"
+
+
+def keep_every_question(
+    samples: Iterable[VQASample], seen: dict[str, VQASample] | None = None, source: str = ""
+) -> tuple[list[VQASample], list[Reject]]:
+    """Ready-made (benchmark) samples with distinct ids, none dropped for sharing content.
+
+    A sample's default id is a hash of its content, so two question ids with byte-identical
+    images and text would share one id. Here the later one gets an id of its own (the content id
+    hashed with its source dataset and question id) and a warning (reason
+    :data:`CONTENT_DUPLICATE`) is reported; both count in an evaluation. Only the same question
+    seen twice (same source dataset and question id, same content) is dropped, as ``duplicate``.
+    ``seen`` (id -> sample, updated in place) carries the ids taken so far across calls.
+    """
+    seen = {} if seen is None else seen
+    kept: list[VQASample] = []
+    notes: list[Reject] = []
+    where = f"source {source}" if source else "this source"
+    for s in samples:
+        first = seen.get(s.id)
+        if first is not None and _question_key(first) != _question_key(s):
+            other = first
+            s = s.model_copy(update={"id": stable_hash(s.id, *_question_key(s))})
+            first = seen.get(s.id)
+            if first is None:
+                notes.append(Reject(
+                    stage="data", id=s.id, reason=CONTENT_DUPLICATE,
+                    detail=(f"warning (kept): question {_question_name(s)} has the same image(s), question, "
+                            f"options and answer as question {_question_name(other)} (sample {other.id}); "
+                            "both are kept and counted"),
+                ))
+        if first is not None:
+            notes.append(Reject(stage="data", id=s.id, reason="duplicate",
+                                detail=f"question {_question_name(s)} was already loaded ({where})"))
+            continue
+        seen[s.id] = s
+        kept.append(s)
+    return kept, notes
+
+
 def load_seed(
     specs: Sequence[DatasetSpec | dict[str, Any]],
     registry: Registry | None = None,
@@ -52,8 +107,11 @@ def load_seed(
 ) -> SeedSet:
     """Load and merge several dataset sources (writes nothing).
 
-    Items or samples whose id was already loaded by an earlier source are dropped into the
-    rejects (reason ``duplicate``); every source keeps its own splits.
+    Items whose id was already loaded by an earlier source are dropped into the rejects (reason
+    ``duplicate``). Ready-made samples (benchmarks) are never dropped for sharing content with
+    another question: :func:`keep_every_question` gives them ids of their own and reports a
+    warning (reason :data:`CONTENT_DUPLICATE`); only the same question loaded twice is dropped.
+    Every source keeps its own splits.
     """
     from medgr2.plugins import ensure_registry
 
@@ -66,7 +124,7 @@ def load_seed(
     samples: list[VQASample] = []
     rejects: list[Reject] = []
     seen_items: set[str] = set()
-    seen_samples: set[str] = set()
+    seen_samples: dict[str, VQASample] = {}
     with reporter.task("load data", total=len(specs)) as task:
         for spec in specs:
             name, options = _spec_parts(spec)
@@ -79,32 +137,21 @@ def load_seed(
                 else:
                     seen_items.add(it.id)
                     items.append(it)
-            for s in loaded.samples:
-                if s.id in seen_samples:
-                    rejects.append(Reject(stage="data", id=s.id, reason="duplicate", detail=f"source {name}"))
-                else:
-                    seen_samples.add(s.id)
-                    samples.append(s)
+            kept, notes = keep_every_question(loaded.samples, seen_samples, name)
+            samples.extend(kept)
             rejects.extend(loaded.rejects)
+            rejects.extend(notes)
             task.advance(
                 1, items=len(loaded.items), samples=len(loaded.samples), rejected=len(loaded.rejects)
             )
     return SeedSet(items=tuple(items), samples=tuple(samples), rejects=tuple(rejects))
 
 
-def split_items(seed: SeedSet, split: Split) -> list[SeedItem]:
-    """The seed items of one split."""
-    return [it for it in seed.items if it.split == split]
-
-
-def split_samples(seed: SeedSet | Iterable[VQASample], split: Split) -> list[VQASample]:
-    """The ready-made samples of one split (from a seed set or any iterable of samples)."""
-    samples = seed.samples if isinstance(seed, SeedSet) else seed
-    return [s for s in samples if s.split == split]
-
-
 def summarize(seed: SeedSet, samples: Sequence[VQASample] = ()) -> dict[str, Any]:
     """Counts for ``medgr2 data inspect``: per split, modality, dataset, class, question type, rejects.
+
+    ``rejects`` counts what was refused; ``warnings`` what was kept with a warning (content
+    duplicates among benchmark questions); ``rejects_by_reason`` lists both by reason.
 
     ``samples`` adds generated questions to the source's own ready-made samples.
     """
@@ -127,7 +174,8 @@ def summarize(seed: SeedSet, samples: Sequence[VQASample] = ()) -> dict[str, Any
         "by_dataset": dict(Counter(r[2] for r in records)),
         "by_class": dict(classes.most_common()),
         "by_question_type": dict(Counter(s.question_type.value for s in all_samples)),
-        "rejects": len(seed.rejects),
+        "rejects": sum(r.reason not in WARNING_REASONS for r in seed.rejects),
+        "warnings": sum(r.reason in WARNING_REASONS for r in seed.rejects),
         "rejects_by_reason": dict(Counter(r.reason for r in seed.rejects)),
     }
 

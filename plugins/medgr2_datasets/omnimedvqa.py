@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from medgr2.data import ImageRef, Modality, Provenance, QuestionType, Reject, VQASample
 from medgr2.images import UnsafePathError
 from medgr2.interfaces import SeedSet
+from medgr2.stages.data import keep_every_question
 from medgr2_datasets.common import (
     file_sha256,
     grouped_splits,
@@ -133,8 +134,15 @@ class OmniMedVQASource:
                 except (ValueError, OSError, KeyError, TypeError) as exc:
                     rejects.append(_record_reject(rid, exc))
                 if o.limit and len(samples) >= o.limit:
-                    return SeedSet(samples=_with_splits(samples, o.seed, o.fractions), rejects=rejects)
-        return SeedSet(samples=_with_splits(samples, o.seed, o.fractions), rejects=rejects)
+                    return self._finish(samples, rejects)
+        return self._finish(samples, rejects)
+
+    def _finish(self, samples: list[VQASample], rejects: list[Reject]) -> SeedSet:
+        """Splits, and an id of its own for every question id (content duplicates are warned
+        about, never dropped: a benchmark keeps its denominator)."""
+        o = self.options
+        samples, notes = keep_every_question(samples, source="omnimedvqa")
+        return SeedSet(samples=_with_splits(samples, o.seed, o.fractions), rejects=[*rejects, *notes])
 
     def wanted(self, rec: Any) -> bool:
         """Whether a record passes the ``modalities``/``question_types`` filters (checked before
@@ -296,7 +304,8 @@ class MedR1Source:
                         samples.append(self._sample(rec, f.stem, split, images, rid))
                     except (ValueError, OSError, KeyError, TypeError) as exc:
                         rejects.append(_record_reject(rid, exc))
-        return SeedSet(samples=samples[: o.limit] if o.limit else samples, rejects=rejects)
+        samples, notes = keep_every_question(samples[: o.limit] if o.limit else samples, source="medr1")
+        return SeedSet(samples=samples, rejects=[*rejects, *notes])
 
     def _sample(self, rec: Any, stem: str, split: str, images: _ImageIndex, rid: str) -> VQASample:
         if not isinstance(rec, dict):

@@ -101,7 +101,8 @@ def test_medr1_split_files(omni):
     assert {s.modality for s in seed.samples} == {Modality.CT}
     assert {s.question_type for s in seed.samples} == {QuestionType.ANATOMY_IDENTIFICATION}
     assert all(s.answer == "Lung" for s in seed.samples)
-    assert len(seed.rejects) == 2
+    assert Counter(r.reason for r in seed.rejects) == {"invalid_record": 2, "content_duplicate": 4}
+    assert len({s.id for s in seed.samples}) == 5  # five question records, five ids (none dropped)
 
 
 def test_limit_stops_across_files(omni):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from medgr2.interfaces import StageContext
-from medgr2.stages.data import export_omnimedvqa, load_seed, split_items, summarize
+from medgr2.stages.data import export_omnimedvqa, load_seed, summarize
 from medgr2_datasets.fixtures import write_omnimedvqa_fixture
 
 
@@ -40,7 +40,6 @@ def test_load_seed_merges_and_drops_duplicates(tmp_path, registry):
     demo = load_seed([{"name": "demo"}], registry)
     assert len(seed.items) == len(demo.items) and len(seed.samples) == 12
     assert sum(r.reason == "duplicate" for r in seed.rejects) == len(demo.items)
-    train = split_items(seed, "train")
-    assert train and all(it.split == "train" for it in train)
+    assert {it.split for it in seed.items} == {"train", "val", "test"}
     summary = summarize(seed)
     assert summary["total"] == len(seed.items) and sum(summary["by_modality"].values()) == summary["total"]
