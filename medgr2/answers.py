@@ -95,8 +95,16 @@ _LETTER_FORMS = (
 )
 
 
-def _boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` (balanced braces), or ``None``."""
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` (balanced braces, not stripped), or ``None`` when
+    there is none or its braces never close. The one ``\\boxed{}`` parser of the project: the
+    evaluation scorers use it too.
+
+    >>> last_boxed("\\\\boxed{A} then \\\\boxed{ \\\\text{B} }")
+    ' \\\\text{B} '
+    >>> last_boxed("\\\\boxed{}"), last_boxed("\\\\boxed{x"), last_boxed("no box")
+    ('', None, None)
+    """
     start = text.rfind("\\boxed{")
     if start < 0:
         return None
@@ -183,7 +191,7 @@ def extract(text: str | None, options: Sequence[str]) -> str:
     tags = _ANSWER_TAG.findall(text)
     if tags:
         return _decide(tags[-1], options)
-    boxed = _boxed(text)
+    boxed = last_boxed(text)
     if boxed is not None:
         return _decide(re.sub(r"\\text\{([^}]*)\}", r"\1", boxed), options)
     body = _THINK.sub(" ", text).strip()

@@ -10,6 +10,7 @@ SCORER_TARGETS = {
     "omnimedvqa": "medgr2_eval.scorers:omnimedvqa",
     "medevalkit": "medgr2_eval.scorers:medevalkit",
     "vlmevalkit": "medgr2_eval.scorers:vlmevalkit",
+    "vlmevalkit-2024": "medgr2_eval.scorers:vlmevalkit_2024",
 }
 
 
@@ -17,7 +18,7 @@ SCORER_TARGETS = {
 def medgr2_register_scorers(registry) -> None:
     """The published scoring protocols (see ``medgr2 eval scorers``)."""
     for name, target in SCORER_TARGETS.items():
-        config = "medgr2_eval.options:VLMEvalKitOptions" if name == "vlmevalkit" else None
+        config = "medgr2_eval.options:VLMEvalKitOptions" if name.startswith("vlmevalkit") else None
         registry.add(name, target, config=config)
 
 

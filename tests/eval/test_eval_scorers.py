@@ -19,6 +19,7 @@ from medgr2_eval.scorers import (
     omnimedvqa,
     source_rule,
     vlmevalkit,
+    vlmevalkit_2024,
 )
 
 OPTS = ("normal", "pneumonia", "pleural effusion")
@@ -29,7 +30,8 @@ MEDGR2_TABLE = [
     ("pneumonia", OPTS, GT, True, True, 1),  # exact
     ("Pneumonia.", OPTS, GT, True, True, 1),  # lowercase + punctuation stripped
     ("  PNEUMONIA!  ", OPTS, GT, True, True, 1),  # whitespace stripped
-    ("pleural   effusion", OPTS, GT, False, True, 2),  # whitespace collapsed: valid but wrong
+    ("pleural   effusion", OPTS, GT, False, False, None),  # inner whitespace kept: no option (authors)
+    ("pleural effusion", OPTS, GT, False, True, 2),  # another option: valid but wrong
     ("Normal", OPTS, GT, False, True, 0),  # another option: wrong, valid
     ("B", OPTS, GT, False, False, None),  # a letter matches no option text: invalid
     ("pneumonia (B)", OPTS, GT, False, False, None),  # extra text: no exact match -> invalid
@@ -87,10 +89,13 @@ MEDEVALKIT_TABLE = [
     ("there is consolidation, probably pneumonic", OPTS, GT, True, True, 1),  # difflib fallback
     ("", OPTS, GT, False, True, 0),  # fallback defaults to option A
     ("", ("yes", "no"), "yes", True, True, 0),  # ... which MedEvalKit scores right
+    ("\\boxed{}", ("yes", "no"), "yes", True, True, 0),  # an empty box is "": option A too
+    ("C", ("yes", "no", "yes"), "yes", True, True, 2),  # repeated text: the last letter is the truth
+    ("A", ("yes", "no", "yes"), "yes", False, True, 0),
     ("B", (), GT, False, False, None),
 ]
 
-VLMEVALKIT_TABLE = [
+VLMEVALKIT_2024_TABLE = [
     ("B", OPTS, GT, True, True, 1),  # unique letter token
     ("(B) pneumonia", OPTS, GT, True, True, 1),
     ("The answer is B.", OPTS, GT, True, True, 1),
@@ -110,11 +115,22 @@ VLMEVALKIT_TABLE = [
     ("B", (), GT, False, False, None),
 ]
 
+VLMEVALKIT_TABLE = [  # current VLMEvalKit (more cases in test_eval_protocol_tables.py)
+    ("B", OPTS, GT, True, True, 1),
+    ("(B) pneumonia", OPTS, GT, True, True, 1),
+    ("The answer is A.", OPTS, GT, False, True, 0),  # "A" is no article without VERBOSE
+    ("A lesion with consolidation suggests pneumonia", OPTS, GT, True, True, 1),  # A too early; text
+    ("Cannot determine the answer: pneumonia?", OPTS, GT, False, False, None),
+    ("pneumonia", OPTS, GT, True, True, 1),
+    ("B", (), GT, False, False, None),
+]
+
 TABLES = {
     "medgr2": (medgr2, MEDGR2_TABLE),
     "med-r1": (med_r1, MED_R1_TABLE),
     "omnimedvqa": (omnimedvqa, OMNI_TABLE),
     "medevalkit": (medevalkit, MEDEVALKIT_TABLE),
+    "vlmevalkit-2024": (vlmevalkit_2024, VLMEVALKIT_2024_TABLE),
     "vlmevalkit": (vlmevalkit, VLMEVALKIT_TABLE),
 }
 
@@ -162,6 +178,7 @@ def test_protocols_disagree_on_the_same_answers():
         ("Which organ? (A) liver (B) spleen (C) kidney", ("liver", "spleen", "kidney")),
         ("Which organ?\nA) liver\nB) left kidney\nAnswer with the letter.", ("liver", "left kidney")),
         ("Options: A: benign B: malignant", ("benign", "malignant")),
+        ("What modality is used? A)MRI, B)CT scan, C)X-ray", ("MRI", "CT scan", "X-ray")),  # Med-R1
         ("Is this a normal scan?", ()),
         ("Grade A. Is it?", ()),  # a lone marker is not a list
     ],
@@ -186,7 +203,9 @@ def test_gt_index(options, gt, index):
 
 
 def test_normalize():
-    assert normalize(" Pleural  Effusion. ") == "pleural effusion"
+    """The authors' normalize_answer: lowercase, no punctuation, ends trimmed, inner spaces kept."""
+    assert normalize(" Pleural Effusion. ") == "pleural effusion"
+    assert normalize("Stage  C") == "stage  c"
 
 
 class _Judge(BaseHTTPRequestHandler):
