@@ -21,9 +21,18 @@ What the engine guarantees:
   :class:`StartPacer`).
 * **One retry loop.** Exponential backoff with full jitter, ``Retry-After`` honoured, at most
   ``max_retries`` retries, then :class:`RequestFailed` with the last error.
+* **One back-off for the whole client.** A ``Retry-After`` (429/503) pauses *every* attempt of
+  the engine (one endpoint) until it has passed, not just the request that got it; a 429/503
+  also halves the attempts allowed in flight, which then grow back by one per round of
+  successes (:class:`AdaptiveGate`). ``benchmarks/bench_engine_ratelimit.py`` measures it.
+* **Permanent errors stop early.** 401/403, 404 and a 400 on ``abort_after_invalid`` requests in
+  a row mean every other request fails the same way: no new attempt starts, and
+  :meth:`RequestEngine.run_jobs` raises :class:`~medgr2.errors.PermanentError` naming the fix.
 * **Cache and resume.** Successful replies are appended to a JSONL cache (flush + fsync per
   record) under the caller's key; failures are never cached. A torn last line (kill -9
-  mid-write) is dropped on reload. Re-running the same work asks only for missing keys.
+  mid-write) is dropped on reload. Re-running the same work asks only for missing keys
+  (``request(..., use_cache=False)`` asks again and the new reply replaces the old one).
+  Secrets are redacted (:func:`medgr2.errors.redact`) from everything cached or reported.
 * **Graceful stop.** When ``stop`` (a :class:`threading.Event`) is set, no new job or attempt
   starts; in-flight attempts finish and are cached.
 
@@ -47,68 +56,44 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from medgr2.data import Ledger, stable_hash
+from medgr2.errors import (
+    RETRYABLE_STATUS,
+    FatalError,
+    PermanentError,
+    RequestFailed,
+    RetryableError,
+    Stopped,
+    classify_status,
+    parse_retry_after,
+    permanent_kind,
+    redact,
+    redact_data,
+)
 from medgr2.store import JsonlAppender, read_jsonl
+
+__all__ = [
+    "RETRYABLE_STATUS",
+    "AdaptiveGate",
+    "EngineOptions",
+    "EngineStats",
+    "FatalError",
+    "PermanentError",
+    "Reply",
+    "RequestEngine",
+    "RequestFailed",
+    "ResponseCache",
+    "RetryableError",
+    "StartPacer",
+    "Stopped",
+    "TpmLimiter",
+    "classify_status",
+    "parse_retry_after",
+    "request_key",
+    "run_sync",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
-"""HTTP statuses worth retrying (timeouts, rate limits, conflicts, server errors)."""
-
-
-class RetryableError(Exception):
-    """A transient failure: the engine retries it (after ``retry_after`` s when given)."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.status = status
-
-
-class FatalError(Exception):
-    """A failure that retrying cannot fix (bad request, authentication ...)."""
-
-
-class RequestFailed(Exception):
-    """A request gave up (fatal error, or retries exhausted); the message says why."""
-
-    def __init__(self, message: str, attempts: int):
-        super().__init__(message)
-        self.attempts = attempts
-
-
-class Stopped(Exception):
-    """The engine's stop event was set before the request could finish."""
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); ``None`` if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-def classify_status(status: int, message: str, retry_after: str | None = None) -> Exception:
-    """The engine error for an HTTP error status: retryable (408/429/5xx ...) or fatal."""
-    if status in RETRYABLE_STATUS:
-        return RetryableError(
-            f"HTTP {status}: {message}", retry_after=parse_retry_after(retry_after), status=status
-        )
-    return FatalError(f"HTTP {status}: {message}")
-
 
 @dataclass
 class Reply:
@@ -148,6 +133,16 @@ class EngineOptions(BaseModel):
         ge=0,
         le=60,
         description="Least time between two attempt starts (0: none); spreads bursts (see StartPacer).",
+    )
+    abort_after_invalid: int = Field(
+        default=3,
+        ge=1,
+        description="Stop everything after this many requests in a row are refused as invalid (HTTP 400/422).",
+    )
+    shared_backoff: bool = Field(
+        default=True,
+        description="A Retry-After pauses every request and a 429 lowers concurrency (False: only the "
+        "request that got it waits; for comparisons).",
     )
 
 
@@ -193,6 +188,66 @@ class StartPacer:
             now = loop.time()
 
 
+class AdaptiveGate:
+    """Admits attempts: at most ``limit`` in flight, none during a shared pause.
+
+    * :meth:`throttle` (a 429/503): pause every new attempt until ``now + retry_after`` and halve
+      the limit, at most once per round (a throttle of an attempt that started before the last
+      decrease does not decrease again: it reports the same congestion);
+    * :meth:`success`: the limit grows by ``1/limit`` (one more slot per round of successes),
+      up to ``ceiling``.
+    """
+
+    def __init__(self, ceiling: int, adaptive: bool = True):
+        self.ceiling, self.adaptive = ceiling, adaptive
+        self.limit = float(ceiling)
+        self.active = 0
+        self.pause_until = 0.0
+        self.last_decrease = float("-inf")
+        self.decreases = 0
+        self.paused_s = 0.0
+        self._cond = asyncio.Condition()
+
+    def paused(self, now: float) -> float:
+        """Seconds left of the shared pause (0: none)."""
+        return max(0.0, self.pause_until - now)
+
+    async def acquire(self, check: Callable[[], None]) -> float:
+        """Wait for a slot (``check()`` raises to give up); returns the loop time it was admitted."""
+        loop = asyncio.get_running_loop()
+        async with self._cond:
+            while self.active >= max(1, int(self.limit)):
+                check()
+                try:
+                    await asyncio.wait_for(self._cond.wait(), 0.25)
+                except (asyncio.TimeoutError, TimeoutError):
+                    pass
+            self.active += 1
+        return loop.time()
+
+    async def release(self) -> None:
+        async with self._cond:
+            self.active -= 1
+            self._cond.notify(max(1, int(self.limit) - self.active))
+
+    def success(self) -> None:
+        if self.adaptive and self.limit < self.ceiling:
+            self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+
+    def throttle(self, started: float, retry_after: float | None) -> None:
+        """A 429/503 for an attempt admitted at ``started`` (loop time)."""
+        now = asyncio.get_running_loop().time()
+        if retry_after:
+            end = now + retry_after
+            if end > self.pause_until:
+                self.paused_s += end - max(now, self.pause_until)
+                self.pause_until = end
+        if self.adaptive and started >= self.last_decrease:
+            self.limit = max(1.0, self.limit / 2)
+            self.last_decrease = now
+            self.decreases += 1
+
+
 class TpmLimiter:
     """A sliding 60 s window of tokens: a request waits until its estimate fits under ``tpm``."""
 
@@ -227,6 +282,12 @@ class TpmLimiter:
         if entry in self._log:
             self._used += actual - entry[1]
         entry[1] = float(actual)
+
+
+def _redacted(reply: Reply) -> Reply:
+    """``reply`` with secrets redacted from its text (the same object when there are none)."""
+    text = redact(reply.text)
+    return reply if text == reply.text else Reply(**{**asdict(reply), "text": text})
 
 
 class ResponseCache:
@@ -267,6 +328,7 @@ class ResponseCache:
 
     def add(self, key: str, reply: Reply) -> None:
         """Persist ``reply`` now, from synchronous code (returns once it is on disk)."""
+        reply = _redacted(reply)
         self._write([(key, reply)])
         self.entries[key] = reply
 
@@ -274,7 +336,7 @@ class ResponseCache:
         """Persist ``reply`` (group commit on the writer thread; returns once it is on disk)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._pending.append((key, reply, done))
+        self._pending.append((key, _redacted(reply), done))
         if not self._flushing:
             self._flushing = True
             loop.create_task(self._flush())
@@ -326,6 +388,7 @@ class EngineStats:
     errors: dict[str, int] = field(default_factory=dict)
     max_in_flight: int = 0
     shared: int = 0
+    throttled: int = 0
 
 
 def request_key(**parts: Any) -> str:
@@ -346,6 +409,8 @@ class RequestEngine:
         stop: the graceful-stop event (e.g. :attr:`medgr2.interfaces.StageContext.stop`).
         seed: seeds the backoff jitter.
         window_s: the rate-limit window (60 s; benchmarks may scale it down).
+        explain: ``kind -> fix`` for a :class:`~medgr2.errors.PermanentError` (``"auth"``,
+            ``"model"``, ``"invalid"``): what the user should change, e.g. the key's variable.
     """
 
     def __init__(
@@ -359,6 +424,7 @@ class RequestEngine:
         stop: threading.Event | None = None,
         seed: int = 0,
         window_s: float = 60.0,
+        explain: Callable[[str], str] | None = None,
     ):
         self.transport = transport
         self.options = options or EngineOptions()
@@ -367,19 +433,22 @@ class RequestEngine:
         self.model = model
         self.stop = stop or threading.Event()
         self.stats = EngineStats()
+        self.explain = explain
+        self.aborted: PermanentError | None = None
         self._rng = random.Random(seed)
         self._window = window_s
-        self._sem: asyncio.Semaphore | None = None
+        self._gate: AdaptiveGate | None = None
         self._pacer: StartPacer | None = None
         self._tpm: TpmLimiter | None = None
         self._in_flight = 0
+        self._invalid_streak = 0
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._started = time.perf_counter()
 
     def _bind_loop(self) -> None:
         """Create the asyncio primitives on first use (an engine serves one event loop)."""
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.options.concurrency)
+        if self._gate is None:
+            self._gate = AdaptiveGate(self.options.concurrency, adaptive=self.options.shared_backoff)
             self._pacer = StartPacer.for_limits(self.options.rpm, self.options.min_start_gap_s, self._window)
             self._tpm = TpmLimiter(self.options.tpm, self._window) if self.options.tpm else None
 
@@ -388,16 +457,47 @@ class RequestEngine:
         cap = min(self.options.backoff_max_s, self.options.backoff_base_s * (2**attempt))
         return self._rng.uniform(cap / 2, cap)
 
+    def _check(self) -> None:
+        """Raise when no new attempt may start (stopped, or a permanent error was seen)."""
+        if self.aborted is not None:
+            raise self.aborted
+        if self.stop.is_set():
+            raise Stopped("stopped before sending")
+
     async def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
-            if self.stop.is_set():
-                raise Stopped("stopped during backoff")
+            self._check()
             await asyncio.sleep(min(left, 0.25))
+
+    async def _admit(self) -> float:
+        """Wait for a slot, the end of any shared pause and the rate limits; returns the admit time."""
+        assert self._gate is not None
+        gate = self._gate
+        admitted = await gate.acquire(self._check)
+        try:
+            loop = asyncio.get_running_loop()
+            while True:
+                self._check()
+                if (wait := gate.paused(loop.time())) > 0:
+                    await self._sleep(wait)
+                    continue
+                if self._pacer is not None:
+                    await self._pacer.acquire(self.stop)
+                    self._check()
+                if gate.paused(loop.time()) <= 0:  # a pause that began while pacing: wait it out
+                    return admitted
+        except BaseException:
+            await gate.release()
+            raise
+
+    def peek(self, key: str) -> Reply | None:
+        """The cached reply for ``key`` without counting a hit."""
+        return self.cache.get(key) if self.cache is not None else None
 
     def cached(self, key: str) -> Reply | None:
         """The cached reply for ``key`` (counted as a cache hit), or ``None``."""
-        reply = self.cache.get(key) if self.cache is not None else None
+        reply = self.peek(key)
         if reply is not None:
             self.stats.cache_hits += 1
             self.stats.cached_input_tokens += reply.input_tokens
@@ -405,16 +505,23 @@ class RequestEngine:
         return reply
 
     async def request(
-        self, key: str, build: Callable[[], Awaitable[Any]] | Any, est_tokens: int = 0
+        self,
+        key: str,
+        build: Callable[[], Awaitable[Any]] | Any,
+        est_tokens: int = 0,
+        *,
+        use_cache: bool = True,
     ) -> Reply:
         """The reply for ``key``: from the cache, else sent (with retries) and cached.
 
         ``build`` is the transport payload, or an ``async`` zero-argument function making it
         (called only on a cache miss, once, e.g. to encode images lazily). Concurrent calls with
-        the same key share one request. Raises :class:`RequestFailed` when it gives up and
-        :class:`Stopped` when stopped.
+        the same key share one request. ``use_cache=False`` sends it even when cached (the new
+        reply replaces the cached one). Raises :class:`RequestFailed` when it gives up,
+        :class:`Stopped` when stopped and :class:`~medgr2.errors.PermanentError` when the engine
+        stopped on a permanent error.
         """
-        hit = self.cached(key)
+        hit = self.cached(key) if use_cache else None
         if hit is not None:
             return hit
         if key in self._pending:
@@ -437,19 +544,36 @@ class RequestEngine:
         shared.set_result(reply)
         return reply
 
+    def _fatal(self, exc: FatalError, attempts: int) -> Exception:
+        """The error to raise for a fatal reply: :class:`PermanentError` (and stop) or RequestFailed."""
+        kind = permanent_kind(getattr(exc, "status", None), str(exc))
+        if kind == "invalid":
+            self._invalid_streak += 1
+            if self._invalid_streak < self.options.abort_after_invalid:
+                return RequestFailed(f"fatal: {exc}", attempts, final=True)
+        if kind is None:
+            return RequestFailed(f"fatal: {exc}", attempts, final=True)
+        if self.aborted is None:
+            fix = self.explain(kind) if self.explain is not None else {
+                "auth": "check the API key",
+                "model": "check the model name and the server URL",
+                "invalid": "check the request options (model, structured output, image size)",
+            }[kind]
+            self.aborted = PermanentError(kind, getattr(exc, "status", None), str(exc), fix, self.stats.requests)
+        return self.aborted
+
     async def _send(self, key: str, build: Callable[[], Awaitable[Any]] | Any, est_tokens: int) -> Reply:
         """Build the payload, then the retry loop (see :meth:`request`)."""
         payload = await build() if callable(build) else build
         opts = self.options
         attempt = 0
         while True:
-            if self.stop.is_set():
-                raise Stopped("stopped before sending")
-            assert self._sem is not None
-            async with self._sem:
-                if self._pacer is not None:
-                    await self._pacer.acquire(self.stop)
+            self._check()
+            assert self._gate is not None
+            admitted = await self._admit()
+            try:
                 entry = await self._tpm.acquire(est_tokens, self.stop) if self._tpm is not None else None
+                self._check()
                 self.stats.requests += 1
                 self._in_flight += 1
                 self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
@@ -463,10 +587,12 @@ class RequestEngine:
                 except FatalError as exc:
                     self._count_error(exc)
                     self.stats.failures += 1
-                    raise RequestFailed(f"fatal: {exc}", attempt + 1) from exc
+                    raise self._fatal(exc, attempt + 1) from exc
                 finally:
                     self._in_flight -= 1
                 if error is None:
+                    self._invalid_streak = 0
+                    self._gate.success()
                     if entry is not None and self._tpm is not None:
                         self._tpm.settle(entry, reply.input_tokens + reply.output_tokens)
                     self.stats.input_tokens += reply.input_tokens
@@ -474,17 +600,23 @@ class RequestEngine:
                     if self.cache is not None:
                         # still holding the slot: a kill loses at most `concurrency` paid replies
                         await self.cache.put(key, reply)
+                        reply = self.cache.get(key) or reply  # as stored (secrets redacted)
                     return reply
+            finally:
+                await self._gate.release()
             self._count_error(error)
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after is not None:
+                retry_after = min(retry_after, opts.max_retry_after_s)
+            if opts.shared_backoff and getattr(error, "status", None) in (429, 503):
+                self.stats.throttled += 1
+                self._gate.throttle(admitted, retry_after)
             if attempt >= opts.max_retries:
                 self.stats.failures += 1
                 raise RequestFailed(
                     f"gave up after {attempt + 1} attempt(s): {error}", attempt + 1
                 ) from error
-            retry_after = getattr(error, "retry_after", None)
-            delay = (
-                min(retry_after, opts.max_retry_after_s) if retry_after is not None else self.backoff(attempt)
-            )
+            delay = retry_after if retry_after is not None else self.backoff(attempt)
             attempt += 1
             self.stats.retries += 1
             await self._sleep(delay)
@@ -507,27 +639,33 @@ class RequestEngine:
         """Run ``fn(job)`` for every job with ``workers`` (default: ``concurrency``) in flight,
         starting the next job as soon as one finishes. ``on_done(job, result_or_exception)`` is
         called for each finished job (a :class:`Stopped` job is not reported). Returns ``True``
-        when every job ran, ``False`` when the stop event cut the run short.
+        when every job ran, ``False`` when the stop event cut the run short. Raises
+        :class:`~medgr2.errors.PermanentError` (after the attempts in flight finished and were
+        cached) when a permanent error stopped the engine; jobs it cut short are not reported.
         """
         self._bind_loop()
         it = iter(jobs)
         n = workers or self.options.concurrency
 
         async def worker() -> None:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and self.aborted is None:
                 try:
                     job = next(it)
                 except StopIteration:
                     return
                 try:
                     result: Any = await fn(job)
-                except Stopped:
+                except (Stopped, PermanentError):
                     return
                 except Exception as exc:  # noqa: BLE001 - reported to the caller, never lost
                     result = exc
+                if self.aborted is not None and isinstance(result, BaseException):
+                    return  # a job that failed because of the abort: the abort says it
                 on_done(job, result)
 
         await asyncio.gather(*(worker() for _ in range(n)))
+        if self.aborted is not None:
+            raise self.aborted.with_requests(self.stats.requests)
         return not self.stop.is_set()
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
@@ -553,7 +691,7 @@ class RequestEngine:
             output_tokens=s.output_tokens,
             cost_usd=round(self.cost(s.input_tokens, s.output_tokens), 6),
             wall_s=round(time.perf_counter() - self._started, 3),
-            extra={
+            extra=redact_data({
                 "cache_hits": s.cache_hits,
                 "cached_input_tokens": s.cached_input_tokens,
                 "cached_output_tokens": s.cached_output_tokens,
@@ -561,9 +699,15 @@ class RequestEngine:
                 "errors": dict(s.errors),
                 "max_in_flight": s.max_in_flight,
                 "shared_requests": s.shared,
+                "throttled": s.throttled,
+                "backoff": {
+                    "paused_s": round(self._gate.paused_s, 3) if self._gate else 0.0,
+                    "concurrency_decreases": self._gate.decreases if self._gate else 0,
+                    "final_concurrency": round(self._gate.limit, 2) if self._gate else self.options.concurrency,
+                },
                 "model": self.model,
                 **extra,
-            },
+            }),
         )
 
 

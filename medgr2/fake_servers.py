@@ -12,10 +12,17 @@ Faults (:class:`FaultPlan`):
 
 * transport faults, decided per *attempt*: ``429`` (with ``Retry-After``), ``500``, ``503``,
   ``timeout`` (the server stalls for ``stall_s`` before answering), ``reset`` (the connection is
-  closed with RST), ``bad_body`` (HTTP 200 whose body is not JSON);
+  closed with RST), ``bad_body`` (HTTP 200 whose body is not JSON), the permanent statuses
+  ``400`` (invalid request), ``401`` / ``403`` (bad key), ``404`` (model not found), each with
+  the provider's error body, and ``echo_auth`` (an ``echo_status`` error whose body repeats the
+  request's ``Authorization`` / ``x-goog-api-key`` header, as some proxies do);
 * content faults, decided per *prompt* (so a re-asked prompt gets a fresh draw):
   ``malformed`` (prose without JSON), ``truncated`` (JSON cut in half, finish reason
-  length / MAX_TOKENS), ``wrong_answer`` (the answer is not among the options).
+  length / MAX_TOKENS), ``wrong_answer`` (the answer is not among the options),
+  ``missing_rationale`` (the field left out), ``numeric_question`` (the question is a number);
+* a quota (``quota_rps``): a token bucket of ``quota_burst`` requests refilled at ``quota_rps``
+  per second; an attempt that finds it empty gets a 429 whose ``Retry-After`` is the (fractional)
+  time until the next token, as a real rate-limited endpoint answers.
 
 ``FaultPlan.per_prompt=["429", "500"]`` makes the first two attempts of *every* distinct prompt
 fail that way (the third succeeds); ``rates`` draws faults at random but reproducibly
@@ -50,8 +57,9 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-TRANSPORT_FAULTS = frozenset({"429", "500", "503", "timeout", "reset", "bad_body"})
-CONTENT_FAULTS = frozenset({"malformed", "truncated", "wrong_answer"})
+STATUS_FAULTS = frozenset({"400", "401", "403", "404", "429", "500", "503"})
+TRANSPORT_FAULTS = STATUS_FAULTS | {"timeout", "reset", "bad_body", "echo_auth"}
+CONTENT_FAULTS = frozenset({"malformed", "truncated", "wrong_answer", "missing_rationale", "numeric_question"})
 
 
 @dataclass
@@ -64,6 +72,9 @@ class FaultPlan:
         retry_after: The ``Retry-After`` header of a 429, in seconds (``None``: no header).
         stall_s: How long a ``timeout`` fault stalls before answering.
         seed: Seeds the random draws.
+        echo_status: The status of an ``echo_auth`` reply.
+        quota_rps: Requests per second the server accepts (``None``: no quota); see the module docstring.
+        quota_burst: Size of the quota's token bucket.
     """
 
     per_prompt: Sequence[str] = ()
@@ -71,6 +82,9 @@ class FaultPlan:
     retry_after: float | None = 1.0
     stall_s: float = 30.0
     seed: int = 0
+    echo_status: int = 500
+    quota_rps: float | None = None
+    quota_burst: float = 1.0
 
     def __post_init__(self) -> None:
         unknown = sorted((set(self.per_prompt) | set(self.rates)) - TRANSPORT_FAULTS - CONTENT_FAULTS)
@@ -131,21 +145,36 @@ def default_reply(prompt: str) -> dict[str, Any]:
 
 @dataclass
 class Attempt:
-    """One HTTP attempt the server received."""
+    """One HTTP attempt the server received (``t``: arrival, ``done``: answer, both ``time.monotonic``;
+    ``in_flight``: other attempts open at the server when this one was answered)."""
 
     t: float
     prompt_key: str
     attempt: int
     fault: str | None
+    done: float = 0.0
+    retry_after: float | None = None
+    in_flight: int = 0
+
+
+_PERMANENT = {
+    400: "Invalid request: the parameter 'response_format' is not supported with this model",
+    401: "Incorrect API key provided. You can find your API key in your account settings.",
+    403: "Permission denied: the API key does not have access to this project.",
+    404: "The model does not exist or you do not have access to it.",
+}
 
 
 class _Exchange:
     """One HTTP request on a connection and the means to answer it."""
 
-    def __init__(self, writer: asyncio.StreamWriter, path: str, keep_alive: bool):
+    def __init__(
+        self, writer: asyncio.StreamWriter, path: str, keep_alive: bool, headers: dict[str, str] | None = None
+    ):
         self.writer = writer
         self.path = path
         self.keep_alive = keep_alive
+        self.headers = headers or {}
 
     def send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         lines = [
@@ -191,6 +220,8 @@ class FakeServer:
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
+        self._tokens = self.faults.quota_burst
+        self._refilled = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -296,7 +327,7 @@ class FakeServer:
                     k, _, v = h.decode("latin-1").partition(":")
                     headers[k.strip().lower()] = v.strip()
                 body = await reader.readexactly(int(headers.get("content-length") or 0))
-                ex = _Exchange(writer, path, headers.get("connection", "").lower() != "close")
+                ex = _Exchange(writer, path, headers.get("connection", "").lower() != "close", headers)
                 if method == "POST":
                     await self._post(ex, body)
                 else:
@@ -336,39 +367,80 @@ class FakeServer:
                 return float(self.latency(self._rng))
         return float(self.latency)
 
+    def _quota(self, now: float) -> float | None:
+        """Take a quota token; ``None`` when one was free, else the seconds until the next one."""
+        rps = self.faults.quota_rps
+        if rps is None:
+            return None
+        self._tokens = min(self.faults.quota_burst, self._tokens + (now - self._refilled) * rps)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return None
+        return (1.0 - self._tokens) / rps
+
     async def handle(self, ex: _Exchange, body: dict[str, Any]) -> None:
         prompt, n_images, structured = self.extract(body)
         key = self.prompt_key(prompt)
         with self._lock:
             n = self._seen[key]
             self._seen[key] += 1
+            now = time.monotonic()
             fault = self.faults.transport_fault(key, n)
+            wait = self._quota(now) if fault is None else None
+            if wait is not None:  # over quota: answered at once, as a real rate limiter does
+                fault = "quota"
             content = None if fault else self.faults.content_fault(key, n)
-            self.log.append(Attempt(time.monotonic(), key, n, fault or content))
+            entry = Attempt(now, key, n, fault or content)
+            if wait is not None:
+                entry.retry_after = round(wait + 0.0005, 3)
+            elif fault == "429":
+                entry.retry_after = self.faults.retry_after
+            self.log.append(entry)
             self.last_body = body
             self.bodies["structured"] += structured
             self.bodies["images"] += n_images
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await self._answer(ex, prompt, fault, content)
+            await self._answer(ex, prompt, fault, content, entry)
         finally:
             with self._lock:
                 self.in_flight -= 1
 
-    async def _answer(self, ex: _Exchange, prompt: str, fault: str | None, content: str | None) -> None:
-        delay = self.faults.stall_s if fault == "timeout" else self._latency()
+    def _auth_header(self, ex: _Exchange) -> str:
+        for name in ("authorization", "x-goog-api-key", "api-key"):
+            if name in ex.headers:
+                return f"{name}: {ex.headers[name]}"
+        return "(no authorization header)"
+
+    async def _answer(
+        self, ex: _Exchange, prompt: str, fault: str | None, content: str | None, entry: Attempt
+    ) -> None:
+        delay = self.faults.stall_s if fault == "timeout" else 0.0 if fault == "quota" else self._latency()
         if delay > 0:
             await asyncio.sleep(delay)
+        with self._lock:
+            entry.done, entry.in_flight = time.monotonic(), self.in_flight - 1
         if fault == "reset":
             ex.reset()
             return
-        if fault in ("429", "500", "503"):
+        if fault == "quota":
+            ex.send(429, json.dumps(self.error_body(429, "rate limit reached: quota")).encode(),
+                    {"Retry-After": f"{entry.retry_after:g}"})
+            return
+        if fault in STATUS_FAULTS:
             status = int(fault)
             headers = {}
             if status == 429 and self.faults.retry_after is not None:
                 headers["Retry-After"] = f"{self.faults.retry_after:g}"
-            ex.send(status, json.dumps(self.error_body(status, f"injected {fault}")).encode(), headers)
+            message = _PERMANENT.get(status, f"injected {fault}")
+            ex.send(status, json.dumps(self.error_body(status, message)).encode(), headers)
+            return
+        if fault == "echo_auth":
+            status = self.faults.echo_status
+            message = f"upstream error; request headers were: {self._auth_header(ex)}"
+            ex.send(status, json.dumps(self.error_body(status, message)).encode())
             return
         if fault == "bad_body":
             ex.send(200, b'{"choices": [ this is not json')
@@ -382,6 +454,13 @@ class FakeServer:
             text = json.dumps(data)
         elif content == "truncated":
             text = text[: len(text) // 2]
+        elif content in ("missing_rationale", "numeric_question"):
+            data = json.loads(text)
+            if content == "missing_rationale":
+                data.pop("rationale", None)
+            else:
+                data["question"] = 42
+            text = json.dumps(data)
         ex.send(200, json.dumps(self.ok_body(text, content == "truncated", prompt)).encode())
 
 
@@ -431,11 +510,14 @@ class FakeOpenAIServer(FakeServer):
         }
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
+        kinds = {429: "rate_limit_error", 400: "invalid_request_error", 401: "invalid_request_error",
+                 403: "permission_error", 404: "invalid_request_error"}
+        codes = {401: "invalid_api_key", 404: "model_not_found"}
         return {
             "error": {
                 "message": message,
-                "type": "rate_limit_error" if status == 429 else "server_error",
-                "code": str(status),
+                "type": kinds.get(status, "server_error"),
+                "code": codes.get(status, str(status)),
             }
         }
 
@@ -481,7 +563,8 @@ class FakeGeminiServer(FakeServer):
         }
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
-        names = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+        names = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT",
+                 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}
         return {"error": {"code": status, "message": message, "status": names.get(status, "UNKNOWN")}}
 
 

@@ -52,7 +52,15 @@ class ApiGenerator(abc.ABC):
     object that satisfies ``schema`` or a :class:`~medgr2.data.Reject` with the reason. Both are
     resumable (replies are cached by request), honour ``context.stop``, and re-ask an invalid
     reply once with the validation error. After each call, ``last_ledger`` holds its
-    :class:`~medgr2.data.Ledger` (requests, retries, tokens, cost ...).
+    :class:`~medgr2.data.Ledger` (requests, retries, tokens, cost, ``content_rejects`` and
+    ``transport_failures`` ...).
+
+    Rejects by cause: a content reject (a reply that breaks the schema or the contract, or a
+    request the server refused for this one prompt: ``request_refused``) is final, since its reply is
+    cached, unless ``retry_rejects`` is set; a transport failure (``request_failed``: retries
+    exhausted) is never cached, so the next run asks again. A permanent error (wrong key,
+    unknown model, every request invalid) raises :class:`~medgr2.errors.PermanentError` after
+    the requests in flight: nothing is returned, so the stage is not complete.
     """
 
     name = "api"
@@ -61,6 +69,7 @@ class ApiGenerator(abc.ABC):
     def __init__(self, options: ApiOptions):
         self.options = options
         self.last_ledger = None
+        self._retried = 0
 
     # ------------------------------------------------------------------ backend hooks
     @abc.abstractmethod
@@ -103,9 +112,37 @@ class ApiGenerator(abc.ABC):
             backoff_base_s=o.backoff_base_s,
             backoff_max_s=o.backoff_max_s,
             min_start_gap_s=o.min_start_gap_s,
+            abort_after_invalid=o.abort_after_invalid,
         )
         return RequestEngine(
-            transport, eo, cache=cache, prices=o.prices, model=o.model, stop=context.stop, seed=context.seed
+            transport,
+            eo,
+            cache=cache,
+            prices=o.prices,
+            model=o.model,
+            stop=context.stop,
+            seed=context.seed,
+            explain=self.explain,
+        )
+
+    def key_hint(self) -> str:
+        """Where this backend reads its API key from (for error messages)."""
+        return "the API key"
+
+    def explain(self, kind: str) -> str:
+        """What to change after a permanent error of ``kind`` (see :class:`~medgr2.errors.PermanentError`)."""
+        o = self.options
+        where = f" at {o.base_url}" if o.base_url else ""
+        if kind == "auth":
+            return f"set a valid key in {self.key_hint()} (the server{where} refused it)"
+        if kind == "model":
+            return (
+                f"the model {o.model!r} is not served{where}: set generation.generator.options.model to a model "
+                "this server has (and check base_url)"
+            )
+        return (
+            f"the server{where} refuses the requests for model {o.model!r} as invalid: check that the model takes "
+            "images and JSON-schema output (structured_output: false otherwise) and the image caps"
         )
 
     def _cache(self, context: StageContext) -> ResponseCache:
@@ -145,14 +182,25 @@ class ApiGenerator(abc.ABC):
         images: Callable[[], Any],
         schema: dict[str, Any],
         schema_version: str,
+        check: Callable[[Reply], Any] | None = None,
     ) -> Reply:
+        """The reply to ``prompt``; with ``retry_rejects`` and a ``check``, a cached reply that fails
+        the check is not used: the prompt is sent again (counted in ``retried_rejects``)."""
         est = len(prompt) // 4 + 300 * len(refs) + self.options.max_output_tokens
         sent_schema = schema if self.options.structured_output else None
+        key = self._key(prompt, refs, schema_version)
+        use_cache = True
+        if self.options.retry_rejects and check is not None and (hit := engine.peek(key)) is not None:
+            try:
+                check(hit)
+            except ContractError:
+                use_cache = False
+                self._retried += 1
 
         async def build() -> Any:
             return self.payload(prompt, await images(), sent_schema)
 
-        return await engine.request(self._key(prompt, refs, schema_version), build, est)
+        return await engine.request(key, build, est, use_cache=use_cache)
 
     async def _ask_valid(
         self,
@@ -165,14 +213,14 @@ class ApiGenerator(abc.ABC):
         check: Callable[[Reply], Any],
     ) -> tuple[Any, Reply, bool]:
         """Ask, validate, and re-ask once with the error; returns (checked value, reply, re-asked)."""
-        reply = await self._ask(engine, prompt, refs, images, schema, schema_version)
+        reply = await self._ask(engine, prompt, refs, images, schema, schema_version, check)
         try:
             return check(reply), reply, False
         except ContractError as exc:
             if not self.options.reask:
                 raise
             follow = REASK.format(prompt=prompt, error=exc, reply=reply.text[:4000])
-            reply = await self._ask(engine, follow, refs, images, schema, schema_version)
+            reply = await self._ask(engine, follow, refs, images, schema, schema_version, check)
             try:
                 return check(reply), reply, True
             except ContractError as exc2:
@@ -191,6 +239,7 @@ class ApiGenerator(abc.ABC):
         cache = self._cache(context)
         assert context.reporter is not None
         started = time.perf_counter()
+        self._retried = 0
         try:
             async with self.open_transport() as transport:
                 engine = self._engine(transport, context, cache)
@@ -225,6 +274,8 @@ class ApiGenerator(abc.ABC):
             completed=finished,
             backend=self.name,
             prompt_strategy=template.name,
+            retried_rejects=self._retried,
+            **out.causes(),
         )
         self.last_ledger = ledger
         return GenerationResult(samples=tuple(out.samples()), rejects=tuple(out.rejects()), ledger=ledger)
@@ -249,7 +300,7 @@ class ApiGenerator(abc.ABC):
         except ContractError as exc:
             return content_error_reject(item.id, exc, getattr(exc, "reasked", False))
         except RequestFailed as exc:
-            return reject(item.id, "request_failed", str(exc))
+            return reject(item.id, "request_refused" if exc.final else "request_failed", str(exc))
         except OSError as exc:
             return reject(item.id, "image_unreadable", f"{type(exc).__name__}: {exc}")
         return build_sample(item, fields, reply, generator=self.name, model=self.options.model,
@@ -269,6 +320,7 @@ class ApiGenerator(abc.ABC):
     ) -> list[dict[str, Any] | Reject]:
         cache = self._cache(context)
         version = "json/" + stable_hash(schema)
+        self._retried = 0
 
         def check(reply: Reply) -> dict[str, Any]:
             data = parse_reply(reply.text, truncated=reply.truncated)
@@ -298,7 +350,8 @@ class ApiGenerator(abc.ABC):
                             f"prompt-{i}", exc, getattr(exc, "reasked", False), "complete_json"
                         )
                     except RequestFailed as exc:
-                        return reject(f"prompt-{i}", "request_failed", str(exc), "complete_json")
+                        why = "request_refused" if exc.final else "request_failed"
+                        return reject(f"prompt-{i}", why, str(exc), "complete_json")
 
                 def done(i: int, result: Any) -> None:
                     if isinstance(result, BaseException):

@@ -13,6 +13,7 @@ from typing import Any
 
 from medgr2.data import Provenance, Reject, SeedItem, VQASample
 from medgr2.engine import Reply
+from medgr2.errors import redact
 from medgr2_generation.contract import ContractError, parse_reply, validate_reply
 
 TRUE = {"1", "true", "yes", "on", "restricted"}
@@ -106,9 +107,19 @@ def build_sample(
         return reject(item.id, "invalid_sample", str(exc))
 
 
+TRANSPORT_REASONS = frozenset({"request_failed", "error", "stopped"})
+"""Reject reasons that are not final: the item is asked again by the next run (never cached)."""
+
+
+def is_final(reason: str) -> bool:
+    """True for a reject that stands (a content reject: invalid reply, restricted source, unreadable
+    image, a request the server refused); false for a transport failure (see :data:`TRANSPORT_REASONS`)."""
+    return reason not in TRANSPORT_REASONS
+
+
 def reject(item_id: str, reason: str, detail: str = "", stage: str = "generate") -> Reject:
-    """A reject record."""
-    return Reject(stage=stage, id=item_id, reason=reason, detail=detail[:2000])
+    """A reject record (secrets redacted from the detail)."""
+    return Reject(stage=stage, id=item_id, reason=reason, detail=redact(detail)[:2000])
 
 
 @dataclass
@@ -125,7 +136,7 @@ class Outcomes:
         if isinstance(result, Reject):
             self.reasons[result.reason] += 1
         if self.task is not None:
-            failed = isinstance(result, Reject) and result.reason == "request_failed"
+            failed = isinstance(result, Reject) and not is_final(result.reason)
             rejected = isinstance(result, Reject) and not failed
             self.task.advance(
                 1, **({"failed": 1} if failed else {"rejected": 1} if rejected else {"done": 1})
@@ -138,6 +149,12 @@ class Outcomes:
 
     def rejects(self) -> list[Reject]:
         return [r for _, r in sorted(self.results.items()) if isinstance(r, Reject)]
+
+    def causes(self) -> dict[str, int]:
+        """Rejects by cause: ``content_rejects`` (final) and ``transport_failures`` (asked again next run)."""
+        rejects = self.rejects()
+        final = sum(is_final(r.reason) for r in rejects)
+        return {"content_rejects": final, "transport_failures": len(rejects) - final}
 
 
 def content_error_reject(item_id: str, exc: ContractError, reasked: bool, stage: str = "generate") -> Reject:

@@ -4,9 +4,11 @@ A model reply is turned into a :class:`~medgr2.data.VQASample` in two steps:
 
 1. :func:`parse_reply` finds the JSON object in the reply text (inside code fences, after or
    before prose) and decodes it;
-2. :func:`validate_reply` checks it against the contract (question non-empty, 2–8 unique
-   options, answer among them — a bare option letter such as ``"B"`` is mapped to its option —
-   modality and question type from :mod:`medgr2.data`) and returns the cleaned fields.
+2. :func:`validate_reply` checks it against the exact schema sent (:data:`SAMPLE_SCHEMA`: every
+   field present, of its type, enums spelled as listed, no other field; nothing is coerced, so a
+   missing ``rationale`` or a numeric ``question`` is a reject naming the field), then against
+   the contract (question non-empty, 2–8 unique options, answer among them — a bare option
+   letter such as ``"B"`` is mapped to its option) and returns the cleaned fields.
 
 Both raise :class:`ContractError` with a ``reason`` (a short key used in ledgers and rejects) and
 a message that is fed back to the model when an invalid reply is re-asked.
@@ -90,24 +92,36 @@ def parse_reply(text: str, *, truncated: bool = False) -> dict[str, Any]:
     )
 
 
-def _as_str(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if value is None:
-        raise ContractError(f"missing_{key}", f"the field {key!r} is missing")
-    if not isinstance(value, (str, int, float)):
-        raise ContractError(f"bad_{key}", f"the field {key!r} must be a string, not {type(value).__name__}")
-    return str(value).strip()
-
-
-def _enum(value: str, enum: type[Modality] | type[QuestionType], key: str) -> Any:
-    norm = value.strip().lower().replace("-", "_").replace(" ", "_")
-    aliases = {"x_ray": "xray", "mr": "mri", "us": "ultrasound"}
-    norm = aliases.get(norm, norm)
-    for member in enum:
-        if norm in (member.value, member.label.lower().replace(" ", "_").replace("-", "_")):
-            return member
-    allowed = ", ".join(m.value for m in enum)
-    raise ContractError(f"bad_{key}", f"{key} {value!r} is not one of: {allowed}")
+def check_sample_schema(data: dict[str, Any], schema: dict[str, Any] = SAMPLE_SCHEMA) -> None:
+    """Check a decoded reply against the sample schema as sent, with a reason naming the field:
+    ``missing_<field>`` (absent or null), ``bad_<field>`` (wrong type, not in the enum),
+    ``option_count`` (too few / many options) or ``unexpected_field``."""
+    props = schema["properties"]
+    for key in schema["required"]:
+        if data.get(key) is None:
+            raise ContractError(f"missing_{key}", f"the field {key!r} is required but " + (
+                "missing" if key not in data else "null"))
+    if schema.get("additionalProperties") is False:
+        extra = sorted(set(data) - set(props))
+        if extra:
+            raise ContractError("unexpected_field", f"the fields {extra} are not in the schema; send only "
+                                f"{sorted(props)}")
+    for key, sub in props.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if sub.get("type") == "array" and isinstance(value, list):
+            if not sub.get("minItems", 0) <= len(value) <= sub.get("maxItems", len(value)):
+                raise ContractError(f"{key[:-1]}_count" if key == "options" else f"bad_{key}",
+                                    f"there must be {sub.get('minItems', 0)} to {sub.get('maxItems')} {key}, "
+                                    f"not {len(value)}")
+        try:
+            check_schema(value, sub, key)
+        except ContractError as exc:
+            if "enum" in sub and isinstance(value, str):
+                allowed = ", ".join(sub["enum"])
+                raise ContractError(f"bad_{key}", f"{key} {value!r} is not one of: {allowed}") from None
+            raise ContractError(f"bad_{key}", f"{exc} (got {json.dumps(value)[:80]})") from None
 
 
 def _match_answer(answer: str, options: list[str]) -> str:
@@ -134,14 +148,12 @@ def validate_reply(data: dict[str, Any]) -> dict[str, Any]:
     The result has keys ``question, options, answer, rationale, modality, question_type``
     (the last two as :mod:`medgr2.data` enums).
     """
-    question = _as_str(data, "question")
+    check_sample_schema(data)
+    question = data["question"].strip()
     if not question:
         raise ContractError("empty_question", "the question is empty")
-    raw_options = data.get("options")
-    if not isinstance(raw_options, list):
-        raise ContractError("bad_options", "options must be a list of 2 to 8 strings")
-    options = [str(o).strip() for o in raw_options if not isinstance(o, (dict, list))]
-    if len(options) != len(raw_options) or any(not o for o in options):
+    options = [o.strip() for o in data["options"]]
+    if any(not o for o in options):
         raise ContractError("bad_options", "every option must be a non-empty string")
     if all(re.match(rf"\(?{LETTERS[i]}[).:]\s", o) for i, o in enumerate(options[:8])):
         options = [re.sub(r"^\(?[A-H][).:]\s+", "", o) for o in options]  # "A. text" -> "text"
@@ -149,20 +161,21 @@ def validate_reply(data: dict[str, Any]) -> dict[str, Any]:
         raise ContractError("option_count", f"there must be 2 to 8 options, not {len(options)}")
     if len({o.lower() for o in options}) != len(options):
         raise ContractError("duplicate_options", f"the options are not unique: {options}")
-    answer = _match_answer(_as_str(data, "answer"), options)
+    answer = _match_answer(data["answer"].strip(), options)
     return {
         "question": question,
         "options": tuple(options),
         "answer": answer,
-        "rationale": _as_str(data, "rationale") if data.get("rationale") is not None else "",
-        "modality": _enum(_as_str(data, "modality"), Modality, "modality"),
-        "question_type": _enum(_as_str(data, "question_type"), QuestionType, "question_type"),
+        "rationale": data["rationale"].strip(),
+        "modality": Modality(data["modality"]),
+        "question_type": QuestionType(data["question_type"]),
     }
 
 
 def check_schema(value: Any, schema: dict[str, Any], path: str = "$") -> None:
     """Check ``value`` against a small JSON-schema subset (type, properties, required, enum,
-    items, minItems, maxItems); raises :class:`ContractError` naming the first problem.
+    items, minItems, maxItems, additionalProperties: false); raises :class:`ContractError` naming
+    the first problem.
 
     Used by ``complete_json`` for arbitrary caller schemas (e.g. an LLM judge's verdict).
     """
@@ -183,6 +196,10 @@ def check_schema(value: Any, schema: dict[str, Any], path: str = "$") -> None:
         for key in schema.get("required", []):
             if key not in value:
                 raise ContractError("schema", f"{path}.{key} is required")
+        if schema.get("additionalProperties") is False:
+            extra = sorted(set(value) - set(schema.get("properties", {})))
+            if extra:
+                raise ContractError("schema", f"{path} has fields outside the schema: {extra}")
         for key, sub in schema.get("properties", {}).items():
             if key in value:
                 check_schema(value[key], sub, f"{path}.{key}")

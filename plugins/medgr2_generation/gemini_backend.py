@@ -30,6 +30,12 @@ class GeminiGenerator(ApiGenerator):
         super().__init__(options)
         self.options: GeminiOptions = options
 
+    def key_hint(self) -> str:
+        import os
+
+        return "GOOGLE_API_KEY" if not os.environ.get("GEMINI_API_KEY") and os.environ.get(
+            "GOOGLE_API_KEY") else "GEMINI_API_KEY (or GOOGLE_API_KEY)"
+
     def payload(
         self, prompt: str, images: Sequence[EncodedImage], schema: dict[str, Any] | None
     ) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from medgr2.config import env_secret
 from medgr2.engine import FatalError, Reply, RetryableError, classify_status
+from medgr2.errors import register_secret_env
 from medgr2_generation.api import ApiGenerator, Transport, closing, is_transport_error
 from medgr2_generation.common import EncodedImage
 from medgr2_generation.options import OpenAIOptions
@@ -33,6 +34,10 @@ class OpenAIGenerator(ApiGenerator):
     def __init__(self, options: OpenAIOptions):
         super().__init__(options)
         self.options: OpenAIOptions = options
+        register_secret_env(options.api_key_env)
+
+    def key_hint(self) -> str:
+        return f"the environment variable {self.options.api_key_env}"
 
     def payload(
         self, prompt: str, images: Sequence[EncodedImage], schema: dict[str, Any] | None

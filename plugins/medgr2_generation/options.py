@@ -38,6 +38,11 @@ class PromptOptions(_Options):
     temperature: float = Field(default=0.7, ge=0, le=2, description="Sampling temperature.")
     max_output_tokens: int = Field(default=1024, ge=16, description="Cap on tokens per reply.")
     reask: bool = Field(default=True, description="Re-ask an invalid reply once with the validation error.")
+    retry_rejects: bool = Field(
+        default=False,
+        description="Ask again for items whose cached reply was rejected for its content (content rejects "
+        "are otherwise final; transport failures are always asked again). CLI: --retry-rejects.",
+    )
     max_image_side: int = Field(
         default=1024, ge=16, description="Images are downscaled to this longest side."
     )
@@ -56,6 +61,11 @@ class ApiOptions(PromptOptions):
     model: str = Field(default="gpt-4o-mini", description="Model name sent to the server.")
     base_url: str | None = Field(default=None, description="Server URL (None: the provider's default).")
     concurrency: int = Field(default=16, ge=1, le=4096, description="Requests in flight at most.")
+    abort_after_invalid: int = Field(
+        default=3,
+        ge=1,
+        description="Stop generation when this many requests in a row are refused as invalid (HTTP 400).",
+    )
     rpm: float | None = Field(
         default=None, gt=0, description="Requests per minute at most (None: unlimited)."
     )

@@ -59,10 +59,32 @@ def test_validate_accepts_and_normalises():
     assert validate_reply({**GOOD, "answer": "Pneumonia"})["answer"] == "pneumonia"
     lettered = validate_reply({**GOOD, "options": ["A. normal", "B. pneumonia"], "answer": "B. pneumonia"})
     assert lettered["options"] == ("normal", "pneumonia") and lettered["answer"] == "pneumonia"
-    assert (
-        validate_reply({**GOOD, "modality": "X-ray", "question_type": "Disease Diagnosis"})["modality"]
-        is Modality.XRAY
-    )
+
+
+
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        ({"modality": "X-ray"}, "bad_modality"),  # the schema sent lists "xray": no alias mapping
+        ({"question_type": "Disease Diagnosis"}, "bad_question_type"),
+        ({"question": 42}, "bad_question"),  # no coercion of numbers to strings
+        ({"rationale": None}, "missing_rationale"),
+        ({"options": ["a", 2], "answer": "a"}, "bad_options"),
+        ({"extra": "x"}, "unexpected_field"),
+    ],
+)
+def test_validate_follows_the_exact_schema_sent(change, reason):
+    with pytest.raises(ContractError) as e:
+        validate_reply({**GOOD, **change})
+    assert e.value.reason == reason
+    field = reason.split("_", 1)[1]
+    assert field in str(e.value) or reason == "unexpected_field" and "extra" in str(e.value)
+
+
+def test_a_missing_field_is_named():
+    with pytest.raises(ContractError) as e:
+        validate_reply({k: v for k, v in GOOD.items() if k != "rationale"})
+    assert e.value.reason == "missing_rationale" and "'rationale'" in str(e.value)
 
 
 @pytest.mark.parametrize(
