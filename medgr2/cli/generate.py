@@ -44,6 +44,16 @@ def _summary(ledger: Any, out: Path) -> None:
     Console(stderr=True).print(table)
 
 
+RetryRejectsOpt = Annotated[bool, typer.Option(
+    "--retry-rejects", help="Ask again for items whose cached reply was a content reject (sets "
+    "generation.generator.options.retry_rejects; transport failures are always asked again).")]
+
+
+def retry_rejects_override(on: bool) -> list[str]:
+    """The ``--set`` override of ``--retry-rejects`` (a generator without the option is a config error)."""
+    return ["generation.generator.options.retry_rejects=true"] if on else []
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``generate`` command to ``app``."""
 
@@ -63,6 +73,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
         as_json: JsonOpt = False,
+        retry_rejects: RetryRejectsOpt = False,
     ) -> None:
         """Generate VQA samples from the seed data; write samples.jsonl, rejects.jsonl and ledger.json.
 
@@ -75,7 +86,7 @@ def register(app: typer.Typer) -> None:
         from medgr2.plugins import get_registry
         from medgr2.stages.generate import generate
 
-        cfg = load_run_config(config, overrides)
+        cfg = load_run_config(config, [*(overrides or []), *retry_rejects_override(retry_rejects)])
         registry = get_registry()
         spec = cfg.generation.generator
         generator = registry.create("generator", spec.name, resolved_options(spec, registry))
