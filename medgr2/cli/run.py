@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from medgr2.cli.common import ConfigArg, SetOpt, fail, load_run_config, reporter
+from medgr2.cli.generate import RetryRejectsOpt, retry_rejects_override
 
 
 def register(app: typer.Typer) -> None:
@@ -20,11 +21,12 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Move an existing run directory aside "
                                                 "and start again.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+        retry_rejects: RetryRejectsOpt = False,
     ) -> None:
         """Run the MedGR2 loop. With no config: the offline CPU quickstart (demo corpus, tiny policy)."""
         from medgr2.loop import RunDirectoryExists, run
 
-        cfg = load_run_config(config, set_)
+        cfg = load_run_config(config, [*(set_ or []), *retry_rejects_override(retry_rejects)])
         rep = reporter(quiet)
         try:
             result = run(cfg, reporter=rep, resume=resume, overwrite=overwrite)
