@@ -11,7 +11,7 @@ from typing import Any
 from medgr2.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "hookimpl", "run"]
+__all__ = ["__version__", "hookimpl", "load_reward_model", "run"]
 
 
 def run(config: Any = None, **kwargs: Any) -> Any:
@@ -19,3 +19,13 @@ def run(config: Any = None, **kwargs: Any) -> Any:
     from medgr2.loop import run as _run
 
     return _run(config, **kwargs)
+
+
+def load_reward_model(path: Any, registry: Any = None, **kwargs: Any) -> Any:
+    """Load a saved reward model R_φ (a version folder, a reward work folder or a run folder).
+
+    See :func:`medgr2.hub.load_reward_model`; ``docs/reward-model.md`` shows it in use.
+    """
+    from medgr2.hub import load_reward_model as _load
+
+    return _load(path, registry, **kwargs)

@@ -4,7 +4,7 @@ A Hugging Face model card is YAML front matter (library, pipeline tag, base mode
 Markdown. :func:`write_policy_card` replaces TRL's stub ("fine-tuned version of [None]") with
 what a user needs: the base model, the training data with counts, the metrics, the answer
 format, and how to load and prompt the model with stock transformers.
-:func:`write_reward_card` does the same for a saved reward model (``reward_model.json``).
+:func:`medgr2.hub.write_reward_card` (re-exported here) does the same for a saved R_φ.
 
 Pure Python (json, no torch): the trainers call these after saving.
 """
@@ -14,81 +14,17 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from medgr2.answers import INSTRUCTIONS, build_prompt, target_text
 from medgr2.data import VQASample
+from medgr2.hub import data_section, markdown_table, write_reward_card, yaml_list
+
+__all__ = ["policy_card", "write_policy_card", "write_reward_card", "write_training_card"]
 
 CARD_FILE = "README.md"
-
-SOURCE_LICENCES: dict[str, str] = {
-    "ham10000": "CC BY-NC 4.0 (non-commercial research)",
-    "busi": "research use (BUSI, Al-Dhabyani et al. 2020)",
-    "pneumoniamnist": "CC BY 4.0 (MedMNIST)",
-    "nct-crc-he": "CC BY 4.0 (NCT-CRC-HE-100K)",
-    "nct-crc": "CC BY 4.0 (NCT-CRC-HE-100K)",
-    "totalsegmentator": "Apache-2.0",
-    "figure1": "research use only (per its README)",
-    "figure1-covid": "research use only (per its README)",
-    "iu-xray": "CC BY-NC-ND 4.0 (OpenI)",
-    "iu x-ray": "CC BY-NC-ND 4.0 (OpenI)",
-}
-"""Licences of the source datasets as published (see ``../shared/data/README.md``), by lower-case name."""
-
-
-def licence_of(source: str, overrides: Mapping[str, str] | None = None) -> str:
-    """The licence of a source dataset by name (``overrides`` first); ``unknown`` with a hint otherwise."""
-    for table in (overrides or {}, SOURCE_LICENCES):
-        for key, value in table.items():
-            if key.lower() == source.lower():
-                return value
-    low = source.lower()
-    for key, value in SOURCE_LICENCES.items():
-        if low.startswith(key) or key in low:
-            return value
-    return "unknown: check the source's terms before redistributing"
-
-
-def _table(counter: Mapping[str, int] | Counter, head: tuple[str, str]) -> str:
-    rows = [f"| {head[0]} | {head[1]} |", "| --- | ---: |"]
-    rows += [f"| {k or '(none)'} | {v} |" for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))]
-    return "\n".join(rows)
-
-
-def sample_counts(samples: Sequence[VQASample]) -> dict[str, Counter]:
-    """Counts of ``samples`` by source dataset, modality, question type, split and image loader."""
-    return {
-        "source dataset": Counter(s.provenance.source_dataset or "(unnamed)" for s in samples),
-        "modality": Counter(s.modality.value for s in samples),
-        "question type": Counter(s.question_type.value for s in samples),
-        "split": Counter(s.split or "(none)" for s in samples),
-        "generator": Counter(s.provenance.generator or "(source)" for s in samples),
-        "image loader": Counter(ref.loader for s in samples for ref in s.images),
-    }
-
-
-def data_section(samples: Sequence[VQASample], *, licences: Mapping[str, str] | None = None) -> str:
-    """Markdown: the sample count, tables by source/modality/question type/split, and licences."""
-    counts = sample_counts(samples)
-    images = len({(r.root, r.path, r.frame) for s in samples for r in s.images})
-    parts = [f"{len(samples)} multiple-choice VQA samples over {images} distinct images."]
-    for key in ("source dataset", "modality", "question type", "split", "generator"):
-        parts.append(_table(counts[key], (key, "samples")))
-    lic = Counter()
-    lic_rows = ["| source dataset | licence of the images (as published) |", "| --- | --- |"]
-    for source in sorted(counts["source dataset"]):
-        value = licence_of(source, licences)
-        lic[value] += 1
-        lic_rows.append(f"| {source} | {value} |")
-    parts.append("\n".join(lic_rows))
-    return "\n\n".join(parts)
-
-
-def _yaml_list(values: Iterable[str]) -> str:
-    return "".join(f"\n- {json.dumps(v)}" for v in values)
 
 
 def _is_hub_id(name: str) -> bool:
@@ -96,12 +32,7 @@ def _is_hub_id(name: str) -> bool:
 
 
 def _metrics_table(metrics: Mapping[str, Any]) -> str:
-    rows = ["| metric | value |", "| --- | ---: |"]
-    for k, v in metrics.items():
-        if isinstance(v, float):
-            v = f"{v:.4g}"
-        rows.append(f"| {k} | {v} |")
-    return "\n".join(rows) if len(rows) > 2 else "(none recorded)"
+    return markdown_table(dict(metrics), ("metric", "value"), by_count=False)
 
 
 def _load_snippet(answer_format: str, example_prompt: str) -> str:
@@ -142,9 +73,9 @@ def policy_card(*, samples: Sequence[VQASample], base_model: str, method: str, a
     front = ["---", "library_name: transformers", "pipeline_tag: image-text-to-text"]
     if base_hub:
         front.append(f"base_model: {base_model}")
-    front.append("tags:" + _yaml_list(["medgr2", "medical", "vqa", method.lower(), "trl"]))
+    front.append("tags:" + yaml_list(["medgr2", "medical", "vqa", method.lower(), "trl"]))
     if sources:
-        front.append("datasets:" + _yaml_list(sources))
+        front.append("datasets:" + yaml_list(sources))
     front.append("---")
     where = f"[{base_model}](https://huggingface.co/{base_model})" if base_hub else f"`{base_model}` (a local folder)"
     body = [
@@ -195,53 +126,6 @@ def write_policy_card(folder: str | os.PathLike[str], *, samples: Sequence[VQASa
     for target in (Path(folder), *map(Path, also)):
         if target.is_dir():
             (target / CARD_FILE).write_text(text, encoding="utf-8")
-    return path
-
-
-def reward_card(config: Mapping[str, Any], *, calibration: Mapping[str, Any] | None = None,
-                examples: int | None = None) -> str:
-    """The Markdown card of a saved reward model from its ``reward_model.json`` (and calibration)."""
-    kind = config.get("kind", "?")
-    version = config.get("version", "?")
-    options = config.get("options", {})
-    front = ["---", "library_name: medgr2", "tags:" + _yaml_list(["medgr2", "medical", "reward-model", kind]), "---"]
-    body = [
-        f"# MedGR2 reward model R_φ `{version}`",
-        "R_φ scores (image, question, answer[, rationale]) on the paper's scale [−6, 10]: 10 for the "
-        "original answer, 6 for WordNet synonyms, 0 for phrase deletions, −6 for another study's text. "
-        "It is a medgr2 model (safetensors + JSON, no pickle, no remote code), not a transformers one.",
-        "## What it is",
-        _metrics_table({"kind": kind, "version": version, "parent version": config.get("parent_version") or "-",
-                        "backbone": config.get("backbone", "-"), "saved at": config.get("saved_at", "-"),
-                        **({"training examples": examples} if examples is not None else {})}),
-        "Options:",
-        "```json\n" + json.dumps(options, indent=2, sort_keys=True) + "\n```",
-    ]
-    if calibration:
-        keep = {k: v for k, v in calibration.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        body += ["## Metrics (held-out grade set)", _metrics_table(keep)]
-    body += [
-        "## How to load it",
-        "```python\nimport medgr2\nfrom medgr2.data import RewardInput\n\n"
-        "rm = medgr2.load_reward_model(\"path/to/this/folder\")  # also a run folder or its reward-model/\n"
-        "scores = rm.score([RewardInput(question=\"What does the X-ray show?\", answer=\"pneumonia\")])\n```",
-        "See `docs/reward-model.md` in medgr2 for the inputs, losses and saved files.",
-    ]
-    return "\n".join(front) + "\n\n" + "\n\n".join(body) + "\n"
-
-
-def write_reward_card(folder: str | os.PathLike[str], *, examples: int | None = None) -> Path:
-    """Write ``folder/README.md`` for a saved reward model (reads ``reward_model.json``, ``calibration.json``)."""
-    folder = Path(folder)
-    cfg_file = folder / "reward_model.json"
-    if not cfg_file.is_file():
-        raise FileNotFoundError(f"{folder} is not a saved reward model (no reward_model.json)")
-    config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    cal_file = folder / "calibration.json"
-    calibration = json.loads(cal_file.read_text(encoding="utf-8")) if cal_file.is_file() else None
-    path = folder / CARD_FILE
-    if _main_process():
-        path.write_text(reward_card(config, calibration=calibration, examples=examples), encoding="utf-8")
     return path
 
 

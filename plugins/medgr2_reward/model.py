@@ -427,6 +427,9 @@ class RegressionRewardModel:
                                     [e.grade for e in eval_examples], version=self.version)
             metrics.update({f"heldout_{k}": float(cal[k]) for k in ("spearman", "mse", "pairwise_accuracy")})
             metrics["heldout_means_ordered"] = float(cal["means_ordered"])
+        from medgr2.hub import write_reward_card  # the folder's model card (README.md)
+
+        write_reward_card(folder, examples=len(examples))
         wall = time.perf_counter() - started
         atomic_write_text(context.work_dir / "latest.json",
                           json.dumps({"version": self.version, "path": str(folder)}, indent=2) + "\n")
