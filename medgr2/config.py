@@ -489,12 +489,16 @@ def resolved_options(spec: ComponentSpec, registry: Registry) -> BaseModel:
 
 
 def resolved_dict(config: RunConfig, registry: Registry | None = None) -> dict[str, Any]:
-    """The config as plain data; with a registry, every component's options with defaults filled in."""
+    """The config as plain data; with a registry, every component's options with defaults filled in
+    (options with a ``resolve_for_run(config)`` method, e.g. the trainers', resolve their size-dependent
+    defaults to the values the run uses)."""
     data = config.model_dump(mode="json")
     if registry is None:
         return data
     for loc, kind, spec in iter_component_specs(RunConfig, data):
         opts = registry.entry(kind, spec["name"]).validate_options(spec.get("options") or {})
+        if callable(getattr(opts, "resolve_for_run", None)):
+            opts = opts.resolve_for_run(config)
         spec["options"] = json.loads(opts.model_dump_json())
     return data
 

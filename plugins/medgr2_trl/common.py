@@ -3,7 +3,11 @@
 Device-aware defaults (:func:`training_defaults`): on CPU ``use_cpu=True``, ``bf16=False`` and no
 gradient checkpointing (bf16 is ~15x slower on CPU); on GPU bf16 and gradient checkpointing.
 Training resumes from the last *complete* checkpoint (one whose ``trainer_state.json``, written
-last by the Trainer, exists) in ``output_dir``. Logs go to ``output_dir/metrics.jsonl``.
+last by the Trainer, exists) in ``output_dir``. Logs go to ``output_dir/metrics.jsonl``; on resume
+the records after the checkpoint's step are dropped first, so no step appears twice.
+
+A training stage does its work or fails: one that ends with 0 optimiser steps raises
+:class:`ZeroStepsError` instead of saving an untrained model as "done".
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +28,22 @@ from medgr2_trl.options import CommonOptions
 FINAL_DIR = "final"
 """Sub-folder of ``output_dir`` holding the trained model (what ``TrainResult.checkpoint`` names)."""
 METRICS_FILE = "metrics.jsonl"
-TINY_PARAMS = 10_000_000
+
+
+class ZeroStepsError(RuntimeError):
+    """Training ended without a single optimiser step (nothing was learnt)."""
+
+
+def model_params(model: Any) -> int:
+    """Number of parameters of a torch model."""
+    return sum(p.numel() for p in model.parameters())
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def answer_format(options: CommonOptions, context: StageContext) -> str:
     """The answer format: the trainer's option, else the run's ``policy.answer_format``, else ``text``."""
-    return options.answer_format or context.extras.get("answer_format") or "text"
+    run_format = getattr(context, "answer_format", None) or getattr(context, "extras", {}).get("answer_format")
+    return options.answer_format or run_format or "text"
 
 
 def world_size() -> int:
@@ -61,8 +75,7 @@ def set_threads(options: CommonOptions) -> None:
 def training_defaults(options: CommonOptions, context: StageContext, model: Any) -> dict[str, Any]:
     """Keyword arguments every TRL config gets: device-aware precision, schedule, saving, logging."""
     gpu = on_gpu()
-    n_params = sum(p.numel() for p in model.parameters())
-    lr = options.learning_rate or (2e-3 if n_params < TINY_PARAMS else 1e-5)
+    lr = options.resolved(model_params(model)).learning_rate
     return {
         "use_cpu": not gpu,
         "bf16": use_bf16(options),
@@ -152,16 +165,24 @@ def metrics_callback(path: Path, history: list[dict[str, Any]], reporter: Any) -
 
         def __init__(self) -> None:
             self.out: JsonlAppender | None = None
+            self.main = int(os.environ.get("RANK", "0")) == 0
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any):
-            if not state.is_world_process_zero or not logs:
+        def write(self, record: dict[str, Any]) -> None:
+            """Append one record (main process only): what ``on_log`` does, for records of our own."""
+            if not self.main:
                 return
-            record = {"step": state.global_step, "epoch": state.epoch,
-                      **{k: v for k, v in logs.items() if isinstance(v, (int, float, str))}}
             history.append(record)
             if self.out is None:
                 self.out = JsonlAppender(path, fsync=False)
             self.out.append(record)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any):
+            self.main = state.is_world_process_zero
+            if not state.is_world_process_zero or not logs:
+                return
+            record = {"step": state.global_step, "epoch": state.epoch,
+                      **{k: v for k, v in logs.items() if isinstance(v, (int, float, str))}}
+            self.write(record)
             shown = " ".join(f"{k.split('/')[-1]}={record[k]:.4g}" for k in _SHOWN
                              if isinstance(record.get(k), (int, float)))
             if shown:
@@ -205,12 +226,40 @@ def restore_weights(trainer: Any, checkpoint: Path) -> None:
     trainer._load_from_checkpoint = lambda *args, **kwargs: None  # weights are in place already
 
 
+def trim_metrics(path: Path, upto_step: int, history: list[dict[str, Any]]) -> None:
+    """Keep only the records of ``path`` up to ``upto_step`` (the step training restarts from) and put
+    them in ``history``: a resumed run re-logs the later steps, which must not appear twice."""
+    if int(os.environ.get("RANK", "0")) != 0 or not path.is_file():
+        return
+    from medgr2.store import atomic_write_text
+
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+        if isinstance(record, dict) and int(record.get("step", 0)) <= upto_step:
+            kept.append(record)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    history[:0] = kept
+
+
 def run_training(trainer: Any, options: CommonOptions, output_dir: Path, history: list[dict[str, Any]],
-                 processor: Any, context: StageContext, started: float) -> TrainResult:
-    """Train (resuming when a complete checkpoint exists), save the final model, return the result."""
+                 processor: Any, context: StageContext, started: float, *, guard: Any = None,
+                 warnings_: Sequence[str] = (), metrics: dict[str, float] | None = None) -> TrainResult:
+    """Train (resuming when a complete checkpoint exists), save the final model, return the result.
+
+    ``guard`` is a collapse guard callback (already added to the trainer) whose kept weights end up
+    in the saved model; ``warnings_`` and ``metrics`` are added to the result's.
+
+    Raises:
+        ZeroStepsError: training ended with 0 optimiser steps (the model would be the untrained one).
+    """
     quiet_stdout(trainer)
     checkpoint = last_complete_checkpoint(output_dir) if options.resume else None
     resumed_from = checkpoint_step(checkpoint)
+    trim_metrics(output_dir / METRICS_FILE, resumed_from, history)
     if checkpoint is not None:
         context.reporter.log(f"resuming from {checkpoint} (step {resumed_from})")
         restore_weights(trainer, checkpoint)
@@ -218,6 +267,15 @@ def run_training(trainer: Any, options: CommonOptions, output_dir: Path, history
         # TRL still calls the deprecated alias; the warning says nothing the user can act on.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    steps = int(trainer.state.global_step)
+    if steps == 0:
+        n_rows = len(trainer.train_dataset) if hasattr(trainer.train_dataset, "__len__") else "?"
+        raise ZeroStepsError(
+            f"{type(trainer).__name__}: training ended after 0 optimiser steps ({n_rows} rows, "
+            f"per_device_train_batch_size {trainer.args.per_device_train_batch_size}, gradient_accumulation_steps "
+            f"{trainer.args.gradient_accumulation_steps}, max_steps {trainer.args.max_steps}): nothing was learnt. "
+            "Give more samples, or lower per_device_train_batch_size / gradient_accumulation_steps, or set "
+            "max_steps > 0")
     final = output_dir / FINAL_DIR
     model = trainer.model
     if options.lora is not None and options.lora.merge and hasattr(model, "merge_and_unload"):
@@ -229,8 +287,18 @@ def run_training(trainer: Any, options: CommonOptions, output_dir: Path, history
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(final)
     trainer.accelerator.wait_for_everyone()
-    metrics = {k: float(v) for k, v in (out.metrics or {}).items() if isinstance(v, (int, float))}
-    metrics["global_step"] = float(trainer.state.global_step)
-    metrics["resumed_from_step"] = float(resumed_from)
-    return TrainResult(checkpoint=str(final), version=f"{final.parent.name}@{trainer.state.global_step}",
-                       metrics=metrics, history=tuple(history), wall_s=time.monotonic() - started)
+    result_metrics = {k: float(v) for k, v in (out.metrics or {}).items() if isinstance(v, (int, float))}
+    result_metrics["global_step"] = float(steps)
+    result_metrics["optimizer_steps"] = float(steps)
+    result_metrics["resumed_from_step"] = float(resumed_from)
+    result_metrics["learning_rate"] = float(trainer.args.learning_rate)
+    result_metrics.update(metrics or {})
+    notes = list(warnings_)
+    kept = steps
+    if guard is not None:
+        result_metrics.update(guard.metrics)
+        kept = guard.kept_step if guard.kept_step is not None else steps
+        if guard.warning:
+            notes.append(guard.warning)
+    return TrainResult(checkpoint=str(final), version=f"{final.parent.name}@{kept}", metrics=result_metrics,
+                       history=tuple(history), wall_s=time.monotonic() - started, warnings=tuple(notes))
