@@ -362,8 +362,11 @@ def infer_option_letter(answer: str, n_options: int) -> int | str | None:
 
     Returns ``"Z"`` for a refusal or a bare ``Z`` (VLMEvalKit's "none of the options"), ``None``
     when no single letter is found. When "A" is a token of an answer longer than three tokens it
-    may be the article, and no letter is inferred at all. The letter may stand anywhere.
+    may be the article, and no letter is inferred at all. The letter may stand anywhere. An
+    answer holding ``VLM_API_FAILURE`` infers no letter (as in that commit).
     """
+    if VLM_API_FAILURE in answer:
+        return None
     if any(r in answer for r in VLM_REFUSALS):
         return "Z"
     letters = LETTERS[:n_options]
