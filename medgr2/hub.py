@@ -292,7 +292,6 @@ def dataset_card(samples: Sequence[VQASample], export: DatasetExport, *, split: 
     """The dataset card (``README.md``): generator, prompt strategy, R_φ version, filters, counts, licences."""
     facts = dict(facts or {})
     counts = sample_counts(samples)
-    sources = sorted(counts["source dataset"])
     n = len(samples)
     size = ("n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000
             else "100K<n<1M")
@@ -343,8 +342,6 @@ def dataset_card(samples: Sequence[VQASample], export: DatasetExport, *, split: 
         "ds[0][\"image\"]  # a PIL image\n```",
         "medgr2 reads it back as a dataset source: `{name: hf, options: {path: <this folder>}}`.",
     ]
-    if sources:
-        front.insert(-1, "source_datasets:" + yaml_list(sources))
     return "\n".join(front) + "\n\n" + "\n\n".join(body) + "\n"
 
 
