@@ -113,6 +113,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs (0: none).")] = 1000,
         seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+        per_item: Annotated[
+            Path | None,
+            typer.Option(
+                "--per-item",
+                help="Also write each item's extracted answer and verdict here (JSONL), to diff protocols.",
+            ),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Score a predictions file under one protocol: accuracy (invalid counted wrong and skipped),
@@ -124,7 +131,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             preds = read_predictions(predictions)
-            report = score_predictions(preds, scorer, bootstrap=bootstrap, seed=seed)
+            report = score_predictions(preds, scorer, bootstrap=bootstrap, seed=seed, per_item=per_item)
         except (PredictionsFileError, RegistryError) as e:
             fail(str(e))
         if out is not None:

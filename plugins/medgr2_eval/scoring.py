@@ -150,6 +150,55 @@ def resolve_scorer(
     return scorer, registry.create("scorer", scorer, options)
 
 
+def per_item_records(
+    preds: Sequence[Prediction], verdicts: Sequence[Any], options: Sequence[Sequence[str]], scorer: str
+) -> list[dict[str, Any]]:
+    """One record per prediction: what the protocol read out of the answer and its verdict.
+
+    Keys: ``item`` (position in the file), ``question_id``, ``scorer``, ``gt_answer``,
+    ``gt_letter`` (the first option equal to the truth, as :func:`~medgr2_eval.parsing.gt_index`
+    finds it; ``None`` when it is none of them; MedEvalKit's own truth is the *last* equal
+    option), ``model_answer``,
+    ``extracted`` (what the rule read: a normalised text, a tag token, a letter, a parsed string;
+    ``None`` for rules that read the whole answer), ``letter`` and ``chosen`` (the option the
+    answer maps to, ``None`` when it maps to none), ``valid`` and ``correct``. Two protocols'
+    files line up item by item, so they can be diffed."""
+    out = []
+    for n, (p, v, o) in enumerate(zip(preds, verdicts, options)):
+        index = getattr(v, "index", None)
+        g = gt_index(o, p.gt_answer) if o else None
+        out.append(
+            {
+                "item": n,
+                "question_id": p.question_id,
+                "scorer": scorer,
+                "gt_answer": p.gt_answer,
+                "gt_letter": None if g is None else LETTERS[g],
+                "model_answer": p.model_answer,
+                "extracted": getattr(v, "extracted", None),
+                "letter": LETTERS[index] if isinstance(index, int) and 0 <= index < len(LETTERS) else None,
+                "chosen": getattr(v, "chosen", None),
+                "valid": bool(v.valid),
+                "correct": bool(v.correct),
+            }
+        )
+    return out
+
+
+def write_per_item(path: str | Path, records: Sequence[dict[str, Any]]) -> Path:
+    """Write per-item records as JSONL (parent folders created); a clear error for a folder path."""
+    p = Path(path)
+    if p.is_dir():
+        raise PredictionsFileError(
+            f"--per-item {str(p)!r} is a folder: give a file path, e.g. {p / 'items.jsonl'}"
+        )
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return p
+
+
 def score_predictions(
     preds: Sequence[Prediction],
     scorer: str | Callable[..., Any] = "medgr2",
@@ -158,16 +207,20 @@ def score_predictions(
     bootstrap: int = 1000,
     seed: int = 0,
     model: str | None = None,
+    per_item: str | Path | None = None,
 ) -> EvalReport:
     """Score predictions under ``scorer`` and compute every metric (accuracy with invalid answers
     counted wrong and skipped, per-group breakdowns, macro F1, balanced accuracy, AUROC when
     option scores exist, bootstrap 95 % CIs). Options missing from a prediction are parsed from
-    its question text."""
+    its question text. With ``per_item``, each item's extracted answer and verdict are also
+    written there as JSONL (:func:`per_item_records`)."""
     from medgr2_eval.metrics import build_report
 
     name, fn = resolve_scorer(scorer, registry)
     options = options_of(preds)
     verdicts = score_all(preds, fn, options)
+    if per_item is not None:
+        write_per_item(per_item, per_item_records(preds, verdicts, options, name))
     meta = {
         "n_without_options": sum(1 for o in options if not o),
         "n_gt_not_an_option": sum(

@@ -358,7 +358,9 @@ TABLES = {
 }
 
 CASES = [
-    pytest.param(name, *row, id=f"{name}-{i}") for name, (_, rows) in TABLES.items() for i, row in enumerate(rows)
+    pytest.param(name, *row, id=f"{name}-{i}")
+    for name, (_, rows) in TABLES.items()
+    for i, row in enumerate(rows)
 ]
 
 
