@@ -120,9 +120,11 @@ class LocalGenerator:
         cache: ResponseCache,
         context: StageContext,
         stats: Counter[str],
+        check: Any = None,
     ) -> list[Reply | None]:
         """Replies for ``(prompt, image)`` jobs: cached ones, then the misses in batches
-        (``None`` for jobs not reached because ``context.stop`` was set)."""
+        (``None`` for jobs not reached because ``context.stop`` was set). With ``retry_rejects``,
+        a cached reply that fails ``check`` counts as a miss (``stats["retried_rejects"]``)."""
         model = self.model_id()
         keys = [
             request_key(
@@ -136,6 +138,14 @@ class LocalGenerator:
             for p, r in jobs
         ]
         out: list[Reply | None] = [cache.get(k) for k in keys]
+        if self.options.retry_rejects and check is not None:
+            for i, reply in enumerate(out):
+                try:
+                    if reply is not None:
+                        check(reply)
+                except ContractError:
+                    out[i] = None
+                    stats["retried_rejects"] += 1
         stats["cache_hits"] += sum(r is not None for r in out)
         todo = [i for i, r in enumerate(out) if r is None]
         for start in range(0, len(todo), self.options.batch_size):
@@ -161,7 +171,7 @@ class LocalGenerator:
         stats: Counter[str],
     ) -> list[Any]:
         """Per job: ``(value, reply)``, a :class:`ContractError` (after one re-ask), or ``None`` (stopped)."""
-        first = self._replies(jobs, schema_version, cache, context, stats)
+        first = self._replies(jobs, schema_version, cache, context, stats, check)
         results: list[Any] = [None] * len(jobs)
         retry: list[int] = []
         for i, reply in enumerate(first):
@@ -177,7 +187,7 @@ class LocalGenerator:
             (REASK.format(prompt=jobs[i][0], error=results[i], reply=first[i].text[:4000]), jobs[i][1])
             for i in retry
         ]
-        for i, reply in zip(retry, self._replies(follow, schema_version, cache, context, stats)):
+        for i, reply in zip(retry, self._replies(follow, schema_version, cache, context, stats, check)):
             if reply is None:
                 results[i] = None
                 continue
@@ -239,6 +249,8 @@ class LocalGenerator:
                 "items": len(items),
                 "backend": self.name,
                 "completed": not stopped,
+                "retried_rejects": stats["retried_rejects"],
+                **out.causes(),
                 "prompt_strategy": template.name,
                 "model": self.options.model_path,
             },

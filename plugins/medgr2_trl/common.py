@@ -167,9 +167,11 @@ def metrics_callback(path: Path, history: list[dict[str, Any]], reporter: Any) -
             self.out: JsonlAppender | None = None
             self.main = int(os.environ.get("RANK", "0")) == 0
 
-        def write(self, record: dict[str, Any]) -> None:
-            """Append one record (main process only): what ``on_log`` does, for records of our own."""
-            if not self.main:
+        def write(self, record: dict[str, Any], once: bool = False) -> None:
+            """Append one record (main process only): what ``on_log`` does, for records of our own;
+            ``once``: not when a record of that step with the same keys is there already (a resume)."""
+            if not self.main or (once and any(h.get("step") == record.get("step") and h.keys() == record.keys()
+                                              for h in history)):
                 return
             history.append(record)
             if self.out is None:

@@ -95,7 +95,8 @@ def collapse_guard(options: CollapseGuardOptions, probe: Callable[[Any], tuple[f
 
         def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
             rate = self._measure(model, state.global_step)
-            saved = json.loads(state_path.read_text()) if state_path.is_file() else None
+            resumed = state.global_step > 0 and state_path.is_file()  # else a fresh start: measure it again
+            saved = json.loads(state_path.read_text()) if resumed else None
             self.start = float(saved["start_valid_rate"]) if saved else rate
             if saved is None and state.is_world_process_zero:
                 state_path.write_text(json.dumps({"start_valid_rate": rate, "start_step": state.global_step}))

@@ -316,3 +316,20 @@ def test_each_grpo_step_records_reward_mean_std_and_tied_share(tiny, module_samp
     for r in steps:  # the untrained model names no option: every reward 0, every group of 4 tied
         assert (r["reward"], r["reward_std"], r["monitor/frac_tied_groups"]) == (0.0, 0.0, 1.0)
         assert r["frac_reward_zero_std"] == r["monitor/frac_tied_groups"]
+
+
+def test_resumed_grpo_keeps_one_record_per_step_and_its_starting_rate(sft_policy, module_samples, tmp_path, context):
+    from medgr2_trl.grpo import GRPOPolicyTrainer
+
+    out = tmp_path / "g"
+    opts = GRPOOptions(max_steps=4, save_steps=2, max_completion_length=8, num_threads=1, reward=MATCH,
+                       collapse_guard=CollapseGuardOptions(every_steps=2, probe_size=8))
+    GRPOPolicyTrainer(opts).train(module_samples, sft_policy, out, context)
+    shutil.rmtree(out / "checkpoint-4")
+    shutil.rmtree(out / "final")
+    result = GRPOPolicyTrainer(opts).train(module_samples, sft_policy, out, context)
+    assert result.metrics["resumed_from_step"] == 2 and result.metrics["guard_start_valid_rate"] == 0.5
+    records = _records(out / "metrics.jsonl")
+    assert [r["step"] for r in records if "guard/valid_rate" in r] == [0, 2, 4]
+    assert [r["step"] for r in records if "reward" in r] == [1, 2, 3, 4]
+    assert json.loads((out / "collapse_guard.json").read_text())["start_valid_rate"] == 0.5
