@@ -248,32 +248,49 @@ def build_registry(ps: PluginSet, registry: Registry | None = None) -> Registry:
     """Call every registrar hook once, plugin by plugin, into ``registry`` (default: a new one)."""
     registry = Registry() if registry is None else registry
     skipped: set[str] = set()
+    replaced: dict[str, list[Any]] = {}  # plugin -> the entries it overrode (restored if it is skipped)
     for kind, hook_name in hookspecs.REGISTRAR_HOOKS.items():
         hook = getattr(ps.pm.hook, hook_name)
         for impl in _in_load_order(hook.get_hookimpls()):
-            if impl.plugin_name in skipped:
+            name = impl.plugin_name
+            if name in skipped:
                 continue
-            info = ps.infos.get(impl.plugin_name) or PluginInfo(impl.plugin_name, impl.plugin_name)
-            registrar = registry.registrar(kind, impl.plugin_name, info.distribution, info.version)
+            info = ps.infos.get(name) or PluginInfo(name, name)
+            registrar = registry.registrar(kind, name, info.distribution, info.version)
+            before = dict(registry.entries[kind])
             try:
                 impl.function(**{a: registrar for a in impl.argnames})
             except RegistryError as exc:
                 if ps.strict:
                     raise
-                _skip_plugin(ps, registry, impl.plugin_name)
-                skipped.add(impl.plugin_name)
-                ps.fail(repr(impl.plugin_name), f"failed in {hook_name}: {exc}", exc)
+                _note_overrides(replaced, name, before, registry.entries[kind])
+                _skip_plugin(ps, registry, name, replaced.get(name, []))
+                skipped.add(name)
+                ps.fail(repr(name), f"failed in {hook_name}: {exc}", exc)
+                continue
             except (Exception, SystemExit) as exc:  # noqa: BLE001
-                ps.fail(repr(impl.plugin_name), f"failed in {hook_name}: {_describe(exc)}", exc)
+                ps.fail(repr(name), f"failed in {hook_name}: {_describe(exc)}", exc)
+            _note_overrides(replaced, name, before, registry.entries[kind])
     registry.warnings.extend(f for f in ps.failures if f not in registry.warnings)
     return registry
 
 
-def _skip_plugin(ps: PluginSet, registry: Registry, name: str) -> None:
-    """Take plugin ``name`` out: its registry entries, its hooks (commands too) and its info."""
+def _note_overrides(replaced: dict[str, list[Any]], plugin: str, before: Mapping[str, Any],
+                    after: Mapping[str, Any]) -> None:
+    for entry_name, old in before.items():
+        new = after.get(entry_name)
+        if new is not old and new is not None and new.plugin == plugin:
+            replaced.setdefault(plugin, []).append(old)
+
+
+def _skip_plugin(ps: PluginSet, registry: Registry, name: str, overridden: Sequence[Any] = ()) -> None:
+    """Take plugin ``name`` out: its registry entries (the entries it overrode come back), its hooks
+    (commands too) and its info."""
     for kind in registry.entries:
         for entry_name in [n for n, e in registry.entries[kind].items() if e.plugin == name]:
             del registry.entries[kind][entry_name]
+    for old in overridden:
+        registry.entries[old.kind].setdefault(old.name, old)
     plugin = ps.pm.get_plugin(name)
     if plugin is not None:
         ps.pm.unregister(plugin)

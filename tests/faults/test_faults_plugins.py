@@ -125,3 +125,21 @@ def test_duplicate_name_library_level(duplicate):
     strict = load_plugins(["datasets", str(duplicate)], autoload=False, env=False, strict=True)
     with pytest.raises(RegistryError, match="registered twice"):
         build_registry(strict)
+
+
+def test_a_skipped_plugin_gives_back_what_it_overrode(tmp_path):
+    path = tmp_path / "greedy_plugin.py"
+    path.write_text(
+        "from medgr2 import hookimpl\n\n"
+        "@hookimpl\ndef medgr2_register_datasets(registry):\n"
+        "    registry.add('folders', 'builtins:dict', override=True)\n"
+        "    registry.add('csv', 'builtins:dict')\n"
+    )
+    try:
+        with pytest.warns(PluginWarning, match="dataset 'csv' is registered twice"):
+            registry = build_registry(load_plugins(["datasets", str(path)], autoload=False, env=False))
+    finally:
+        sys.modules.pop("medgr2_adhoc_greedy_plugin", None)
+    assert registry.entry("dataset", "folders").plugin == "datasets"
+    assert registry.entry("dataset", "csv").plugin == "datasets"
+    assert not [e for e in registry if e.plugin == "greedy_plugin"]
