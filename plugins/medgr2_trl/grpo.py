@@ -10,6 +10,7 @@ all tie: such groups give no advantage, hence no learning signal).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import time
@@ -126,8 +127,6 @@ def build_terms(specs: Sequence[RewardTermSpec], context: StageContext,
             if context.reward_model is None:
                 raise ValueError(f"grpo: the reward term {spec.term!r} needs the reward model R_φ, but "
                                  "context.reward_model is None: train or load one first, or drop the term")
-            import functools
-
             fn = functools.partial(fn, model=context.reward_model)
         terms.append(RewardTerm(spec.term, fn, monitor))
     return terms, [s.weight for s in specs]
@@ -231,7 +230,8 @@ class GRPOPolicyTrainer:
         callbacks = common.make_callbacks(output_dir, history, context)
         guard = None
         if opts.collapse_guard is not None:
-            guard = _make_guard(opts, samples, fmt, processor, output_dir, callbacks[0].write, context)
+            write = functools.partial(callbacks[0].write, once=True)  # a resume re-probes its first step
+            guard = _make_guard(opts, samples, fmt, processor, output_dir, write, context)
             callbacks.append(guard)
         trainer = GRPOTrainer(model=model, reward_funcs=terms, args=config, train_dataset=dataset,
                               processing_class=processor, peft_config=common.lora_config(opts),
