@@ -62,8 +62,8 @@ def medgr2(model_answer: str, options: Sequence[str], gt_answer: str) -> Verdict
     """MedGR2 authors' rule: normalised exact match of the answer text with the gt option text.
 
     Source: the MedGR2 authors' released evaluation script and its ``normalize_answer`` (Zhi, Guo
-    and Li 2025; no public copy of the script was found in the code index, so no commit can be
-    named: the rule is transcribed from the published description of the protocol). It uses
+    and Li 2025), no commit named: no public copy of the script was found, so the rule is
+    transcribed from the published description of the protocol. It uses
     option-text answers, the prompt "Please choose one of the following: X or Y or Z. You must
     pick only one answer." and greedy decoding. Both sides are normalised as ``normalize_answer``
     does (:func:`medgr2_eval.parsing.normalize`: lowercase, ASCII punctuation removed, ends
@@ -468,8 +468,7 @@ def vlmevalkit(
     question: str = "",
     judge: Callable[[str], str] | None = None,
 ) -> Verdict:
-    """VLMEvalKit rule (``can_infer``, current): a late unique letter or "the answer is X", else a
-    unique option text in a short answer, else invalid.
+    """VLMEvalKit rule (current ``can_infer``): a late letter or "answer is X", else a unique option text.
 
     Source: VLMEvalKit (open-compass/VLMEvalKit) ``vlmeval/utils/matching_util.py``
     (``can_infer_option``, ``can_infer_text``, ``can_infer``; last changed by a67ace5 of 2026-06-17)
@@ -518,8 +517,9 @@ def vlmevalkit_2024(
     question: str = "",
     judge: Callable[[str], str] | None = None,
 ) -> Verdict:
-    """VLMEvalKit rule as of March 2024 (``can_infer`` with ``VERBOSE=1``): a unique option letter,
-    else a unique option text, else invalid — for comparisons with older papers.
+    """VLMEvalKit rule of March 2024 (``VERBOSE=1``): a unique letter, else a unique option text.
+
+    For comparisons with older papers.
 
     Source: VLMEvalKit (open-compass/VLMEvalKit) ``vlmeval/utils/matching_util.py`` at commit
     c6bdffd (2024-03-19), run with ``VERBOSE=1``. The characters ``.()[],:;!*#{}`` are replaced
