@@ -28,8 +28,9 @@ Faults (:class:`FaultPlan`):
 fail that way (the third succeeds); ``rates`` draws faults at random but reproducibly
 (from a hash of the seed, the prompt and the attempt number).
 
-``GET /_fake/log`` returns the arrival times (``time.monotonic``) of every attempt and the
-peak concurrency, for clients in another process (``python -m medgr2.fake_servers``).
+``GET /_fake/log`` returns the arrival times (``time.monotonic``) of every attempt, the peak
+concurrency and every attempt as ``[arrival, answered, fault, retry_after, in_flight]``, for
+clients in another process (``python -m medgr2.fake_servers``).
 
 The default reply is a valid VQA sample built from the prompt's ``- key: value`` label lines;
 pass ``reply=`` (``prompt_text -> str``) to answer anything else (e.g. a judge's JSON).
@@ -343,7 +344,11 @@ class FakeServer:
     def _get(self, ex: _Exchange) -> None:
         if ex.path.startswith("/_fake/log"):  # for benchmarks driving a server in another process
             with self._lock:
-                data = {"times": [a.t for a in self.log], "max_in_flight": self.max_in_flight}
+                data = {
+                    "times": [a.t for a in self.log],
+                    "max_in_flight": self.max_in_flight,
+                    "attempts": [[a.t, a.done, a.fault, a.retry_after, a.in_flight] for a in self.log],
+                }
             ex.send(200, json.dumps(data).encode())
             return
         ex.send(200, json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).encode())
@@ -586,10 +591,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="Heavy-tailed latency instead: lognormal with this median and p99 = 10x median.",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rate-429", type=float, default=0.0, help="Share of attempts answered 429 at random.")
+    parser.add_argument("--retry-after", type=float, default=None, help="Retry-After of those 429s (s).")
+    parser.add_argument("--quota-rps", type=float, default=None, help="Requests per second accepted (429 above).")
+    parser.add_argument("--quota-burst", type=float, default=1.0, help="Token bucket size of the quota.")
     args = parser.parse_args(argv)
     latency: Any = lognormal_latency(args.lognormal_median) if args.lognormal_median else args.latency
     cls = FakeOpenAIServer if args.dialect == "openai" else FakeGeminiServer
-    server = cls(latency=latency, seed=args.seed).start()
+    plan = FaultPlan(rates={"429": args.rate_429} if args.rate_429 else {}, retry_after=args.retry_after,
+                     quota_rps=args.quota_rps, quota_burst=args.quota_burst, seed=args.seed)
+    server = cls(latency=latency, seed=args.seed, faults=plan).start()
     sys.stdout.write(server.base_url + "\n")
     sys.stdout.flush()
     try:
