@@ -121,6 +121,7 @@ def run_medgr2(args, model_path: Path, samples, context, out: Path):
     kw = grpo_kwargs(args, 0)
     opts = GRPOOptions(**{k: v for k, v in kw.items() if k != "seed"}, seed=0, num_threads=args.threads,
                        warmup_ratio=0.0, lr_scheduler_type="linear", save_steps=10_000,
+                       collapse_guard=None,  # its probes are an opt-out feature, not framework overhead
                        reward=[RewardTermSpec(term="reward_model", weight=0.8),
                                RewardTermSpec(term="answer_match", weight=0.2)])
     original = common.make_callbacks
