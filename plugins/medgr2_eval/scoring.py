@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,31 @@ _ALIASES = {
 }
 
 
+_MED_R1_KEYS = {"problem": "question", "solution": "gt_answer", "ground_truth": "gt_answer",
+                "model_output": "model_answer"}
+"""Med-R1's keys (``Splits/*.json`` records and ``src/eval_vqa/test_*.py`` result files), used when
+the record lacks the MedGR2 key."""
+_ANSWER_TAG = re.compile(r"^\s*<answer>\s*([A-H])\s*</answer>\s*$")
+
+
 class PredictionsFileError(ValueError):
     """A predictions file cannot be read; the message names the line and the fix."""
+
+
+def _from_med_r1(rec: dict[str, Any]) -> dict[str, Any]:
+    """A Med-R1 record in MedGR2 keys: ``problem`` -> question, ``solution`` / ``ground_truth`` ->
+    gt_answer, ``model_output`` -> model_answer; a result's nested input example (``question``:
+    ``{"problem": ..., "solution": ...}``) is unwrapped."""
+    rec = dict(rec)
+    nested = rec.get("question")
+    if isinstance(nested, dict):
+        rec.pop("question")
+        for k, v in nested.items():
+            rec.setdefault(k, v)
+    for k, target in _MED_R1_KEYS.items():
+        if k in rec and target not in rec:
+            rec[target] = rec[k]
+    return rec
 
 
 def _options(value: Any, where: str) -> tuple[str, ...]:
@@ -40,13 +64,17 @@ def _options(value: Any, where: str) -> tuple[str, ...]:
 
 
 def prediction_from_record(rec: dict[str, Any], where: str = "record", index: int = 0) -> Prediction:
-    """A :class:`Prediction` from one JSON record (MedGR2 / OmniMedVQA-style keys; extra keys ignored).
+    """A :class:`Prediction` from one JSON record (MedGR2 / OmniMedVQA-style keys, or Med-R1's
+    ``problem`` / ``solution`` / ``model_output``; extra keys ignored).
 
     Options come from ``options`` (a list, or a mapping ``{"A": ...}``), else from ``option_A``..
-    ``option_H`` keys, else they are left empty (and parsed from the question when scoring).
+    ``option_H`` keys, else they are left empty (and parsed from the question when scoring). A
+    truth written as Med-R1's ``<answer> C </answer>`` becomes the text of option C when the
+    options (given or parsed from the question) have a C.
     """
     if not isinstance(rec, dict):
         raise PredictionsFileError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    rec = _from_med_r1(rec)
     missing = [k for k in REQUIRED if k not in rec]
     if missing:
         raise PredictionsFileError(
@@ -58,11 +86,17 @@ def prediction_from_record(rec: dict[str, Any], where: str = "record", index: in
     if not opts:
         opts = tuple(str(data[f"option_{c}"]) for c in LETTERS if data.get(f"option_{c}") is not None)
     scores = data.get("option_scores")
+    gt = str(data["gt_answer"])
+    tag = _ANSWER_TAG.match(gt)
+    if tag:  # Med-R1's truth "<answer> C </answer>": the text of option C, so every protocol reads it
+        shown = opts or parse_options(str(data["question"]))
+        letter = LETTERS.index(tag.group(1))
+        gt = shown[letter] if letter < len(shown) else gt
     return Prediction(
         question_id=str(data.get("question_id", index)),
         question=str(data["question"]),
         options=opts,
-        gt_answer=str(data["gt_answer"]),
+        gt_answer=gt,
         model_answer="" if data["model_answer"] is None else str(data["model_answer"]),
         modality=None if data.get("modality") is None else str(data["modality"]),
         question_type=None if data.get("question_type") is None else str(data["question_type"]),
@@ -89,6 +123,15 @@ def _read_jsonl(p: Path, text: str) -> list[Prediction]:
     return preds
 
 
+def _results_object(p: Path, text: str) -> Any:
+    """The ``results`` list of a single JSON object (Med-R1's result files), else ``None``."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None  # JSONL: read line by line
+    return data.get("results") if isinstance(data, dict) else None
+
+
 def read_predictions(path: str | Path) -> list[Prediction]:
     """Predictions from a JSONL file (or a JSON array file), with errors naming the line."""
     p = Path(path)
@@ -101,6 +144,8 @@ def read_predictions(path: str | Path) -> list[Prediction]:
         except json.JSONDecodeError as e:
             raise PredictionsFileError(f"{p}: not valid JSON ({e})") from e
         preds = [prediction_from_record(r, f"{p} item {i}", i) for i, r in enumerate(data)]
+    elif text.lstrip().startswith("{") and isinstance(results := _results_object(p, text), list):
+        preds = [prediction_from_record(r, f"{p} results[{i}]", i) for i, r in enumerate(results)]
     else:
         preds = _read_jsonl(p, text)
     if not preds:
