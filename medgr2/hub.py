@@ -308,12 +308,12 @@ def dataset_card(samples: Sequence[VQASample], export: DatasetExport, *, split: 
         origin = f" from `{facts['source_file']}`"
     body = [
         f"# {title}",
-        f"Multiple-choice medical VQA samples (image, question, options, answer, rationale){origin}, "
-        "written by medgr2 (MedGR2: generative reward learning for medical VLM reasoning).",
+        (f"Multiple-choice medical VQA samples (image, question, options, answer, rationale){origin}, "
+         "written by medgr2 (MedGR2: generative reward learning for medical VLM reasoning)."),
         "## Counts",
         data_section(samples, licences=licences, keys=("source dataset", "modality", "question type", "split")),
-        f"Images decoded into the `image` column: {export.images_decoded} "
-        f"({', '.join(f'{k}: {v}' for k, v in sorted(export.by_loader.items()))}).",
+        (f"Images decoded into the `image` column: {export.images_decoded} "
+         f"({', '.join(f'{k}: {v}' for k, v in sorted(export.by_loader.items()))})."),
         "## How the samples were made",
         "Generator (`provenance.generator`):", markdown_table(counts["generator"], ("generator", "samples")),
         "Prompt strategy:", markdown_table(counts["prompt strategy"], ("prompt strategy", "samples")),
@@ -328,18 +328,18 @@ def dataset_card(samples: Sequence[VQASample], export: DatasetExport, *, split: 
         body += ["Filter funnel:", "```json\n" + json.dumps(funnel, indent=2, default=str) + "\n```"]
     body += [
         "## Licences",
-        "The images keep their source's licence; redistribute only as it allows. "
-        "The questions and answers were written by the generators named above.",
+        ("The images keep their source's licence; redistribute only as it allows. "
+         "The questions and answers were written by the generators named above."),
         "## Columns",
-        "`image` (PNG, decoded from the source: files, NIfTI slices, NPZ frames ...), `question`, `options`, "
-        "`answer`, `answer_letter`, `answer_index`, `rationale`, `modality`, `question_type`, `split`, "
-        "`source_dataset`, `source_id`, `generator`, `model_id`, `prompt_strategy`, `cycle`, `reward`, "
-        "`reward_model_version`, `tags`, `image_refs` (the original references, JSON) and `sample_json` "
-        "(the full `medgr2.data.VQASample`); `images` (all images) when some sample has several.",
+        ("`image` (PNG, decoded from the source: files, NIfTI slices, NPZ frames ...), `question`, `options`, "
+         "`answer`, `answer_letter`, `answer_index`, `rationale`, `modality`, `question_type`, `split`, "
+         "`source_dataset`, `source_id`, `generator`, `model_id`, `prompt_strategy`, `cycle`, `reward`, "
+         "`reward_model_version`, `tags`, `image_refs` (the original references, JSON) and `sample_json` "
+         "(the full `medgr2.data.VQASample`); `images` (all images) when some sample has several."),
         "## How to load it",
-        "```python\nfrom datasets import load_dataset\n\n"
-        f"ds = load_dataset(\"parquet\", data_files=\"data/{split}-*.parquet\", split=\"train\")\n"
-        "ds[0][\"image\"]  # a PIL image\n```",
+        ("```python\nfrom datasets import load_dataset\n\n"
+         f"ds = load_dataset(\"parquet\", data_files=\"data/{split}-*.parquet\", split=\"train\")\n"
+         "ds[0][\"image\"]  # a PIL image\n```"),
         "medgr2 reads it back as a dataset source: `{name: hf, options: {path: <this folder>}}`.",
     ]
     return "\n".join(front) + "\n\n" + "\n\n".join(body) + "\n"
@@ -449,9 +449,9 @@ def reward_card(config: Mapping[str, Any], *, calibration: Mapping[str, Any] | N
     front = ["---", "library_name: medgr2", "tags:" + yaml_list(["medgr2", "medical", "reward-model", kind]), "---"]
     body = [
         f"# MedGR2 reward model R_φ `{version}`",
-        "R_φ scores (image, question, answer[, rationale]) on the paper's scale [−6, 10]: 10 for the original "
-        "answer, 6 for WordNet synonyms, 0 for phrase deletions, −6 for another study's text. It is a medgr2 "
-        "model (safetensors + JSON, no pickle, no remote code), not a transformers one.",
+        ("R_φ scores (image, question, answer[, rationale]) on the paper's scale [−6, 10]: 10 for the original "
+         "answer, 6 for WordNet synonyms, 0 for phrase deletions, −6 for another study's text. It is a medgr2 "
+         "model (safetensors + JSON, no pickle, no remote code), not a transformers one."),
         "## What it is",
         "| field | value |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in facts.items()),
         "Options:",
@@ -462,9 +462,9 @@ def reward_card(config: Mapping[str, Any], *, calibration: Mapping[str, Any] | N
         body += ["## Metrics (held-out grade set)", markdown_table(keep, ("metric", "value"), by_count=False)]
     body += [
         "## How to load it",
-        "```python\nimport medgr2\nfrom medgr2.data import RewardInput\n\n"
-        "rm = medgr2.load_reward_model(\"path/to/this/folder\")  # or a run folder\n"
-        "scores = rm.score([RewardInput(question=\"What does the X-ray show?\", answer=\"pneumonia\")])\n```",
+        ("```python\nimport medgr2\nfrom medgr2.data import RewardInput\n\n"
+         "rm = medgr2.load_reward_model(\"path/to/this/folder\")  # or a run folder\n"
+         "scores = rm.score([RewardInput(question=\"What does the X-ray show?\", answer=\"pneumonia\")])\n```"),
         "See `docs/reward-model.md` in medgr2 for the inputs, losses and saved files.",
     ]
     return "\n".join(front) + "\n\n" + "\n\n".join(body) + "\n"

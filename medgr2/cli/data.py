@@ -252,7 +252,7 @@ def export_cmd(
     if push_to_hub:
         try:
             summary["hub_url"] = push_dataset_to_hub(exported.root, push_to_hub, private=not public)
-        except Exception as exc:  # the Hub client's errors (auth, network, offline mode) are many
+        except (OSError, ValueError) as exc:  # the Hub client's HTTP, auth and offline errors
             fail(f"--push-to-hub {push_to_hub} failed: {exc} (log in with `huggingface-cli login` or set HF_TOKEN)")
     print_json(summary)
 

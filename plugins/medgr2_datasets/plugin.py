@@ -57,6 +57,8 @@ def medgr2_register_datasets(registry):
     """Dataset sources: ready-made VQA sets, labelled image layouts and the offline demo corpus."""
     for name, target, options, description in _SOURCES:
         registry.add(name, f"{_PKG}.{target}", config=f"{_OPT}:{options}", description=description)
+    registry.add("hf", f"{_PKG}.hf_source:HFSource", config=f"{_PKG}.hf_source:HFOptions",
+                 description="Hugging Face dataset (folder, or Hub id in the offline cache): image/question/answer")
     registry.add(
         "shared",
         f"{_PKG}.presets:SharedSource",
