@@ -174,7 +174,7 @@ def validate_reply(data: dict[str, Any]) -> dict[str, Any]:
 
 def check_schema(value: Any, schema: dict[str, Any], path: str = "$") -> None:
     """Check ``value`` against a small JSON-schema subset (type, properties, required, enum,
-    items, minItems, maxItems, additionalProperties: false); raises :class:`ContractError` naming
+    items, minItems, maxItems, minimum, maximum, additionalProperties: false); raises :class:`ContractError` naming
     the first problem.
 
     Used by ``complete_json`` for arbitrary caller schemas (e.g. an LLM judge's verdict).
@@ -188,6 +188,9 @@ def check_schema(value: Any, schema: dict[str, Any], path: str = "$") -> None:
             or (t == "integer" and value != int(value))
         ):
             raise ContractError("schema", f"{path} must be {'an integer' if t == 'integer' else 'a number'}")
+        if value < schema.get("minimum", value) or value > schema.get("maximum", value):
+            raise ContractError("schema", f"{path} must be between {schema.get('minimum', '-inf')} and "
+                                f"{schema.get('maximum', 'inf')}, not {value}")
     elif t in types and not isinstance(value, types[t]):
         raise ContractError("schema", f"{path} must be of type {t}")
     if "enum" in schema and value not in schema["enum"]:

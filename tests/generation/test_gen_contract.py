@@ -130,6 +130,12 @@ def test_schema_matches_the_contract_and_checker():
     )
     with pytest.raises(ContractError, match="integer"):
         check_schema({"score": 2.5}, {"type": "object", "properties": {"score": {"type": "integer"}}})
+    bounded = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 10}}}
+    check_schema({"score": 10}, bounded)
+    with pytest.raises(ContractError, match="between 0 and 10"):
+        check_schema({"score": 11}, bounded)
+    with pytest.raises(ContractError, match="outside the schema"):
+        check_schema({"score": 1, "x": 2}, {**bounded, "additionalProperties": False})
 
 
 @pytest.mark.parametrize("strategy", ["direct", "step_by_step", "meta_cognitive"])
