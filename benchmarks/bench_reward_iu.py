@@ -199,7 +199,7 @@ def main() -> int:
     from medgr2_reward.calibration import write_calibration
     from medgr2_reward.model import MiniLMRewardModel
     from medgr2_reward.options import MiniLMOptions
-    from medgr2_reward.stages import build_grade_set
+    from medgr2_reward.grade_set import build_grade_set
 
     from medgr2.interfaces import StageContext
 

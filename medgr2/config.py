@@ -50,6 +50,25 @@ class ComponentSpec(Section):
     options: dict[str, Any] = Field(default_factory=dict, description="Options for this component.")
 
 
+class ComponentRef(BaseModel):
+    """A component named *inside another component's options* (e.g. a GRPO reward term).
+
+    A plugin's options model declares a field of a subclass (or a list of one) that sets ``kind``
+    and, when its name field is not ``name``, ``name_field``; config validation then checks the
+    name against the registry and the nested ``options`` against that component's own model, so a
+    typo deep inside ``policy.grpo.options.reward`` is caught before any stage runs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ClassVar[str] = ""
+    name_field: ClassVar[str] = "name"
+
+
+class GradeSetSpec(ComponentSpec):
+    kind: ClassVar[str] = "grade_set"
+
+
 class DatasetSpec(ComponentSpec):
     kind: ClassVar[str] = "dataset"
 
@@ -105,16 +124,20 @@ class RewardSection(Section):
     )
     retrain_each_cycle: bool = Field(default=True, description="Refresh R_φ on policy samples after each cycle.")
     replay_fraction: float = Field(default=0.5, ge=0, le=1, description="Share of earlier RM data replayed.")
-    labelling: Literal["match", "judge", "grade"] = Field(
-        default="match", description="How policy samples are labelled for RM retraining.")
+    min_retrain_examples: int = Field(
+        default=64, ge=1, description="A retrain sees at least this many examples (replay makes up the rest); with "
+                                      "fewer available, R_φ is kept and the reason recorded.")
+    promotion_tolerance: float = Field(
+        default=0.05, ge=0, le=1, description="A retrained R_φ replaces the current one only if its held-out "
+                                              "pairwise accuracy falls by at most this much.")
+    grade_set: GradeSetSpec = Field(
+        default_factory=lambda: GradeSetSpec(name="four-grade"),
+        description="Builds R_φ v0's graded set; the built-in four-grade takes options {references: [...], grading: "
+                    "{...}} (`reward.references` and `reward.grading` are short for those two options).")
+    labelling: str = Field(default="match", description="How policy samples are labelled for RM retraining: a "
+                                                        "registered policy_labeller (match, judge, grade).")
+    calibrator: str = Field(default="grades", description="The calibrator (kind calibrator) of R_φ's held-out report.")
     judge: GeneratorSpec | None = Field(default=None, description="The judge backend when labelling='judge'.")
-    references: list[dict[str, Any]] = Field(
-        default_factory=list,
-        description="Reference-text readers for the grade set, each {format: iu_xray|text|csv|samples, path, ...} "
-                    "(fields: medgr2_reward.options.ReferenceSource).")
-    grading: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Grade-set options: rates, seed, held-out share (fields: medgr2_reward.options.GradeOptions).")
 
 
 class FilterSection(Section):
@@ -132,8 +155,8 @@ class PolicySection(Section):
     """Step 3: the policy and how it is trained."""
 
     model: str | None = Field(default=None, description="Local model folder; None builds a tiny VLM.")
-    tiny_arch: Literal["qwen2_5_vl", "llava"] = Field(default="qwen2_5_vl",
-                                                      description="Tiny architecture when model is None.")
+    tiny_arch: str = Field(default="qwen2_5_vl",
+                           description="The tiny starting policy (kind tiny_policy: qwen2_5_vl, llava) when model is None.")
     answer_format: Literal["letter", "text", "think"] = Field(
         default="text", description="How the policy answers: option letter, option text, or <think>/<answer>.")
     sft: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="sft", options={"num_train_epochs": 40}),
@@ -354,17 +377,60 @@ def _specs_in_effect(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
             yield loc, kind, spec
 
 
-def _scorer_problems(raw: Mapping[str, Any], registry: Registry) -> list[str]:
-    """An ``evaluation.scorer`` set in the config names a registered scoring protocol."""
-    evaluation = raw.get("evaluation")
-    scorer = evaluation.get("scorer") if isinstance(evaluation, Mapping) else None
-    if not isinstance(scorer, str) or ("scorer", scorer) in registry:
-        return []
-    try:
-        registry.entry("scorer", scorer)
-    except UnknownComponentError as e:
-        return [f"evaluation.scorer: {e}"]
-    return []
+NAMED_COMPONENTS: dict[str, str] = {
+    "evaluation.scorer": "scorer",
+    "reward.labelling": "policy_labeller",
+    "reward.calibrator": "calibrator",
+    "policy.tiny_arch": "tiny_policy",
+}
+"""Config fields that name a registered component without options: location → kind."""
+
+
+def _name_problems(raw: Mapping[str, Any], registry: Registry) -> list[str]:
+    """Every field of :data:`NAMED_COMPONENTS` set in the config names a registered component."""
+    problems = []
+    for loc, kind in NAMED_COMPONENTS.items():
+        section, _, key = loc.partition(".")
+        node = raw.get(section)
+        name = node.get(key) if isinstance(node, Mapping) else None
+        if not isinstance(name, str) or (kind, name) in registry:
+            continue
+        try:
+            registry.entry(kind, name)
+        except UnknownComponentError as e:
+            problems.append(f"{loc}: {e}")
+    return problems
+
+
+def _ref_type(annotation: Any) -> tuple[type[ComponentRef] | None, bool]:
+    """(ComponentRef subclass, is_list) for an options field annotation, else (None, False)."""
+    origin = get_origin(annotation)
+    if origin in (list, tuple, Sequence):
+        inner, _ = _ref_type(get_args(annotation)[0])
+        return inner, inner is not None
+    if origin is Union or origin is types.UnionType:
+        for arg in get_args(annotation):
+            t, is_list = _ref_type(arg)
+            if t is not None:
+                return t, is_list
+        return None, False
+    if isinstance(annotation, type) and issubclass(annotation, ComponentRef) and annotation.kind:
+        return annotation, False
+    return None, False
+
+
+def _nested_specs(model: type[BaseModel], options: Mapping[str, Any], loc: str) -> Iterator[tuple[str, str, Any]]:
+    """``(location, kind, {"name", "options"})`` for every component named inside ``options``."""
+    for field_name, f in model.model_fields.items():
+        ref, is_list = _ref_type(f.annotation)
+        if ref is None or field_name not in options:
+            continue
+        value = options[field_name]
+        items = list(enumerate(value)) if is_list and isinstance(value, list) else [(None, value)]
+        for idx, item in items:
+            if isinstance(item, Mapping):
+                where = f"{loc}.{field_name}" if idx is None else f"{loc}.{field_name}.{idx}"
+                yield where, ref.kind, {"name": item.get(ref.name_field), "options": item.get("options") or {}}
 
 
 def _component_problems(specs: Iterable[tuple[str, str, Any]], registry: Registry) -> list[str]:
@@ -388,6 +454,7 @@ def _component_problems(specs: Iterable[tuple[str, str, Any]], registry: Registr
                         f"{model.model_fields[secret].description or 'see its docs'})"
                     )
             entry.validate_options({k: v for k, v in options.items() if k not in _secret_fields(model)})
+            problems += _component_problems(_nested_specs(model, options, f"{loc}.options"), registry)
         except UnknownComponentError as e:
             failed = f" ({len(registry.warnings)} plugin(s) failed to load: {'; '.join(registry.warnings)})" \
                 if registry.warnings else ""
@@ -448,7 +515,7 @@ def load_config(
         source = str(path)
     if data is not None:
         raw = _deep_merge(raw, data)
-    raw = apply_overrides(raw, overrides)
+    raw = _expand_short_forms(apply_overrides(raw, overrides))
     problems: list[str] = []
     config: RunConfig | None = None
     try:
@@ -459,10 +526,28 @@ def load_config(
         problems += _load_config_plugins(raw.get("plugins"), path, registry)
         # phase 2 sees every component that will be used: the defaults too, even when phase 1 failed
         problems += _component_problems(_specs_in_effect(raw), registry)
-        problems += _scorer_problems(raw, registry)
+        problems += _name_problems(raw, registry)
     if problems or config is None:
         raise ConfigError(problems, source)
     return config
+
+
+def _expand_short_forms(raw: dict[str, Any]) -> dict[str, Any]:
+    """``reward.references`` / ``reward.grading`` are short for ``reward.grade_set.options.references`` /
+    ``.grading`` (of the default ``four-grade`` builder unless ``reward.grade_set.name`` says otherwise)."""
+    reward = raw.get("reward")
+    if not isinstance(reward, Mapping) or not ({"references", "grading"} & set(reward)):
+        return raw
+    reward = dict(reward)
+    spec = reward.get("grade_set")
+    spec = dict(spec) if isinstance(spec, Mapping) else {"name": "four-grade"}
+    options = dict(spec.get("options") or {}) if isinstance(spec.get("options") or {}, Mapping) else {}
+    for key in ("references", "grading"):
+        if key in reward:
+            options[key] = reward.pop(key)
+    spec["options"] = options
+    reward["grade_set"] = spec
+    return {**raw, "reward": reward}
 
 
 def _load_config_plugins(specs: Any, path: str | os.PathLike[str] | None, registry: Registry) -> list[str]:

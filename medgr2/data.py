@@ -287,20 +287,6 @@ class FilterDecision(Frozen):
     score: float | None = None
 
 
-class Rollout(Frozen):
-    """A policy completion for a sample, with its reward."""
-
-    sample_id: str
-    prompt: str
-    completion: str
-    extracted: str | None = None
-    correct: bool | None = None
-    reward: RewardBreakdown | None = None
-    cycle: int = 0
-    step: int | None = None
-    policy: str | None = None
-
-
 class Prediction(Frozen):
     """One evaluation record (the predictions file is JSONL of these)."""
 
@@ -379,8 +365,33 @@ class GenerationResult(Frozen):
     ledger: Ledger = Field(default_factory=lambda: Ledger(stage="generate"))
 
 
+class CycleLedger(Frozen):
+    """One cycle of the loop, in numbers: what each stage produced, cost and took, and what it decided.
+
+    Written to ``cycle-NNN/ledger.json`` (and, as a list, to the run's ``ledger.json``).
+    """
+
+    cycle: int
+    items: int = 0
+    generated: int = 0
+    valid: int = 0
+    kept: int = 0
+    requests: int = 0
+    cost_usd: float = 0.0
+    generation: Ledger | None = None
+    funnel: dict[str, Any] = Field(default_factory=dict)
+    optimizer_steps: dict[str, int] = Field(default_factory=dict)
+    train_s: dict[str, float] = Field(default_factory=dict)
+    stage_s: dict[str, float | None] = Field(default_factory=dict)
+    rm_version: str = ""
+    rm_promoted: bool | None = None
+    policy: str = ""
+    evaluation: GroupMetrics | None = None
+    warnings: tuple[str, ...] = ()
+
+
 DATA_OBJECTS: tuple[type[Frozen], ...] = (
     ImageRef, Provenance, RewardBreakdown, VQASample, SeedItem, Reject, RewardInput, GradedExample,
-    FilterDecision, Rollout, Prediction, GroupMetrics, EvalReport, Ledger, TrainResult, GenerationResult,
+    FilterDecision, Prediction, GroupMetrics, EvalReport, Ledger, TrainResult, GenerationResult, CycleLedger,
 )
 """Every data object; the round-trip tests iterate this."""

@@ -22,6 +22,7 @@ from medgr2.data import (
     FilterDecision,
     GenerationResult,
     GradedExample,
+    ImageRef,
     Reject,
     RewardInput,
     SeedItem,
@@ -32,6 +33,19 @@ from medgr2.data import (
 if TYPE_CHECKING:
     from medgr2.progress import Reporter
     from medgr2.registry import Registry
+
+
+class StopRequest(threading.Event):
+    """Set on SIGINT/SIGTERM; ``signum`` says which (the CLI exits 128 + signum)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signum: int | None = None
+
+    def request(self, signum: int | None = None) -> None:
+        """Ask the stage to stop, recording the signal that asked."""
+        self.signum = signum
+        self.set()
 
 
 @dataclass
@@ -46,7 +60,11 @@ class StageContext:
         registry: The loaded registry, for components that use other components.
         stop: Set on SIGINT/SIGTERM; long stages finish in-flight work and return early.
         reward_model: The current reward model, for stages that need it (GRPO, filters).
-        extras: Anything else a stage passes down (e.g. ``seed_items`` for judges).
+        answer_format: How the policy answers (``policy.answer_format``: letter, text or think),
+            for trainers and evaluators; ``None`` outside a run (components use their own option).
+        scorer: The evaluation protocol (``evaluation.scorer``) an evaluator scores under.
+        eval_samples: The held-out evaluation samples, which the contamination filter protects.
+        allow_overlap: ``filters.allow_overlap``: keep samples already in D_gen.
     """
 
     work_dir: Path
@@ -54,9 +72,12 @@ class StageContext:
     seed: int = 0
     reporter: Reporter | None = None
     registry: Registry | None = None
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=StopRequest)
     reward_model: RewardModel | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    answer_format: str | None = None
+    scorer: str | None = None
+    eval_samples: Sequence[VQASample] = ()
+    allow_overlap: bool = False
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir)
@@ -156,8 +177,10 @@ class PolicyTrainer(Protocol):
     """Trains the policy (SFT, GRPO ...) from a model folder into ``output_dir``.
 
     Rewards for RL trainers come from ``context.reward_model`` and the reward terms named in
-    the trainer's options. Training resumes from the last complete checkpoint in
-    ``output_dir`` when one exists.
+    the trainer's options; a trainer that needs R_φ says so with a true ``needs_reward_model``
+    attribute (optional; absent means no). Training resumes from the last complete checkpoint in
+    ``output_dir`` when one exists. The result's ``metrics["optimizer_steps"]`` counts the steps
+    taken: a trainer that took none has not trained.
     """
 
     def train(
@@ -178,6 +201,108 @@ class Evaluator(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class GradeRequest:
+    """What the reward-init stage hands a :class:`GradeSetBuilder`.
+
+    Attributes:
+        items: Train-split seed items of ``reward.grade_sources`` (their labels may carry report text).
+        samples: Train-split ready-made samples of ``reward.grade_sources``.
+        fallback_samples: The run's train-split VQA samples, to use only when nothing else gives a
+            reference text.
+        seed: The run seed.
+    """
+
+    items: Sequence[SeedItem] = ()
+    samples: Sequence[VQASample] = ()
+    fallback_samples: Sequence[VQASample] = ()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GradeSet:
+    """R_φ's graded training data: the examples to train on and the held-out ones to calibrate on."""
+
+    train: Sequence[GradedExample]
+    held_out: Sequence[GradedExample]
+
+
+@runtime_checkable
+class GradeSetBuilder(Protocol):
+    """Builds the graded examples R_φ v0 trains on (the paper's 4-grade set from real reports)."""
+
+    def build(self, request: GradeRequest, context: StageContext) -> GradeSet:
+        """The train and held-out graded examples (deterministic for one seed)."""
+        ...
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """An LLM judge: answers a prompt (with images) with a JSON object that follows ``schema``.
+
+    The API generators satisfy it; the reward plugin's judge scores samples on the paper's four
+    criteria through it. Implementations apply the same restricted-data gate as generation.
+    """
+
+    def complete_json(self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any],
+                      context: StageContext) -> list[dict[str, Any] | Reject]:
+        """One JSON object satisfying ``schema`` per ``(prompt, images)``, or a Reject with the reason, in order."""
+        ...
+
+
+@dataclass(frozen=True)
+class LabelTools:
+    """What a :class:`PolicyLabeller` may use: the evaluator (to get the policy's answers) and the judge."""
+
+    evaluator: Evaluator | None = None
+    judge: Judge | None = None
+
+
+@runtime_checkable
+class PolicyLabeller(Protocol):
+    """Labels a cycle's samples with the policy's behaviour: new R_φ training data (Algorithm 1, step 4)."""
+
+    def label(self, samples: Sequence[VQASample], policy: Path | None, context: StageContext,
+              tools: LabelTools) -> list[GradedExample]:
+        """Graded examples for continual R_φ training (empty when there is nothing to label)."""
+        ...
+
+
+@runtime_checkable
+class Calibrator(Protocol):
+    """Writes a reward model's held-out calibration report next to its checkpoint."""
+
+    def write(self, folder: Path, scores: Sequence[float], targets: Sequence[float], grades: Sequence[int],
+              version: str) -> dict[str, Any]:
+        """Write the report under ``folder``; return its metrics (``spearman``, ``mse``, ``pairwise_accuracy`` ...)."""
+        ...
+
+
+class TinyModelFactory(Protocol):
+    """Writes a small VLM with random weights that loads offline: ``f(out_dir, *, seed) -> Path``."""
+
+    def __call__(self, out_dir: Path, *, seed: int = 0) -> Path: ...
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """A titled block of the run report: trusted HTML built by the section (escape what you read)."""
+
+    title: str
+    html: str
+    order: int = 50
+    warnings: Sequence[str] = ()
+
+
+@runtime_checkable
+class RunReportSection(Protocol):
+    """Contributes one section to the run report from the run folder (files its own plugin wrote)."""
+
+    def render(self, run_dir: Path) -> ReportSection | None:
+        """The section, or ``None`` when the run has nothing for it."""
+        ...
+
+
 RewardTerm = Callable[..., list[float]]
 """A reward term: ``f(completions, **kwargs) -> list[float]``, like TRL's reward functions.
 
@@ -191,17 +316,5 @@ Scorer = Callable[..., Any]
 ImageLoader = Callable[..., Any]
 """``f(ref: ImageRef) -> PIL.Image.Image``: decodes the images of one ``ImageRef.loader`` kind."""
 
-KINDS: dict[str, str] = {
-    "dataset": "DatasetSource: seed data loaders",
-    "generator": "Generator: writes VQA samples",
-    "reward_model": "RewardModel: R_φ",
-    "filter": "Filter: keeps or drops samples",
-    "trainer": "PolicyTrainer: SFT, GRPO ...",
-    "evaluator": "Evaluator: runs a policy over a benchmark",
-    "reward_term": "RewardTerm: f(completions, **kwargs) -> list[float]",
-    "scorer": "Scorer: a named answer-scoring protocol",
-    "image_loader": "ImageLoader: decodes one kind of ImageRef",
-    "prompt": "Prompt strategy: a generation template",
-    "function": "A named helper a stage needs from a plugin (the grade-set builder, the tiny-policy builder ...)",
-}
-"""Every component kind, with what it is."""
+PromptStrategy = Any
+"""A generation prompt template object, or a path to a versioned template file (see the generation plugin)."""

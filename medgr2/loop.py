@@ -1,19 +1,25 @@
 """Algorithm 1 of MedGR2, over the component interfaces only.
 
-Run-level stages (cycle 0) then, for t = 1..T::
+The loop walks the stages declared in :data:`medgr2.stages.STAGES`: the run-level ones (cycle 0)
+then, for t = 1..T, the cycle ones::
 
-    seed         load the data sources: seed items (train/val/test) and ready-made samples
-    eval-set     the held-out VQA set (evaluation.sources, else label-built from test items)
-    reward-init  build the 4-grade set, train R_φ v0, write its calibration
-    policy-init  the starting policy (a local folder, or a tiny VLM built offline)
+    seed               load the data sources: seed items (train/val/test) and ready-made samples
+    eval-set           the held-out VQA set (evaluation.sources, else label-built from test items)
+    reward-init        build the graded set, train R_φ v0, write its calibration
+    policy-init        the starting policy (a local folder, or a tiny VLM built offline)
+    evaluate-baseline  the starting policy on the held-out set
     ── per cycle t ──
-    generate     G writes candidates from the train items
-    score        R_φ scores them
-    filter       threshold / top-K, dedup, overlap with D_gen, contamination → D_high
-    sft          SFT on D_gen ∪ D_high
-    grpo         GRPO with α·R_φ + β·match on D_high
-    evaluate     the policy on the held-out set
-    reward-update  policy samples are labelled and R_φ is retrained (continual, with replay)
+    generate           G writes candidates from the train items
+    score              R_φ scores them
+    filter             threshold / top-K, dedup, overlap with D_gen, contamination → D_high
+    sft                SFT on D_gen ∪ D_high
+    grpo               GRPO with α·R_φ + β·match on D_high
+    evaluate           the policy on the held-out set
+    reward-update      policy samples are labelled, R_φ is retrained (with replay) and promoted if it holds
+
+A stage that cannot do its work raises :class:`~medgr2.stages.StageFailed`; one stopped by a
+signal is recorded as partial and raises :class:`~medgr2.stages.StageIncomplete`. Degenerations the
+loop survives (an empty kept set, an R_φ kept by its gate) are warnings in the cycle ledger and the report.
 
 Every stage writes its artifacts under ``runs/<name>/cycle-NNN/<stage>/`` and is recorded in the
 manifest with the hashes of its inputs and config. With ``resume=True`` a stage is skipped when
@@ -31,11 +37,18 @@ from pathlib import Path
 from typing import Any
 
 from medgr2 import __version__
+from medgr2 import artifacts as a
 from medgr2.config import ComponentSpec, ConfigError, RunConfig, load_config, resolved_dict
-from medgr2.data import EvalReport, GradedExample, Ledger, SeedItem, TrainResult, VQASample
+from medgr2.data import CycleLedger, EvalReport, GradedExample, Ledger, SeedItem, TrainResult, VQASample
 from medgr2.interfaces import SeedSet, StageContext
 from medgr2.progress import Reporter, SilentReporter
 from medgr2.registry import Registry
+from medgr2.stages import StageFailed, StageIncomplete, stage_context, stages
+from medgr2.stages.evaluate import evaluate
+from medgr2.stages.filter import apply_filters
+from medgr2.stages.generate import generate, select_items
+from medgr2.stages.reward import init_reward_model, score_samples, update_reward_model
+from medgr2.stages.train import ensure_policy, train_policy
 from medgr2.store import (
     RunStore, atomic_write_text, hash_data, hash_files, read_json, read_jsonl, write_json, write_jsonl,
 )
@@ -50,7 +63,7 @@ class CycleResult:
     """What one cycle produced."""
 
     cycle: int
-    ledger: dict[str, Any]
+    ledger: CycleLedger
     policy: str
     reward_model: str
     evaluation: EvalReport | None = None
@@ -64,10 +77,24 @@ class RunResult:
     cycles: list[CycleResult] = field(default_factory=list)
     report: Path | None = None
     baseline: EvalReport | None = None
+    warnings: list[str] = field(default_factory=list)
 
-    @property
-    def final_policy(self) -> str | None:
-        return self.cycles[-1].policy if self.cycles else None
+
+@dataclass
+class RunState:
+    """What the stages hand each other while the loop walks them."""
+
+    seed: SeedSet = field(default_factory=SeedSet)
+    eval_samples: list[VQASample] = field(default_factory=list)
+    rm_path: Path = Path()
+    policy: Path = Path()
+    items: list[SeedItem] = field(default_factory=list)
+    d_gen: list[VQASample] = field(default_factory=list)
+    candidates: list[VQASample] = field(default_factory=list)
+    scored: list[VQASample] = field(default_factory=list)
+    d_high: list[VQASample] = field(default_factory=list)
+    baseline: EvalReport | None = None
+    evaluation: EvalReport | None = None
 
 
 def _spec_hash(*specs: Any) -> str:
@@ -75,28 +102,39 @@ def _spec_hash(*specs: Any) -> str:
 
 
 class Loop:
-    """One run of Algorithm 1; a fresh instance per run. Use :func:`run` unless you need the parts."""
+    """One run of Algorithm 1; a fresh instance per run. Use :func:`run` unless you need the parts.
+
+    :meth:`run` walks :data:`medgr2.stages.STAGES`: each stage name maps to one method below
+    (``seed`` → :meth:`seed`, ``reward-init`` → :meth:`reward_init` ...), which reads what it needs
+    from the :class:`RunState`, runs the stage function through :meth:`stage` (resume, partial
+    work, manifest) and puts what it made back into the state.
+    """
 
     def __init__(self, config: RunConfig, registry: Registry, reporter: Reporter, *, resume: bool = False):
         self.config, self.registry, self.reporter, self.resume = config, registry, reporter, resume
         self.store = RunStore(config.run_dir)
         self.executed: list[str] = []
         self.skipped: list[str] = []
+        self.warnings: list[str] = []
 
     # ------------------------------------------------------------------ stage plumbing
 
-    def context(self, cycle: int, stage: str, **extras: Any) -> StageContext:
-        return StageContext(work_dir=self.store.stage_dir(cycle, stage), cycle=cycle, seed=self.config.seed + cycle,
-                            reporter=self.reporter, registry=self.registry, extras=extras)
+    def context(self, cycle: int, stage: str, **typed: Any) -> StageContext:
+        """The context of one stage run: its folder, seed, reporter, registry and the run's typed facts."""
+        return stage_context(self.config, self.store.stage_dir(cycle, stage), cycle=cycle, registry=self.registry,
+                             reporter=self.reporter, **typed)
 
     def stage(self, cycle: int, name: str, inputs: str, config_hash: str, body: Callable[[StageContext], dict],
-              *, keyed_cache: bool = False) -> dict:
+              *, keyed_cache: bool = False, **typed: Any) -> dict:
         """Run ``body`` unless the manifest says this exact stage is done; return its outputs record.
 
         A stage interrupted earlier keeps its partial work (checkpoints, partial predictions, the
         request cache) when it is redone with the same inputs and config. When they changed, that
         work belongs to another run of the stage and the folder is emptied first, unless the stage
         says its cache is keyed by request content (``keyed_cache``), as generation's is.
+
+        A body that returns ``{"incomplete": reason, ...}`` stopped early: the stage is recorded as
+        partial (never complete) and :class:`~medgr2.stages.StageIncomplete` ends the run.
         """
         key = self.store.key(cycle, name)
         if self.resume and self.store.is_complete(cycle, name, inputs, config_hash):
@@ -106,8 +144,15 @@ class Loop:
         self._claim_stage_dir(cycle, name, f"{inputs}:{config_hash}", keep=keyed_cache)
         self.reporter.log(f"[bold cyan]▶ {key}[/]")
         started = time.perf_counter()
-        outputs = body(self.context(cycle, name))
+        ctx = self.context(cycle, name, **typed)
+        outputs = body(ctx)
         outputs = {**outputs, "wall_s": round(time.perf_counter() - started, 3)}
+        incomplete = outputs.pop("incomplete", None)
+        if incomplete:
+            self.store.mark_partial(cycle, name, inputs, config_hash, outputs)
+            signum = getattr(ctx.stop, "signum", None)
+            raise StageIncomplete(key, f"{incomplete}; the finished work is kept: continue with --resume",
+                                  128 + signum if signum else 130)
         self.store.mark_complete(cycle, name, inputs, config_hash, outputs)
         self.executed.append(key)
         return outputs
@@ -126,28 +171,39 @@ class Loop:
     def create(self, spec: ComponentSpec) -> Any:
         return self.registry.create(spec.kind, spec.name, spec.options)
 
+    def warn(self, message: str) -> None:
+        """Record a degeneration warning: it goes to the log, the cycle ledger and the report."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+        self.reporter.log(f"[yellow]warning: {message}[/]")
+
+    def _dir(self, cycle: int, stage: str) -> Path:
+        return self.store.stage_dir(cycle, stage)
+
     # ------------------------------------------------------------------ run-level stages
 
-    def seed(self) -> SeedSet:
+    def seed(self, t: int, state: RunState) -> None:
         from medgr2.stages.data import load_seed
 
         cfg = self.config.data
 
         def body(ctx: StageContext) -> dict:
             seed = load_seed(cfg.sources, self.registry, reporter=self.reporter)
-            n_items = write_jsonl(ctx.work_dir / "items.jsonl", seed.items)
-            n_samples = write_jsonl(ctx.work_dir / "samples.jsonl", seed.samples)
-            write_jsonl(ctx.work_dir / "rejects.jsonl", seed.rejects)
+            n_items = write_jsonl(ctx.work_dir / a.ITEMS, seed.items)
+            n_samples = write_jsonl(ctx.work_dir / a.SAMPLES, seed.samples)
+            write_jsonl(ctx.work_dir / a.REJECTS, seed.rejects)
             return {"items": n_items, "samples": n_samples, "rejects": len(seed.rejects)}
 
         self.stage(0, "seed", _spec_hash(*cfg.sources), _spec_hash(cfg), body)
-        d = self.store.stage_dir(0, "seed")
-        return SeedSet(read_jsonl(d / "items.jsonl", SeedItem), read_jsonl(d / "samples.jsonl", VQASample),
-                       ())
+        d = self._dir(0, "seed")
+        state.seed = SeedSet(read_jsonl(d / a.ITEMS, SeedItem), read_jsonl(d / a.SAMPLES, VQASample), ())
+        state.items = select_items(state.seed, max_items=cfg.max_items, run_seed=self.config.seed,
+                                   limit=self.config.generation.limit)
+        state.d_gen = [s for s in state.seed.samples if s.split == "train"] if cfg.seed_set else []
 
-    def eval_set(self, seed: SeedSet) -> list[VQASample]:
+    def eval_set(self, t: int, state: RunState) -> None:
         cfg = self.config.evaluation
-        seed_dir = self.store.stage_dir(0, "seed")
+        seed_dir = self._dir(0, "seed")
 
         def body(ctx: StageContext) -> dict:
             if cfg.sources:
@@ -157,53 +213,36 @@ class Loop:
                 samples = [s for s in held.samples if s.split in (None, "test")]
                 items = [i for i in held.items if i.split in (None, "test")]
             else:
-                samples = [s for s in seed.samples if s.split == "test"]
-                items = [i for i in seed.items if i.split == "test"]
+                samples = [s for s in state.seed.samples if s.split == "test"]
+                items = [i for i in state.seed.items if i.split == "test"]
             if items:  # label-built questions are correct by construction
                 samples += list(self.create(cfg.question_builder).generate(items, ctx).samples)
             samples = _cap(samples, cfg.max_samples, self.config.seed)
-            return {"samples": write_jsonl(ctx.work_dir / "samples.jsonl", samples)}
+            if cfg.evaluator is not None and not samples:
+                raise StageFailed("eval-set", "the evaluation set is empty: give evaluation.sources, or data "
+                                  "sources with a test split (or set evaluation.evaluator: null)")
+            return {"samples": write_jsonl(ctx.work_dir / a.SAMPLES, samples)}
 
-        self.stage(0, "eval-set", hash_files(seed_dir / "items.jsonl", seed_dir / "samples.jsonl"),
+        self.stage(0, "eval-set", hash_files(seed_dir / a.ITEMS, seed_dir / a.SAMPLES),
                    _spec_hash(cfg, self.config.seed), body)
-        return read_jsonl(self.store.stage_dir(0, "eval-set") / "samples.jsonl", VQASample)
+        state.eval_samples = read_jsonl(self._dir(0, "eval-set") / a.SAMPLES, VQASample)
 
-    def reward_init(self, seed: SeedSet) -> Path:
-        from medgr2.stages import reward as rstage
-
+    def reward_init(self, t: int, state: RunState) -> None:
         cfg = self.config.reward
-        seed_dir = self.store.stage_dir(0, "seed")
+        seed_dir = self._dir(0, "seed")
 
         def body(ctx: StageContext) -> dict:
-            build_grade_set = self.registry.get("function", "reward.grade_set")
-            train, held_out = build_grade_set(
-                cfg.grade_sources, self.registry,
-                samples=() if cfg.references or cfg.grade_sources else self.reference_samples(seed, ctx),
-                references=cfg.references, options=cfg.grading, seed=self.config.seed, reporter=self.reporter)
-            write_jsonl(ctx.work_dir / "grades-train.jsonl", train)
-            write_jsonl(ctx.work_dir / "grades-heldout.jsonl", held_out)
-            rm = self.create(cfg.model)
-            result = rstage.train_reward_model(rm, train, held_out, ctx)
-            write_json(ctx.work_dir / "result.json", result)
-            return {"checkpoint": result.checkpoint, "version": result.version, "examples": len(train),
+            result = init_reward_model(self.config, state.seed, ctx)
+            return {"checkpoint": result.checkpoint, "version": result.version,
+                    "examples": len(read_jsonl(ctx.work_dir / a.GRADES_TRAIN)),
                     **{f"calibration_{k}": v for k, v in result.metrics.items()}}
 
-        out = self.stage(0, "reward-init", hash_files(seed_dir / "items.jsonl", seed_dir / "samples.jsonl"),
-                         _spec_hash(cfg.model, cfg.grade_sources, cfg.references, cfg.grading,
+        out = self.stage(0, "reward-init", hash_files(seed_dir / a.ITEMS, seed_dir / a.SAMPLES),
+                         _spec_hash(cfg.model, cfg.grade_sources, cfg.grade_set, cfg.calibrator,
                                     self.config.evaluation.question_builder, self.config.seed), body)
-        return Path(out["checkpoint"])
+        state.rm_path = Path(out["checkpoint"])
 
-    def reference_samples(self, seed: SeedSet, ctx: StageContext) -> list[VQASample]:
-        """Train-split VQA samples whose answers and rationales seed the grade set (no reports needed)."""
-        samples = [s for s in seed.samples if s.split == "train"]
-        items = [i for i in seed.items if i.split == "train"]
-        if items:
-            samples += list(self.create(self.config.evaluation.question_builder).generate(items, ctx).samples)
-        return samples
-
-    def policy_init(self) -> Path:
-        from medgr2.stages.train import ensure_policy
-
+    def policy_init(self, t: int, state: RunState) -> None:
         cfg = self.config.policy
 
         def body(ctx: StageContext) -> dict:
@@ -211,192 +250,199 @@ class Loop:
             return {"checkpoint": str(path)}
 
         out = self.stage(0, "policy-init", "", _spec_hash(cfg.model, cfg.tiny_arch, self.config.seed), body)
-        return Path(out["checkpoint"])
+        state.policy = Path(out["checkpoint"])
 
-    def evaluate(self, cycle: int, name: str, policy: Path, eval_samples: Sequence[VQASample]) -> EvalReport | None:
-        cfg = self.config.evaluation
-        if cfg.evaluator is None or not eval_samples:
-            return None
-        from medgr2.stages.evaluate import evaluate
+    def evaluate_baseline(self, t: int, state: RunState) -> None:
+        state.baseline = self._evaluate(0, "evaluate-baseline", state.policy, state.eval_samples)
+
+    # ------------------------------------------------------------------ per-cycle stages
+
+    def generate(self, t: int, state: RunState) -> None:
+        cfg = self.config
 
         def body(ctx: StageContext) -> dict:
-            ctx.extras["answer_format"] = self.config.policy.answer_format
-            report = evaluate(self.create(cfg.evaluator), eval_samples, policy, ctx.work_dir, ctx,
-                              scorer=cfg.scorer)
-            write_json(ctx.work_dir / "report.json", report)
+            result = generate(self.create(cfg.generation.generator), state.items, ctx)
+            ledger: Ledger = result.ledger
+            outputs = {"samples": len(result.samples), "rejects": len(result.rejects), "requests": ledger.requests,
+                       "cost_usd": ledger.cost_usd}
+            if not ledger.extra.get("completed", True):
+                done = len(result.samples) + len(result.rejects)
+                outputs["incomplete"] = f"stopped after {done} of {len(state.items)} items"
+            return outputs
+
+        self.stage(t, "generate", hash_data([i.id for i in state.items]), _spec_hash(cfg.generation, cfg.seed),
+                   body, keyed_cache=True)
+        state.candidates = read_jsonl(self._dir(t, "generate") / a.SAMPLES, VQASample)
+
+    def score(self, t: int, state: RunState) -> None:
+        rm = self.load_rm(state.rm_path)
+        gen_samples = self._dir(t, "generate") / a.SAMPLES
+
+        def body(ctx: StageContext) -> dict:
+            return {"scored": write_jsonl(ctx.work_dir / a.SCORED, score_samples(rm, state.candidates, ctx))}
+
+        self.stage(t, "score", hash_files(gen_samples), hash_data([str(state.rm_path), rm.version]), body)
+        state.scored = read_jsonl(self._dir(t, "score") / a.SCORED, VQASample)
+
+    def filter(self, t: int, state: RunState) -> None:
+        cfg = self.config
+
+        def body(ctx: StageContext) -> dict:
+            steps = [(s.name, self.create(s)) for s in cfg.filters.steps]
+            kept, decisions = apply_filters(steps, state.scored, state.d_gen, ctx,
+                                            allow_overlap=cfg.filters.allow_overlap)
+            return {"kept": len(kept), "decisions": len(decisions)}
+
+        self.stage(t, "filter", hash_data([hash_files(self._dir(t, "score") / a.SCORED), [s.id for s in state.d_gen],
+                                           [s.id for s in state.eval_samples]]),
+                   _spec_hash(cfg.filters), body, eval_samples=tuple(state.eval_samples))
+        state.d_high = read_jsonl(self._dir(t, "filter") / a.KEPT, VQASample)
+        if not state.d_high:
+            self.warn(f"cycle {t}: the filters kept no sample of {len(state.scored)} (see "
+                      f"{self._dir(t, 'filter') / a.FUNNEL}); training uses D_gen from earlier cycles only")
+        state.d_gen = _union(state.d_gen, state.d_high)
+        write_jsonl(self._dir(t, "dgen") / a.DGEN, state.d_gen)
+
+    def sft(self, t: int, state: RunState) -> None:
+        state.policy = self._train(t, "sft", self.config.policy.sft, state.d_gen, state)
+
+    def grpo(self, t: int, state: RunState) -> None:
+        state.policy = self._train(t, "grpo", self.config.policy.grpo, state.d_high or state.d_gen, state)
+
+    def evaluate(self, t: int, state: RunState) -> None:
+        state.evaluation = self._evaluate(t, "evaluate", state.policy, state.eval_samples)
+
+    def reward_update(self, t: int, state: RunState) -> None:
+        cfg = self.config.reward
+        if not cfg.retrain_each_cycle:
+            return
+        samples, rm_path, policy = state.d_high or state.d_gen, state.rm_path, state.policy
+
+        def body(ctx: StageContext) -> dict:
+            held_out = read_jsonl(self._dir(0, "reward-init") / a.GRADES_HELDOUT, GradedExample)
+            outcome = update_reward_model(self.config, self.load_rm(rm_path), rm_path, policy, samples,
+                                          _rm_history(self.store, t), held_out, ctx)
+            return {"checkpoint": outcome.checkpoint, "version": outcome.version, "labelled": outcome.labelled,
+                    "replay": outcome.replay, "promoted": outcome.promoted, "gate": outcome.reason,
+                    "warnings": outcome.warnings,
+                    **{f"calibration_{k}": v for k, v in outcome.after.items()}}
+
+        out = self.stage(t, "reward-update", hash_data([str(rm_path), str(policy), _tree_hash(policy),
+                                                        [s.id for s in samples]]),
+                         _spec_hash(cfg, self.config.seed), body)
+        for w in out.get("warnings", []):
+            self.warn(w)
+        state.rm_path = Path(out["checkpoint"])
+
+    # ------------------------------------------------------------------ shared by stages
+
+    def _evaluate(self, cycle: int, name: str, policy: Path, eval_samples: Sequence[VQASample]) -> EvalReport | None:
+        cfg = self.config.evaluation
+        if cfg.evaluator is None:
+            return None
+
+        def body(ctx: StageContext) -> dict:
+            report = evaluate(self.create(cfg.evaluator), eval_samples, policy, ctx.work_dir, ctx, scorer=cfg.scorer)
+            write_json(ctx.work_dir / a.EVAL_REPORT, report)
             return {"accuracy": report.overall.accuracy, "n": report.overall.n}
 
         self.stage(cycle, name, hash_data([str(policy), _tree_hash(policy), [s.id for s in eval_samples]]),
                    _spec_hash(cfg.evaluator, cfg.scorer, self.config.policy.answer_format), body)
-        return read_json(self.store.stage_dir(cycle, name) / "report.json", EvalReport)
-
-    # ------------------------------------------------------------------ one cycle
-
-    def cycle(self, t: int, items: Sequence[SeedItem], d_gen: list[VQASample], policy: Path, rm_path: Path,
-              eval_samples: Sequence[VQASample]) -> tuple[CycleResult, list[VQASample], Path, Path]:
-        from medgr2.stages.filter import apply_filters
-        from medgr2.stages.generate import generate
-        from medgr2.stages.reward import score_samples
-
-        cfg = self.config
-
-        def generate_body(ctx: StageContext) -> dict:
-            generator = self.create(cfg.generation.generator)
-            return _ledger_outputs(generate(generator, items, ctx, limit=cfg.generation.limit))
-
-        self.stage(t, "generate", hash_data([i.id for i in items]), _spec_hash(cfg.generation, cfg.seed),
-                   generate_body, keyed_cache=True)
-        gen_dir = self.store.stage_dir(t, "generate")
-        candidates = read_jsonl(gen_dir / "samples.jsonl", VQASample)
-
-        rm = self.load_rm(rm_path)
-
-        def score_body(ctx: StageContext) -> dict:
-            scored = score_samples(rm, candidates, ctx)
-            return {"scored": write_jsonl(ctx.work_dir / "scored.jsonl", scored)}
-
-        self.stage(t, "score", hash_files(gen_dir / "samples.jsonl"), hash_data([str(rm_path), rm.version]), score_body)
-        scored = read_jsonl(self.store.stage_dir(t, "score") / "scored.jsonl", VQASample)
-
-        def filter_body(ctx: StageContext) -> dict:
-            ctx.extras["eval_samples"] = list(eval_samples)
-            steps = [(s.name, self.create(s)) for s in cfg.filters.steps]
-            kept, decisions = apply_filters(steps, scored, d_gen, ctx, allow_overlap=cfg.filters.allow_overlap)
-            write_jsonl(ctx.work_dir / "kept.jsonl", kept)
-            return {"kept": len(kept), "decisions": len(decisions)}
-
-        self.stage(t, "filter", hash_data([hash_files(self.store.stage_dir(t, "score") / "scored.jsonl"),
-                                           [s.id for s in d_gen], [s.id for s in eval_samples]]),
-                   _spec_hash(cfg.filters), filter_body)
-        filt_dir = self.store.stage_dir(t, "filter")
-        d_high = read_jsonl(filt_dir / "kept.jsonl", VQASample)
-        if not d_high:
-            self.reporter.log(f"[yellow]cycle {t}: the filters kept no sample (see {filt_dir / 'funnel.json'}); "
-                              "training uses D_gen from earlier cycles only[/]")
-        d_gen = _union(d_gen, d_high)
-        write_jsonl(self.store.stage_dir(t, "dgen") / "dgen.jsonl", d_gen)
-
-        policy = self.train(t, "sft", cfg.policy.sft, d_gen, policy, rm)
-        policy = self.train(t, "grpo", cfg.policy.grpo, d_high or d_gen, policy, rm)
-        report = self.evaluate(t, "evaluate", policy, eval_samples)
-        rm_path = self.reward_update(t, rm_path, policy, d_high or d_gen)
-
-        ledger = self.ledger(t, report, policy, rm_path)
-        return CycleResult(t, ledger, str(policy), str(rm_path), report), d_gen, policy, rm_path
+        return read_json(self._dir(cycle, name) / a.EVAL_REPORT, EvalReport)
 
     def load_rm(self, path: Path) -> Any:
         rm = self.create(self.config.reward.model)
         rm.load(path)
         return rm
 
-    def train(self, t: int, name: str, spec: ComponentSpec | None, samples: Sequence[VQASample], policy: Path,
-              rm: Any) -> Path:
-        if spec is None or not samples:
-            return policy
-        from medgr2.stages.train import train_policy
+    def _train(self, t: int, name: str, spec: ComponentSpec | None, samples: Sequence[VQASample],
+               state: RunState) -> Path:
+        if spec is None:
+            return state.policy
+        if not samples:
+            raise StageFailed(self.store.key(t, name), "no samples to train on: the filters kept none and D_gen is "
+                              f"empty (see {self._dir(t, 'filter') / a.FUNNEL}); lower the threshold or generate more")
+        rm = self.load_rm(state.rm_path)
+        policy = state.policy
 
         def body(ctx: StageContext) -> dict:
-            ctx.reward_model = rm
-            ctx.extras["answer_format"] = self.config.policy.answer_format
             result = train_policy(self.create(spec), samples, policy, ctx.work_dir / "model", ctx)
-            write_json(ctx.work_dir / "result.json", result)
+            write_json(ctx.work_dir / a.RESULT, result)
+            steps = result.metrics.get("optimizer_steps")
+            if steps is not None and steps < 1:
+                raise StageFailed(self.store.key(t, name), f"0 optimizer steps on {len(samples)} samples: nothing "
+                                  "was trained (see the trainer's batch size and max_steps)")
+            for w in _result_warnings(result):
+                self.warn(f"{self.store.key(t, name)}: {w}")
             return {"checkpoint": result.checkpoint, "train_s": result.wall_s,
                     **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}}
 
         out = self.stage(t, name, hash_data([[s.id for s in samples], str(policy), _tree_hash(policy), rm.version]),
-                         _spec_hash(spec, self.config.policy.answer_format, self.config.seed), body)
+                         _spec_hash(spec, self.config.policy.answer_format, self.config.seed), body, reward_model=rm)
         return Path(out["checkpoint"])
 
-    def reward_update(self, t: int, rm_path: Path, policy: Path, samples: Sequence[VQASample]) -> Path:
-        cfg = self.config.reward
-        if not cfg.retrain_each_cycle:
-            return rm_path
-        from medgr2.stages import reward as rstage
-
-        def body(ctx: StageContext) -> dict:
-            rm = self.load_rm(rm_path)
-            history = _rm_history(self.store, t)
-            label_policy_samples = self.registry.get("function", "reward.label_policy_samples")
-            labelled = label_policy_samples(
-                samples, policy, ctx, method=cfg.labelling, registry=self.registry,
-                evaluator=self.create(self.config.evaluation.evaluator) if self.config.evaluation.evaluator else None,
-                judge=self.create(cfg.judge) if cfg.judge else None)
-            if not labelled:
-                self.reporter.log("reward-update: no policy samples to label; R_φ is kept as it is")
-                return {"checkpoint": str(rm_path), "version": rm.version, "labelled": 0, "replay": 0}
-            rng = random.Random(self.config.seed + t)
-            replay = rng.sample(history, min(len(history), int(len(labelled) * cfg.replay_fraction / max(
-                1e-9, 1 - cfg.replay_fraction)))) if history else []
-            write_jsonl(ctx.work_dir / "labelled.jsonl", labelled)
-            held_out = read_jsonl(self.store.stage_dir(0, "reward-init") / "grades-heldout.jsonl", GradedExample)
-            result = rstage.train_reward_model(rm, [*labelled, *replay], held_out, ctx)
-            write_json(ctx.work_dir / "result.json", result)
-            return {"checkpoint": result.checkpoint, "version": result.version, "labelled": len(labelled),
-                    "replay": len(replay), **{f"calibration_{k}": v for k, v in result.metrics.items()}}
-
-        out = self.stage(t, "reward-update", hash_data([str(rm_path), str(policy), _tree_hash(policy),
-                                                        [s.id for s in samples]]),
-                         _spec_hash(cfg, self.config.seed), body)
-        return Path(out["checkpoint"])
-
-    def ledger(self, t: int, report: EvalReport | None, policy: Path, rm_path: Path) -> dict[str, Any]:
-        """Per-cycle ledger: counts by stage, rejects by reason, tokens, cost, times, versions, scores."""
+    def ledger(self, t: int, state: RunState, warnings: Sequence[str]) -> CycleLedger:
+        """The cycle's :class:`~medgr2.data.CycleLedger`, written to ``cycle-NNN/ledger.json``."""
         m = self.store.manifest()["stages"]
 
         def out(stage: str) -> dict[str, Any]:
             return m.get(self.store.key(t, stage), {}).get("outputs", {})
 
-        gen_dir = self.store.stage_dir(t, "generate")
-        gen_ledger = read_json(gen_dir / "ledger.json") if (gen_dir / "ledger.json").exists() else {}
-        funnel_path = self.store.stage_dir(t, "filter") / "funnel.json"
-        ledger = {
-            "cycle": t,
-            "generated": gen_out_count(gen_ledger),
-            "valid": out("generate").get("samples", 0),
-            "kept": out("filter").get("kept", 0),
-            "generation": gen_ledger,
-            "funnel": read_json(funnel_path) if funnel_path.exists() else {},
-            "train_s": {s: out(s).get("train_s", 0.0) for s in ("sft", "grpo")},
-            "stage_s": {s: out(s).get("wall_s") for s in
-                        ("generate", "score", "filter", "sft", "grpo", "evaluate", "reward-update")},
-            "rm_version": out("reward-update").get("version") or str(rm_path),
-            "policy": str(policy),
-            "evaluation": report.overall.model_dump(mode="json") if report else None,
-        }
-        write_json(self.store.root / f"cycle-{t:03d}" / "ledger.json", ledger)
+        gen_path = self._dir(t, "generate") / a.GENERATION_LEDGER
+        gen = read_json(gen_path, Ledger) if gen_path.exists() else None
+        funnel_path = self._dir(t, "filter") / a.FUNNEL
+        ledger = CycleLedger(
+            cycle=t, items=len(state.items),
+            generated=(gen.successes + sum(gen.rejects.values())) if gen else 0,
+            valid=out("generate").get("samples", 0), kept=out("filter").get("kept", 0),
+            requests=gen.requests if gen else 0, cost_usd=gen.cost_usd if gen else 0.0, generation=gen,
+            funnel=read_json(funnel_path) if funnel_path.exists() else {},
+            optimizer_steps={s: int(out(s)["optimizer_steps"]) for s in ("sft", "grpo")
+                             if "optimizer_steps" in out(s)},
+            train_s={s: out(s).get("train_s", 0.0) for s in ("sft", "grpo")},
+            stage_s={s.name: out(s.name).get("wall_s") for s in stages("cycle")},
+            rm_version=out("reward-update").get("version") or str(state.rm_path),
+            rm_promoted=out("reward-update").get("promoted"), policy=str(state.policy),
+            evaluation=state.evaluation.overall if state.evaluation else None, warnings=tuple(warnings))
+        write_json(self.store.root / f"cycle-{t:03d}" / a.CYCLE_LEDGER, ledger)
         return ledger
 
     # ------------------------------------------------------------------ the whole run
 
     def run(self) -> RunResult:
-        cfg = self.config
-        self.store.save_config(resolved_dict(cfg, self.registry), versions(self.registry))
-        seed = self.seed()
-        eval_samples = self.eval_set(seed)
-        rm_path = self.reward_init(seed)
-        policy = self.policy_init()
+        """Walk the declared stages: the run-level ones once, then the cycle ones for t = 1..T."""
+        self.store.save_config(resolved_dict(self.config, self.registry), versions(self.registry))
+        state = RunState()
         result = RunResult(self.store.root)
-        result.baseline = self.evaluate(0, "evaluate-baseline", policy, eval_samples)
-        items = _cap([i for i in seed.items if i.split == "train"], cfg.data.max_items, cfg.seed)
-        d_gen: list[VQASample] = [s for s in seed.samples if s.split == "train"] if cfg.data.seed_set else []
-        for t in range(1, cfg.cycles + 1):
-            cycle_result, d_gen, policy, rm_path = self.cycle(t, items, d_gen, policy, rm_path, eval_samples)
-            result.cycles.append(cycle_result)
-        write_json(self.store.root / "ledger.json", [c.ledger for c in result.cycles])
+        for spec in stages("run"):
+            getattr(self, _method(spec.name))(0, state)
+        result.baseline = state.baseline
+        for t in range(1, self.config.cycles + 1):
+            before = len(self.warnings)
+            state.evaluation = None
+            for spec in stages("cycle"):
+                getattr(self, _method(spec.name))(t, state)
+            ledger = self.ledger(t, state, self.warnings[before:])
+            result.cycles.append(CycleResult(t, ledger, str(state.policy), str(state.rm_path), state.evaluation))
+        write_json(self.store.root / a.CYCLE_LEDGER, [c.ledger.model_dump(mode="json") for c in result.cycles])
+        write_json(self.store.root / WARNINGS_FILE, self.warnings)
+        result.warnings = list(self.warnings)
         from medgr2.report import write_report
 
         result.report = write_report(self.store.root, registry=self.registry)
         return result
 
 
-def gen_out_count(gen_ledger: dict[str, Any]) -> int:
-    return int(gen_ledger.get("successes", 0)) + sum(gen_ledger.get("rejects", {}).values())
+WARNINGS_FILE = "warnings.json"
 
 
-def _ledger_outputs(result: Any) -> dict[str, Any]:
-    ledger: Ledger = result.ledger
-    return {"samples": len(result.samples), "rejects": len(result.rejects), "requests": ledger.requests,
-            "cost_usd": ledger.cost_usd}
+def _method(stage: str) -> str:
+    return stage.replace("-", "_")
+
+
+def _result_warnings(result: TrainResult) -> list[str]:
+    warnings = getattr(result, "warnings", None)
+    return list(warnings or [])
 
 
 def _cap(seq: Sequence[Any], n: int | None, seed: int) -> list[Any]:
@@ -422,9 +468,9 @@ def _tree_hash(path: Path) -> str:
 
 def _rm_history(store: RunStore, t: int) -> list[GradedExample]:
     """Earlier RM training data (the grade set and every earlier cycle's labelled samples)."""
-    out = read_jsonl(store.stage_dir(0, "reward-init") / "grades-train.jsonl", GradedExample)
+    out = read_jsonl(store.stage_dir(0, "reward-init") / a.GRADES_TRAIN, GradedExample)
     for c in range(1, t):
-        out += read_jsonl(store.stage_dir(c, "reward-update") / "labelled.jsonl", GradedExample)
+        out += read_jsonl(store.stage_dir(c, "reward-update") / a.LABELLED, GradedExample)
     return out
 
 
@@ -471,4 +517,5 @@ def run(
     return Loop(config, registry, reporter or SilentReporter(), resume=resume).run()
 
 
-__all__ = ["ConfigError", "CycleResult", "Loop", "RunDirectoryExists", "RunResult", "run"]
+__all__ = ["ConfigError", "CycleResult", "Loop", "RunDirectoryExists", "RunResult", "RunState", "StageFailed",
+           "StageIncomplete", "run"]

@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from medgr2.interfaces import KINDS
+from medgr2.kinds import KIND_NAMES, KINDS
 
-INSTANTIATED_KINDS = frozenset({"dataset", "generator", "reward_model", "filter", "trainer", "evaluator"})
+INSTANTIATED_KINDS = frozenset(k.name for k in KINDS if k.instantiated)
 """Kinds whose target is a factory called as ``target(options)``; the others are used as they are."""
 
 
@@ -158,7 +158,7 @@ class KindRegistry:
 class Registry:
     """Every registered component, by kind and name."""
 
-    entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KIND_NAMES})
     warnings: list[str] = field(default_factory=list)
 
     def registrar(self, kind: str, plugin: str = "", distribution: str | None = None,
@@ -212,14 +212,16 @@ class Registry:
         """Build a component from validated options.
 
         Instantiated kinds (see :data:`INSTANTIATED_KINDS`) return ``target(options)``; function
-        kinds return the function, with options bound as keyword arguments when there are any.
+        kinds return the function with every option bound as a keyword argument, so the options
+        model's defaults are the defaults (the function's own defaults apply only to arguments the
+        model does not have).
         """
         entry = self.entry(kind, name)
         opts = entry.validate_options(options)
         target = entry.load()
         if kind in INSTANTIATED_KINDS:
             return target(opts)
-        bound = opts.model_dump(exclude_unset=True)
+        bound = dict(opts)
         if bound:
             fn = functools.partial(target, **bound)
             functools.update_wrapper(fn, target)

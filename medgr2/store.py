@@ -237,7 +237,8 @@ class RunStore:
     def is_complete(self, cycle: int, stage: str, inputs_hash: str, config_hash: str) -> bool:
         """True when the stage completed with exactly these inputs and config."""
         rec = self.manifest()["stages"].get(self.key(cycle, stage))
-        return bool(rec) and rec.get("inputs") == inputs_hash and rec.get("config") == config_hash
+        return (bool(rec) and not rec.get("partial") and rec.get("inputs") == inputs_hash
+                and rec.get("config") == config_hash)
 
     def record(self, cycle: int, stage: str) -> dict[str, Any] | None:
         """The manifest record of a completed stage (hashes, outputs, time), else ``None``."""
@@ -253,11 +254,15 @@ class RunStore:
         }
         write_json(self.manifest_path, m)
 
-    def invalidate_from(self, cycle: int, stage: str) -> None:
-        """Forget a stage's completion (it will be redone)."""
+    def mark_partial(self, cycle: int, stage: str, inputs_hash: str, config_hash: str,
+                     outputs: dict[str, Any] | None = None) -> None:
+        """Record that the stage stopped before finishing: never complete, redone (from its partial work) on resume."""
         m = self.manifest()
-        if m["stages"].pop(self.key(cycle, stage), None) is not None:
-            write_json(self.manifest_path, m)
+        m["stages"][self.key(cycle, stage)] = {
+            "inputs": inputs_hash, "config": config_hash, "outputs": outputs or {}, "partial": True,
+            "stopped_at": datetime.now(timezone.utc).isoformat(),
+        }
+        write_json(self.manifest_path, m)
 
     def save_config(self, resolved: dict[str, Any], versions: dict[str, Any]) -> None:
         """Write ``config.yaml`` (the resolved config: secrets are never part of it) and ``versions.json``."""

@@ -14,7 +14,8 @@ that installs medgr2 gets these fixtures without a ``conftest.py``:
 
 The fakes satisfy the Protocols of :mod:`medgr2.interfaces` and are deterministic, cheap and
 offline: :class:`FakeDatasetSource`, :class:`FakeGenerator`, :class:`FakeRewardModel`,
-:class:`FakeFilter`, :class:`FakeTrainer`, :class:`FakeEvaluator`, plus the reward term
+:class:`FakeFilter`, :class:`FakeTrainer`, :class:`FakeEvaluator`, :class:`FakeGradeSet`,
+:class:`FakeLabeller`, :class:`FakeCalibrator`, plus the tiny policy :func:`fake_tiny_policy`, the reward term
 :func:`fake_reward_term`, the scorer :func:`fake_scorer` and the image loader
 :func:`fake_image_loader`, all registered by this module's hooks (so
 ``medgr2 --plugin medgr2.testing ...`` runs the CLI on fakes). Builders: :func:`make_image_ref`,
@@ -150,13 +151,17 @@ def make_sample(
 
 
 def fake_config_data() -> dict[str, Any]:
-    """The default run config as plain data with every component (and the scorer) set to the fakes."""
+    """The default run config as plain data with every component (and every named one) set to the fakes."""
     from medgr2.config import RunConfig, iter_component_specs
+
+    from medgr2.config import NAMED_COMPONENTS
 
     data = RunConfig().model_dump(mode="json")
     for _, _, spec in iter_component_specs(RunConfig, data):
         spec["name"], spec["options"] = FAKE_NAME, {}
-    data["evaluation"]["scorer"] = FAKE_NAME
+    for loc in NAMED_COMPONENTS:
+        section, _, key = loc.partition(".")
+        data[section][key] = FAKE_NAME
     return data
 
 
@@ -403,6 +408,66 @@ def _metrics(preds: Sequence[Any]) -> Any:
     return GroupMetrics(n=n, correct=correct, invalid=0, accuracy=acc, accuracy_valid_only=acc)
 
 
+class FakeGradeSet:
+    """A :class:`~medgr2.interfaces.GradeSetBuilder`: each fallback (or given) sample's own answer at 10 and a
+    wrong option at −6; every fifth sample's pair is held out."""
+
+    def __init__(self, options: Any = None):
+        self.options = options
+
+    def build(self, request: Any, context: StageContext) -> Any:
+        from medgr2.data import GradedExample, RewardInput
+        from medgr2.interfaces import GradeSet
+
+        train, held_out = [], []
+        for n, s in enumerate([*request.samples, *request.fallback_samples]):
+            wrong = next((o for o in s.options if o != s.answer), "")
+            pair = [GradedExample(**RewardInput.from_sample(s, a).model_dump(), target=t, grade=g, group_id=s.id,
+                                  origin="grade") for a, t, g in ((s.answer, 10.0, 1), (wrong, -6.0, 4))]
+            (held_out if n % 5 == 4 else train).extend(pair)
+        return GradeSet(train=train, held_out=held_out)
+
+
+class FakeLabeller:
+    """A :class:`~medgr2.interfaces.PolicyLabeller`: every sample's own answer, labelled 10 (no policy run)."""
+
+    def __init__(self, options: Any = None):
+        self.options = options
+
+    def label(self, samples: Sequence[VQASample], policy: Path | None, context: StageContext,
+              tools: Any) -> list[GradedExample]:
+        from medgr2.data import GradedExample, RewardInput
+
+        return [GradedExample(**RewardInput.from_sample(s).model_dump(), target=10.0, grade=0, group_id=s.id,
+                              origin="match") for s in samples]
+
+
+class FakeCalibrator:
+    """A :class:`~medgr2.interfaces.Calibrator`: ``calibration.json`` with MSE and pairwise ordering accuracy."""
+
+    def __init__(self, options: Any = None):
+        self.options = options
+
+    def write(self, folder: Path, scores: Sequence[float], targets: Sequence[float], grades: Sequence[int],
+              version: str) -> dict[str, Any]:
+        from medgr2.store import write_json
+
+        pairs = [(a, b) for a in range(len(targets)) for b in range(len(targets)) if targets[a] > targets[b]]
+        ordered = sum(1.0 if scores[a] > scores[b] else 0.5 if scores[a] == scores[b] else 0.0 for a, b in pairs)
+        metrics = {"spearman": 0.0, "mse": sum((x - y) ** 2 for x, y in zip(scores, targets)) / max(1, len(scores)),
+                   "pairwise_accuracy": ordered / len(pairs) if pairs else 0.0, "model_version": version}
+        write_json(Path(folder) / "calibration.json", metrics)
+        return metrics
+
+
+def fake_tiny_policy(out_dir: Path, *, seed: int = 0) -> Path:
+    """A :class:`~medgr2.interfaces.TinyModelFactory` writing a ``config.json`` only (for fake trainers)."""
+    from medgr2.store import write_json
+
+    write_json(Path(out_dir) / "config.json", {"model_type": FAKE_NAME, "seed": seed})
+    return Path(out_dir)
+
+
 def fake_reward_term(completions: Sequence[Any], answer: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
     """1.0 when a completion contains its answer (case-insensitive), else 0.0.
 
@@ -489,6 +554,30 @@ def medgr2_register_scorers(registry: Any) -> None:
 def medgr2_register_image_loaders(registry: Any) -> None:
     """The fake image loader (used by :func:`make_image_ref`)."""
     registry.add(FAKE_NAME, fake_image_loader)
+
+
+@hookimpl
+def medgr2_register_grade_sets(registry: Any) -> None:
+    """The fake graded-set builder."""
+    registry.add(FAKE_NAME, FakeGradeSet)
+
+
+@hookimpl
+def medgr2_register_policy_labellers(registry: Any) -> None:
+    """The fake labeller."""
+    registry.add(FAKE_NAME, FakeLabeller)
+
+
+@hookimpl
+def medgr2_register_calibrators(registry: Any) -> None:
+    """The fake calibrator."""
+    registry.add(FAKE_NAME, FakeCalibrator)
+
+
+@hookimpl
+def medgr2_register_tiny_policies(registry: Any) -> None:
+    """The fake tiny policy (a folder with config.json)."""
+    registry.add(FAKE_NAME, fake_tiny_policy)
 
 
 def make_registry(*plugins: Any, fakes: bool = True) -> Registry:

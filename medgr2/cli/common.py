@@ -10,6 +10,8 @@ import typer
 ConfigArg = Annotated[Path | None, typer.Argument(help="Run config (YAML or TOML); defaults apply without one.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. --set seed=3 (repeatable).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+CycleOpt = Annotated[int, typer.Option(
+    "--cycle", min=1, help="Run as the loop's cycle N (its seed is seed + N), so the output matches `medgr2 run`'s.")]
 
 
 def root_options(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medgr2.cli.common import ConfigArg, JsonOpt, SetOpt, fail, load_run_config, print_json, reporter
+from medgr2.cli.common import ConfigArg, CycleOpt, JsonOpt, SetOpt, fail, load_run_config, print_json, reporter
 
 
 def read_samples(path: Path, what: str) -> list[Any]:
@@ -58,13 +58,14 @@ def register(app: typer.Typer) -> None:
             "--eval-samples", help="Evaluation samples (JSONL) the contamination filter protects.")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
         as_json: JsonOpt = False,
+        cycle: CycleOpt = 1,
     ) -> None:
         """Filter scored samples with the config's filters.steps.
 
         Writes decisions.jsonl, kept.jsonl and funnel.json into --out.
         """
         from medgr2.config import resolved_options
-        from medgr2.interfaces import StageContext
+        from medgr2.stages import stage_context
         from medgr2.plugins import get_registry
         from medgr2.stages.filter import apply_filters
 
@@ -75,13 +76,11 @@ def register(app: typer.Typer) -> None:
                  "--set 'filters.steps=[{name: threshold}]')")
         candidates = read_samples(samples, "--samples")
         d_gen = read_samples(kept, "--kept") if kept is not None else []
-        extras: dict[str, Any] = {}
-        if eval_samples is not None:
-            extras["eval_samples"] = read_samples(eval_samples, "--eval-samples")
+        protected = read_samples(eval_samples, "--eval-samples") if eval_samples is not None else ()
         steps = [(s.name, registry.create("filter", s.name, resolved_options(s, registry)))
                  for s in cfg.filters.steps]
-        context = StageContext(work_dir=out, seed=cfg.seed, reporter=reporter(quiet or as_json),
-                               registry=registry, extras=extras)
+        context = stage_context(cfg, out, cycle=cycle, reporter=reporter(quiet or as_json), registry=registry,
+                                eval_samples=tuple(protected))
         try:
             apply_filters(steps, candidates, d_gen, context, allow_overlap=cfg.filters.allow_overlap)
         except (ValueError, TypeError) as e:

@@ -7,18 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medgr2.cli.common import ConfigArg, JsonOpt, SetOpt, fail, load_run_config, print_json, reporter
-
-
-def _seed_items(config: Any, registry: Any) -> list[Any]:
-    """The train-split seed items of ``config.data.sources`` (items without a split count as train)."""
-    try:
-        from medgr2.stages.data import load_seed
-    except ImportError:
-        fail("loading seed data needs medgr2.stages.data.load_seed, which is not installed in this checkout")
-    seed = load_seed(config.data.sources, registry)
-    items = list(getattr(seed, "items", seed))
-    return [i for i in items if i.split in (None, "train")]
+from medgr2.cli.common import ConfigArg, CycleOpt, JsonOpt, SetOpt, fail, load_run_config, print_json, reporter
 
 
 def _summary(ledger: Any, out: Path) -> None:
@@ -62,7 +51,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigArg = None,
         overrides: SetOpt = None,
         limit: Annotated[
-            int | None, typer.Option("--limit", min=1, help="Only the first N seed items.")
+            int | None, typer.Option("--limit", min=1, help="Only the first N selected train items (as "
+                                                           "generation.limit does in `medgr2 run`).")
         ] = None,
         out: Annotated[
             Path | None,
@@ -74,6 +64,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
         as_json: JsonOpt = False,
         retry_rejects: RetryRejectsOpt = False,
+        cycle: CycleOpt = 1,
     ) -> None:
         """Generate VQA samples from the seed data; write samples.jsonl, rejects.jsonl and ledger.json.
 
@@ -82,21 +73,23 @@ def register(app: typer.Typer) -> None:
         """
         from medgr2.config import resolved_options
         from medgr2.engine import FatalError
-        from medgr2.interfaces import StageContext
+        from medgr2.stages import stage_context
         from medgr2.plugins import get_registry
-        from medgr2.stages.generate import generate
+        from medgr2.stages.data import load_seed
+        from medgr2.stages.generate import generate, select_items
 
         cfg = load_run_config(config, [*(overrides or []), *retry_rejects_override(retry_rejects)])
         registry = get_registry()
         spec = cfg.generation.generator
         generator = registry.create("generator", spec.name, resolved_options(spec, registry))
-        items = _seed_items(cfg, registry)
-        n = limit or cfg.generation.limit or cfg.data.max_items
+        seed = load_seed(cfg.data.sources, registry)
+        items = select_items(seed, max_items=cfg.data.max_items, run_seed=cfg.seed,
+                             limit=limit or cfg.generation.limit)
         work_dir = out or cfg.run_dir / "generate"
         rep = reporter(quiet or as_json)
-        context = StageContext(work_dir=work_dir, seed=cfg.seed, reporter=rep, registry=registry)
+        context = stage_context(cfg, work_dir, cycle=cycle, reporter=rep, registry=registry)
         try:
-            result = generate(generator, items, context, limit=n)
+            result = generate(generator, items, context)
         except (FatalError, ValueError, OSError) as exc:
             fail(f"generation failed: {exc}", code=1)
         if as_json:

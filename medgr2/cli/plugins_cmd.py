@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -39,6 +40,24 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Inspect loaded plugins.", no_args_is_help=True)
     app.add_typer(group, name="plugins")
 
+    @group.command("docs")
+    def plugins_docs(
+        update: Annotated[Path | None, typer.Option(
+            "--update", help="Rewrite the generated region of this file (docs/plugin-hooks.md) in place.")] = None,
+    ) -> None:
+        """Print the hooks reference generated from the kinds table (or update it in a docs file)."""
+        from medgr2.kinds import hooks_markdown, replace_hooks_markdown
+
+        if update is None:
+            typer.echo(hooks_markdown(), nl=False)
+            return
+        try:
+            text = replace_hooks_markdown(update.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            fail(f"{update}: {exc}")
+        update.write_text(text, encoding="utf-8")
+        typer.echo(f"updated {update}")
+
     @group.command("list")
     def plugins_list(
         as_json: JsonOpt = False,
@@ -48,11 +67,11 @@ def register(app: typer.Typer) -> None:
 
         Plugins that failed to load are reported on stderr, one line each.
         """
-        from medgr2.interfaces import KINDS
+        from medgr2.kinds import KIND_NAMES
         from medgr2.registry import suggest
 
-        if kind is not None and kind not in KINDS:
-            fail(f"unknown kind {kind!r}.{suggest(kind, KINDS)} Kinds: {', '.join(KINDS)}.")
+        if kind is not None and kind not in KIND_NAMES:
+            fail(f"unknown kind {kind!r}.{suggest(kind, KIND_NAMES)} Kinds: {', '.join(KIND_NAMES)}.")
         rows = [r for r in list_components() if kind is None or r["kind"] == kind]
         if as_json:
             print_json(rows)

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from medgr2.cli.common import ConfigArg, JsonOpt, SetOpt
+from medgr2.artifacts import GRADES_HELDOUT, GRADES_TRAIN, RESULT
+from medgr2.cli.common import ConfigArg, CycleOpt, JsonOpt, SetOpt
 
 SamplesOpt = Annotated[Path | None, typer.Option("--samples", help="VQA samples (JSONL).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -21,43 +22,40 @@ def train_rm(
     config_path: ConfigArg = None,
     overrides: SetOpt = None,
     samples: Annotated[Path | None, typer.Option(
-        "--samples", help="VQA samples (JSONL) whose answers seed the grade set when no reference is configured.")]
-        = None,
+        "--samples", help="VQA samples (JSONL) that replace the run's train-split samples as the grade set's "
+                          "fallback references.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Work folder (default: RUN_DIR/reward-model).")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Build the 4-grade set from reward.references / grade_sources / samples, train R_φ, write calibration."""
+    """The reward-init stage alone: build the graded set (reward.grade_set), train R_φ v0, write calibration.
+
+    It builds the same graded set and the same model as `medgr2 run`'s reward-init for the same
+    config and seed.
+    """
     from medgr2.cli.common import fail, load_run_config, print_json, reporter
-    from medgr2.interfaces import StageContext
+    from medgr2.data import VQASample
+    from medgr2.stages import stage_context
     from medgr2.plugins import get_registry
-    from medgr2.stages.reward import train_reward_model
-    from medgr2.store import read_jsonl, write_json, write_jsonl
+    from medgr2.stages.data import load_seed
+    from medgr2.stages.reward import init_reward_model
+    from medgr2.store import read_jsonl
 
     config = load_run_config(config_path, overrides)
     registry = get_registry()
-    build_grade_set = registry.get("function", "reward.grade_set")
     rep = reporter(quiet)
     work = _work_dir(config, out)
-    cfg = config.reward
     try:
-        seed_samples = read_jsonl(samples, _sample_type()) if samples else []
-        if not (cfg.references or cfg.grade_sources or seed_samples):
-            seed_samples = _data_samples(config, registry)
-        train, held_out = build_grade_set(cfg.grade_sources, registry, samples=seed_samples,
-                                          references=cfg.references, options=cfg.grading, seed=config.seed,
-                                          reporter=rep)
+        seed = load_seed(config.data.sources, registry, reporter=rep)
+        given = read_jsonl(samples, VQASample) if samples else None
+        ctx = stage_context(config, work, cycle=0, reporter=rep, registry=registry)
         work.mkdir(parents=True, exist_ok=True)
-        write_jsonl(work / "grades-train.jsonl", train)
-        write_jsonl(work / "grades-heldout.jsonl", held_out)
-        rm = registry.create("reward_model", cfg.model.name, cfg.model.options)
-        ctx = StageContext(work_dir=work, seed=config.seed, reporter=rep, registry=registry)
-        result = train_reward_model(rm, train, held_out, ctx)
+        result = init_reward_model(config, seed, ctx, samples=given)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(str(exc))
-    write_json(work / "result.json", result)
-    summary = {"version": result.version, "checkpoint": result.checkpoint, "train": len(train),
-               "held_out": len(held_out), "wall_s": round(result.wall_s, 1), **result.metrics}
+    summary = {"version": result.version, "checkpoint": result.checkpoint,
+               "train": len(read_jsonl(work / GRADES_TRAIN)), "held_out": len(read_jsonl(work / GRADES_HELDOUT)),
+               "wall_s": round(result.wall_s, 1), **result.metrics}
     if as_json:
         print_json(summary)
     else:
@@ -65,28 +63,20 @@ def train_rm(
             rep.log(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
 
 
-def _sample_type() -> Any:
-    from medgr2.data import VQASample
+def _latest_checkpoint(config: Any) -> Path | None:
+    """The newest R_φ of the configured run: its last promoted reward-update, else its reward-init, else
+    what ``medgr2 train-rm`` wrote under RUN_DIR/reward-model."""
+    from medgr2.store import RunStore, read_json
 
-    return VQASample
-
-
-def _data_samples(config: Any, registry: Any) -> list[Any]:
-    """Train-split ready-made samples of the configured data sources (the quickstart's grade data)."""
-    out = []
-    for spec in config.data.sources:
-        loaded = registry.create("dataset", spec.name, spec.options).load()
-        out += [s for s in loaded.samples if s.split in (None, "train")]
-    return out
-
-
-def _latest_checkpoint(work: Path) -> Path | None:
-    import json
-
-    latest = work / "latest.json"
-    if latest.is_file():
-        return Path(json.loads(latest.read_text(encoding="utf-8"))["path"])
-    return None
+    store = RunStore(config.run_dir)
+    records = store.manifest()["stages"] if (config.run_dir / "manifest.json").exists() else {}
+    for key in sorted(records, reverse=True):
+        rec = records[key]
+        if key.endswith(("/reward-update", "/reward-init")) and not rec.get("partial"):
+            if rec.get("outputs", {}).get("checkpoint"):
+                return Path(rec["outputs"]["checkpoint"])
+    result = _work_dir(config, None) / RESULT
+    return Path(read_json(result)["checkpoint"]) if result.is_file() else None
 
 
 def score(
@@ -98,10 +88,11 @@ def score(
         "--checkpoint", help="Saved reward model folder (default: the model's checkpoint option, else the latest "
                              "version under RUN_DIR/reward-model).")] = None,
     quiet: QuietOpt = False,
+    cycle: CycleOpt = 1,
 ) -> None:
     """Score VQA samples with R_φ: each gets reward = RewardBreakdown(total, terms, model_version)."""
     from medgr2.cli.common import fail, load_run_config, reporter
-    from medgr2.interfaces import StageContext
+    from medgr2.stages import stage_context
     from medgr2.plugins import get_registry
     from medgr2.stages.reward import score_samples
     from medgr2.store import read_jsonl, write_jsonl
@@ -115,14 +106,16 @@ def score(
     try:
         rm = registry.create("reward_model", spec.name, spec.options)
         if checkpoint is None and not spec.options.get("checkpoint"):
-            checkpoint = _latest_checkpoint(_work_dir(config, None))
+            checkpoint = _latest_checkpoint(config)
             if checkpoint is None:
-                fail(f"no trained reward model: run `medgr2 train-rm` first or pass --checkpoint "
-                     f"(looked in {_work_dir(config, None)})")
+                fail(f"no trained reward model: run `medgr2 train-rm` or `medgr2 run` first, or pass --checkpoint "
+                     f"(looked in {config.run_dir}: its manifest, then {_work_dir(config, None)})")
         if checkpoint is not None:
             rm.load(checkpoint)
-        items = read_jsonl(samples, _sample_type())
-        ctx = StageContext(work_dir=out.parent, seed=config.seed, reporter=rep, registry=registry)
+        from medgr2.data import VQASample
+
+        items = read_jsonl(samples, VQASample)
+        ctx = stage_context(config, out.parent, cycle=cycle, reporter=rep, registry=registry)
         scored = score_samples(rm, items, ctx)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(str(exc))

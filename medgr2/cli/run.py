@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the MedGR2 loop. With no config: the offline CPU quickstart (demo corpus, tiny policy)."""
         from medgr2.loop import RunDirectoryExists, run
+        from medgr2.stages import StageFailed, StageIncomplete
 
         cfg = load_run_config(config, [*(set_ or []), *retry_rejects_override(retry_rejects)])
         rep = reporter(quiet)
@@ -32,6 +33,10 @@ def register(app: typer.Typer) -> None:
             result = run(cfg, reporter=rep, resume=resume, overwrite=overwrite)
         except RunDirectoryExists as e:
             fail(str(e))
+        except StageIncomplete as e:
+            fail(f"stopped: {e}", code=e.exit_code)
+        except StageFailed as e:
+            fail(f"{e}\nCompleted stages are kept in {cfg.run_dir}: fix the cause and continue with --resume.", code=1)
         except KeyboardInterrupt:
             fail("interrupted: finished stages are kept; continue with `medgr2 run ... --resume`", code=130)
         except Exception as e:  # noqa: BLE001 - one clear line; the traceback with MEDGR2_DEBUG=1
@@ -43,8 +48,10 @@ def register(app: typer.Typer) -> None:
                  "continue with --resume (MEDGR2_DEBUG=1 shows the traceback).", code=1)
         for c in result.cycles:
             acc = c.evaluation.overall.accuracy if c.evaluation else None
-            rep.log(f"cycle {c.cycle}: kept {c.ledger.get('kept')} of {c.ledger.get('generated')} generated; "
+            rep.log(f"cycle {c.cycle}: kept {c.ledger.kept} of {c.ledger.generated} generated; "
                     f"accuracy {acc if acc is None else f'{acc:.3f}'}")
+        for w in result.warnings:
+            rep.log(f"[yellow]warning: {w}[/]")
         typer.echo(f"run directory: {result.run_dir}")
         typer.echo(f"report: {result.report}")
 

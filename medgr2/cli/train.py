@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medgr2.cli.common import ConfigArg, SetOpt, fail, print_json
+from medgr2.cli.common import ConfigArg, CycleOpt, SetOpt, fail, print_json
 
 SamplesOpt = Annotated[Path, typer.Option("--samples", help="JSONL of VQA samples to train on.")]
 ModelOpt = Annotated[Path | None, typer.Option(
@@ -53,9 +53,9 @@ def _reward_model(config: Any, registry: Any, folder: Path | None, quiet: bool) 
 
 
 def _run(stage: str, config_path: Path | None, overrides: list[str] | None, samples_path: Path,
-         model: Path | None, out: Path, quiet: bool, reward_model: Path | None = None) -> None:
+         model: Path | None, out: Path, quiet: bool, reward_model: Path | None = None, *, cycle: int = 1) -> None:
     from medgr2.cli.common import load_run_config, reporter
-    from medgr2.interfaces import StageContext
+    from medgr2.stages import stage_context
     from medgr2.plugins import get_registry
     from medgr2.stages.train import ensure_policy, train_policy
 
@@ -68,10 +68,10 @@ def _run(stage: str, config_path: Path | None, overrides: list[str] | None, samp
     try:
         start = model or ensure_policy(config.policy, out, seed=config.seed)
         trainer = registry.create("trainer", spec.name, spec.options)
-        needs_rm = stage == "grpo" and any(t.term == "reward_model" for t in getattr(trainer.options, "reward", []))
-        rm = _reward_model(config, registry, reward_model, quiet) if needs_rm else None
-        context = StageContext(work_dir=out, seed=config.seed, reporter=reporter(quiet), registry=registry,
-                               reward_model=rm, extras={"answer_format": config.policy.answer_format})
+        rm = _reward_model(config, registry, reward_model, quiet) if getattr(trainer, "needs_reward_model", False) \
+            else None
+        context = stage_context(config, out, cycle=cycle, reporter=reporter(quiet), registry=registry,
+                                reward_model=rm)
         result = train_policy(trainer, samples, start, out, context)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
@@ -84,13 +84,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sft")
     def sft(config: ConfigArg = None, samples: SamplesOpt = Path("samples.jsonl"), model: ModelOpt = None,
-            out: OutOpt = Path("runs/sft"), overrides: SetOpt = None, quiet: QuietOpt = False) -> None:
+            out: OutOpt = Path("runs/sft"), overrides: SetOpt = None, quiet: QuietOpt = False,
+            cycle: CycleOpt = 1) -> None:
         """Supervised fine-tuning of the policy on VQA samples (the trainer in policy.sft)."""
-        _run("sft", config, overrides, samples, model, out, quiet)
+        _run("sft", config, overrides, samples, model, out, quiet, cycle=cycle)
 
     @app.command("grpo")
     def grpo(config: ConfigArg = None, samples: SamplesOpt = Path("samples.jsonl"), model: ModelOpt = None,
              out: OutOpt = Path("runs/grpo"), reward_model: RewardModelOpt = None, overrides: SetOpt = None,
-             quiet: QuietOpt = False) -> None:
+             quiet: QuietOpt = False, cycle: CycleOpt = 1) -> None:
         """GRPO of the policy with the weighted reward terms of policy.grpo (default 0.8 R_φ + 0.2 match)."""
-        _run("grpo", config, overrides, samples, model, out, quiet, reward_model)
+        _run("grpo", config, overrides, samples, model, out, quiet, reward_model, cycle=cycle)

@@ -1,9 +1,10 @@
 """The run report: one self-contained HTML file (inline SVG charts, base64 thumbnails), viewable offline.
 
 ``write_report(run_dir)`` reads only the run directory's artifacts, so it can be rebuilt at any time
-(``medgr2 report RUN_DIR``). Sections: config; per cycle the funnel, reward histograms by modality,
-galleries of accepted and rejected samples, training curves and evaluation tables; RM calibration
-(with rewards by grade); the ledger.
+(``medgr2 report RUN_DIR``). Sections: the ledger; warnings (what degenerated, or "none"); the
+sections plugins contribute (kind ``report_section``: R_φ calibration comes from the reward plugin);
+per cycle the funnel, reward histograms by modality, galleries of accepted and rejected samples,
+training curves and evaluation tables; the config.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from medgr2.data import EvalReport, FilterDecision, VQASample
+from medgr2.artifacts import CYCLE_LEDGER
+from medgr2.data import CycleLedger, EvalReport, FilterDecision, VQASample
 from medgr2.report import svg
 from medgr2.store import atomic_write_text, read_json, read_jsonl
-
-GRADE_NAMES = {1: "1 original (10)", 2: "2 synonyms (6)", 3: "3 deletions (0)", 4: "4 irrelevant (−6)", 0: "labelled"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222}
@@ -35,14 +35,22 @@ pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px;max-height:400px
 """
 
 
-def _e(x: Any) -> str:
+def escape(x: Any) -> str:
+    """``x`` as text safe inside HTML (for report sections)."""
     return html.escape(str(x), quote=True)
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+_e = escape
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """An HTML table (floats to 3 decimals, ``None`` as "–"), for report sections."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+_table = table
 
 
 def _fmt(v: Any) -> str:
@@ -158,43 +166,26 @@ def _galleries(cycle_dir: Path, registry: Any, n: int = 8) -> str:
     return "".join(parts)
 
 
-def _calibration(stage_dir: Path, title: str) -> str:
-    result = stage_dir / "result.json"
-    if not result.exists():
-        return ""
-    ckpt = Path(read_json(result).get("checkpoint", ""))
-    parts = [f"<h3>{_e(title)}</h3>"]
-    for cand in (ckpt / "calibration.json", stage_dir / "calibration.json"):
-        if cand.exists():
-            cal = read_json(cand)
-            flat = [[k, v] for k, v in cal.items() if isinstance(v, (int, float, str))]
-            parts.append(_table(["metric", "value"], flat))
-            per = cal.get("per_grade") or cal.get("by_grade") or {}
-            if isinstance(per, dict) and per:
-                parts.append(_table(["grade", "n", "mean", "std"], [
-                    [k, v.get("n"), v.get("mean"), v.get("std")] for k, v in per.items() if isinstance(v, dict)]))
-            break
-    for png in (ckpt / "calibration.png", stage_dir / "calibration.png"):
-        if png.exists():
-            parts.append(f'<img alt="calibration plot" style="max-width:460px" '
-                         f'src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">')
-            break
-    scores = _grade_scores(stage_dir, ckpt)
-    if scores:
-        parts.append(svg.histogram(scores, title="R_φ on held-out graded examples, by grade"))
-    return "".join(parts)
+def _warnings(run_dir: Path, sections: list[Any]) -> str:
+    """What degenerated: the loop's warnings and the sections' own; "none" when nothing did."""
+    path = run_dir / "warnings.json"
+    warnings = list(read_json(path)) if path.exists() else []
+    warnings += [w for sec in sections for w in sec.warnings]
+    if not warnings:
+        return "<h2>Warnings</h2><p class='muted'>None: every stage did its work and no guard fired.</p>"
+    return "<h2>Warnings</h2><ul>" + "".join(f"<li>{escape(w)}</li>" for w in warnings) + "</ul>"
 
 
-def _grade_scores(stage_dir: Path, ckpt: Path) -> dict[str, list[float]]:
-    """Held-out scores by grade when the RM stage wrote them (``heldout_scores.jsonl``)."""
-    for path in (ckpt / "heldout_scores.jsonl", stage_dir / "heldout_scores.jsonl"):
-        rows = read_jsonl(path)
-        if rows:
-            out: dict[str, list[float]] = defaultdict(list)
-            for r in rows:
-                out[GRADE_NAMES.get(int(r.get("grade", 0)), str(r.get("grade")))].append(float(r["score"]))
-            return dict(sorted(out.items()))
-    return {}
+def _plugin_sections(run_dir: Path, registry: Any) -> list[Any]:
+    """Every registered report section that has something to show for this run, in order."""
+    if registry is None:
+        return []
+    out = []
+    for name in registry.names("report_section"):
+        section = registry.create("report_section", name).render(run_dir)
+        if section is not None:
+            out.append(section)
+    return sorted(out, key=lambda sec: sec.order)
 
 
 def build_html(run_dir: Path, registry: Any = None) -> str:
@@ -202,27 +193,27 @@ def build_html(run_dir: Path, registry: Any = None) -> str:
     run_dir = Path(run_dir)
     cfg = (run_dir / "config.yaml").read_text(encoding="utf-8") if (run_dir / "config.yaml").exists() else ""
     versions = read_json(run_dir / "versions.json") if (run_dir / "versions.json").exists() else {}
-    ledgers = read_json(run_dir / "ledger.json") if (run_dir / "ledger.json").exists() else []
+    ledger_path = run_dir / CYCLE_LEDGER
+    ledgers = [CycleLedger.model_validate(c) for c in read_json(ledger_path)] if ledger_path.exists() else []
     body = [f"<h1>MedGR2 run <code>{_e(run_dir.name)}</code></h1>",
             f'<p class="sub">medgr2 {_e(versions.get("medgr2", "?"))} · {len(ledgers)} cycle(s)</p>']
 
     if ledgers:
         body.append("<h2>Ledger</h2>")
         body.append(_table(
-            ["cycle", "generated", "valid", "kept", "requests", "tokens in/out", "cost $", "SFT s", "GRPO s",
-             "RM version", "accuracy"],
-            [[c["cycle"], c.get("generated"), c.get("valid"), c.get("kept"), c.get("generation", {}).get("requests"),
-              f'{c.get("generation", {}).get("input_tokens", 0)}/{c.get("generation", {}).get("output_tokens", 0)}',
-              c.get("generation", {}).get("cost_usd"), c.get("train_s", {}).get("sft"),
-              c.get("train_s", {}).get("grpo"), Path(str(c.get("rm_version") or "")).name,
-              (c.get("evaluation") or {}).get("accuracy")] for c in ledgers]))
+            ["cycle", "generated", "valid", "kept", "requests", "tokens in/out", "cost $", "SFT steps", "GRPO steps",
+             "SFT s", "GRPO s", "RM version", "RM promoted", "accuracy"],
+            [[c.cycle, c.generated, c.valid, c.kept, c.requests,
+              f"{c.generation.input_tokens}/{c.generation.output_tokens}" if c.generation else "–", c.cost_usd,
+              c.optimizer_steps.get("sft"), c.optimizer_steps.get("grpo"), c.train_s.get("sft"), c.train_s.get("grpo"),
+              Path(c.rm_version).name, c.rm_promoted, c.evaluation.accuracy if c.evaluation else None]
+             for c in ledgers]))
 
+    sections = _plugin_sections(run_dir, registry)
+    body.insert(2, _warnings(run_dir, sections))
     base = run_dir / "cycle-000" / "evaluate-baseline" / "report.json"
-    body.append("<h2>Reward model</h2>")
-    body.append(_calibration(run_dir / "cycle-000" / "reward-init", "R_φ v0 (initial grade set)"))
-    for cycle_dir in sorted(run_dir.glob("cycle-[0-9][0-9][0-9]")):
-        if cycle_dir.name != "cycle-000":
-            body.append(_calibration(cycle_dir / "reward-update", f"R_φ after {cycle_dir.name}"))
+    for sec in sections:
+        body.append(f"<h2>{_e(sec.title)}</h2>{sec.html}")
 
     if base.exists():
         body.append("<h2>Evaluation before training</h2>")
@@ -254,4 +245,4 @@ def write_report(run_dir: str | Path, registry: Any = None, out: str | Path | No
     return path
 
 
-__all__ = ["build_html", "write_report"]
+__all__ = ["build_html", "escape", "svg", "table", "write_report"]

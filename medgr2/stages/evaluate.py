@@ -24,7 +24,7 @@ def evaluate(
     """Run ``evaluator`` on ``samples`` with the policy at ``model_path``; predictions and the
     report (``predictions.jsonl``, ``report.json``, ``report.md``) go to ``output_dir``.
 
-    The scorer name reaches the evaluator as ``context.extras["scorer"]``.
+    The scorer name reaches the evaluator as ``context.scorer``.
     """
     if not samples:
         raise ValueError(
@@ -33,5 +33,7 @@ def evaluate(
         )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    context.extras["scorer"] = scorer
+    import dataclasses
+
+    context = dataclasses.replace(context, scorer=scorer)
     return evaluator.evaluate(samples, Path(model_path), output_dir, context)

@@ -16,13 +16,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from medgr2 import artifacts
 from medgr2.data import FilterDecision, VQASample
 from medgr2.interfaces import Filter, StageContext
 from medgr2.store import write_json, write_jsonl
-
-ALLOW_OVERLAP_EXTRA = "allow_overlap"
-"""``context.extras`` key carrying ``filters.allow_overlap`` to the ``overlap`` filter."""
-
 
 def reason_code(reason: str) -> str:
     """The code of a decision reason: the text before the first colon (the whole reason without one)."""
@@ -60,13 +57,12 @@ def apply_filters(
         samples: The candidate samples (scored when a step needs rewards).
         kept: D_gen, the samples kept in earlier cycles (for overlap and dedup checks).
         context: The stage context; files are written into ``context.work_dir``.
-        allow_overlap: ``filters.allow_overlap``: passed to the ``overlap`` filter through
-            ``context.extras["allow_overlap"]``.
+        allow_overlap: ``filters.allow_overlap``: passed to the filters as ``context.allow_overlap``.
 
     Returns:
         The samples every step kept (input order) and every decision made.
     """
-    ctx = dataclasses.replace(context, extras={**context.extras, ALLOW_OVERLAP_EXTRA: allow_overlap})
+    ctx = dataclasses.replace(context, allow_overlap=allow_overlap)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     reporter = ctx.reporter
     assert reporter is not None
@@ -91,8 +87,8 @@ def apply_filters(
         })
     funnel = {"in": len(samples), "kept": len(current), "dgen_size": len(kept),
               "allow_overlap": allow_overlap, "steps": steps}
-    write_jsonl(ctx.work_dir / "decisions.jsonl", decisions)
-    write_jsonl(ctx.work_dir / "kept.jsonl", current)
-    write_json(ctx.work_dir / "funnel.json", funnel)
+    write_jsonl(ctx.work_dir / artifacts.DECISIONS, decisions)
+    write_jsonl(ctx.work_dir / artifacts.KEPT, current)
+    write_json(ctx.work_dir / artifacts.FUNNEL, funnel)
     reporter.log(f"filter: kept {len(current)} of {len(samples)} samples after {len(filters)} step(s)")
     return current, decisions

@@ -19,13 +19,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from medgr2.artifacts import GENERATION_LEDGER, REJECTS, SAMPLES
 from medgr2.data import GenerationResult, SeedItem
-from medgr2.interfaces import Generator, StageContext
+from medgr2.interfaces import Generator, SeedSet, StageContext
 from medgr2.store import write_json, write_jsonl
 
-SAMPLES_FILE = "samples.jsonl"
-REJECTS_FILE = "rejects.jsonl"
-LEDGER_FILE = "ledger.json"
+
+def select_items(seed: SeedSet, *, max_items: int | None, run_seed: int, limit: int | None = None) -> list[SeedItem]:
+    """The seed items one cycle generates from: the train split, at most ``max_items`` of them drawn at
+    random with ``run_seed`` (``data.max_items``), then the first ``limit`` (``generation.limit``, or
+    ``medgr2 generate --limit``). The loop and ``medgr2 generate`` both select with this."""
+    import random
+
+    items = [i for i in seed.items if i.split == "train"]
+    if max_items is not None and len(items) > max_items:
+        items = random.Random(run_seed).sample(items, max_items)
+    return items[:limit] if limit is not None else items
 
 
 @contextmanager
@@ -41,7 +50,10 @@ def graceful_stop(stop: threading.Event, reporter: Any = None) -> Iterator[None]
     def handler(signum: int, frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        stop.set()
+        if hasattr(stop, "request"):
+            stop.request(signum)
+        else:
+            stop.set()
         if reporter is not None:
             reporter.log(
                 f"{signal.Signals(signum).name}: finishing in-flight requests and keeping finished work "
@@ -61,10 +73,8 @@ def generate(
     generator: Generator,
     items: Sequence[SeedItem],
     context: StageContext,
-    *,
-    limit: int | None = None,
 ) -> GenerationResult:
-    """Run ``generator`` over ``items`` (the first ``limit`` of them) and write the stage files.
+    """Run ``generator`` over ``items`` (see :func:`select_items`) and write the stage files.
 
     Returns the generator's :class:`~medgr2.data.GenerationResult`. Safe to call again after a
     crash or a stop: the generator redoes only the missing work.
@@ -73,7 +83,7 @@ def generate(
         raise TypeError(
             f"{type(generator).__name__} is not a Generator: it needs a generate(items, context) method"
         )
-    items = list(items)[:limit] if limit is not None else list(items)
+    items = list(items)
     ids = [i.id for i in items]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
@@ -81,12 +91,12 @@ def generate(
     context.work_dir.mkdir(parents=True, exist_ok=True)
     with graceful_stop(context.stop, context.reporter):
         result = generator.generate(items, context)
-    write_jsonl(context.work_dir / SAMPLES_FILE, result.samples)
-    write_jsonl(context.work_dir / REJECTS_FILE, result.rejects)
+    write_jsonl(context.work_dir / SAMPLES, result.samples)
+    write_jsonl(context.work_dir / REJECTS, result.rejects)
     ledger = result.ledger
     if "completed" not in ledger.extra:
         done = len(result.samples) + len(result.rejects)
         ledger = ledger.model_copy(update={"extra": {**ledger.extra, "completed": done >= len(items)}})
         result = result.model_copy(update={"ledger": ledger})
-    write_json(context.work_dir / LEDGER_FILE, ledger)
+    write_json(context.work_dir / GENERATION_LEDGER, ledger)
     return result

@@ -25,7 +25,8 @@ def ensure_policy(policy: Any, work_dir: str | os.PathLike[str], *, seed: int = 
             ``tiny_arch`` are read.
         work_dir: Where a tiny model is built (``work_dir/tiny-<arch>-<seed>``; reused when present).
         seed: Seed of the tiny model's random weights.
-        registry: Where the ``policy.tiny`` builder is looked up (default: the process registry).
+        registry: Where the ``tiny_policy`` named by ``policy.tiny_arch`` is looked up (default: the
+            process registry).
 
     Raises:
         FileNotFoundError: ``policy.model`` is set but is not a model folder.
@@ -42,11 +43,10 @@ def ensure_policy(policy: Any, work_dir: str | os.PathLike[str], *, seed: int = 
         return target
     from medgr2.plugins import ensure_registry
 
-    registry = ensure_registry(registry)
-    build_tiny_vlm = registry.get("function", "policy.tiny")
+    build_tiny = ensure_registry(registry).create("tiny_policy", policy.tiny_arch)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
-    build_tiny_vlm(policy.tiny_arch, staging, seed=seed)
+    build_tiny(staging, seed=seed)
     try:
         os.replace(staging, target)  # atomic: concurrent processes (accelerate) agree on one folder
     except OSError:

@@ -259,7 +259,7 @@ def register(app: typer.Typer) -> None:
                 seed=cfg.seed,
                 reporter=reporter(as_json),
                 registry=registry,
-                extras={"answer_format": cfg.policy.answer_format},
+                answer_format=cfg.policy.answer_format,
             )
             report = evaluate(evaluator, items, model, out, ctx, scorer=scorer or cfg.evaluation.scorer)
         except (RegistryError, ValueError) as e:
@@ -308,7 +308,7 @@ def _study_components(config: Path | None, overrides: list[str] | None, trainer:
     registry = get_registry()
     ev = cfg.evaluation.evaluator
     ctx = StageContext(work_dir=out, seed=cfg.seed, reporter=reporter(), registry=registry,
-                       extras={"answer_format": cfg.policy.answer_format})
+                       answer_format=cfg.policy.answer_format)
     return (
         cfg,
         registry.create("trainer", spec.name, spec.options),

@@ -216,12 +216,12 @@ class VQAEvaluator:
 
     def answer_format(self, context: StageContext) -> str:
         """The answer format: the option, else the run's ``policy.answer_format``, else ``text``."""
-        return self.options.answer_format or context.extras.get("answer_format") or "text"
+        return self.options.answer_format or context.answer_format or "text"
 
     def evaluate(
         self, samples: Sequence[VQASample], model_path: Path, output_dir: Path, context: StageContext
     ) -> EvalReport:
-        """Predict every sample, score under ``context.extras['scorer']`` (else the option, else
+        """Predict every sample, score under ``context.scorer`` (else the option, else
         ``medgr2``), write predictions.jsonl, report.json and report.md under ``output_dir``."""
         from medgr2_eval.scoring import resolve_scorer, score_predictions
         from medgr2_eval.report import write_report
@@ -230,7 +230,7 @@ class VQAEvaluator:
             raise ValueError("no samples to evaluate")
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        scorer = context.extras.get("scorer") or self.options.scorer or "medgr2"
+        scorer = context.scorer or self.options.scorer or "medgr2"
         resolve_scorer(scorer, context.registry)  # an unknown scorer fails now, not after generation
         started = time.perf_counter()
         partial = output_dir / "predictions.partial.jsonl"

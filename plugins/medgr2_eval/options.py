@@ -31,7 +31,7 @@ class VQAEvaluatorOptions(BaseModel):
     answer_format: Literal["letter", "text", "think"] | None = Field(
         default=None,
         description="How the policy is asked to answer; None: the run's policy.answer_format "
-        "(context.extras['answer_format']), else 'text'.",
+        "(context.answer_format), else 'text'.",
     )
     prompt: Literal["format", "medgr2", "med-r1"] = Field(
         default="format",

@@ -43,7 +43,7 @@ def _cell(
     done = cell_dir / "done.json"
     if done.is_file():
         return read_json(done)
-    ctx = replace(context, work_dir=cell_dir, extras=dict(context.extras))
+    ctx = replace(context, work_dir=cell_dir)
     result = trainer.train(list(train), base_model, cell_dir / "model", ctx)
     report: EvalReport = evaluate(
         evaluator, eval_samples, Path(result.checkpoint), cell_dir / "eval", ctx, scorer
@@ -140,7 +140,7 @@ def run_efficiency(
     for method, k, seed, flt in plan:
         if context.stop.is_set():
             break
-        ctx = replace(context, seed=seed, extras=dict(context.extras))
+        ctx = replace(context, seed=seed)
         if flt is None:
             chosen = list(scored)
         else:

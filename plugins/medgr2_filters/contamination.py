@@ -2,7 +2,7 @@
 
 The evaluation set comes from JSONL files of VQASamples, OmniMedVQA-layout roots
 (``QA_information/<access>/<Dataset>.json`` arrays whose ``image_path`` is relative to the root),
-and ``context.extras["eval_samples"]`` (the loop passes its evaluation samples there).
+and ``context.eval_samples`` (the loop passes its evaluation samples there).
 
 A sample is contaminated when its question + options + answer shares a word ``ngram``-gram with an
 evaluation item, or when one of its images has the same file hash as, or a perceptual hash within
@@ -30,8 +30,6 @@ from medgr2_filters.imagehash import HASH_BITS, ImageHasher
 from medgr2_filters.keys import decide, ngrams, reward_or_none, words
 from medgr2_filters.options import ContaminationOptions
 
-EVAL_SAMPLES_EXTRA = "eval_samples"
-"""``context.extras`` key holding evaluation samples to protect."""
 REPORT_FILE = "contamination.json"
 
 
@@ -136,14 +134,14 @@ class ContaminationFilter:
         for root in opts.omnimedvqa_roots:
             items += read_omnimedvqa(root)
             sources.append(str(root))
-        extra = context.extras.get(EVAL_SAMPLES_EXTRA) if opts.use_context else None
+        extra = context.eval_samples if opts.use_context else None
         if extra:
             items += _from_samples(list(extra), "eval")
-            sources.append(f"context.extras['{EVAL_SAMPLES_EXTRA}']")
+            sources.append("context.eval_samples")
         if not items:
             raise ValueError(
                 "contamination filter has no evaluation set: set its eval_paths (JSONL of VQASamples) or "
-                f"omnimedvqa_roots options, or pass samples in context.extras['{EVAL_SAMPLES_EXTRA}']")
+                "omnimedvqa_roots options, or pass samples in context.eval_samples")
         return items, sources
 
     def _hash(self, ref: ImageRef) -> int:

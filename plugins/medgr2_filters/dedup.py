@@ -39,7 +39,6 @@ import numpy as np
 
 from medgr2.data import FilterDecision, VQASample
 from medgr2.interfaces import StageContext
-from medgr2.stages.filter import ALLOW_OVERLAP_EXTRA
 from medgr2_filters.imagehash import HASH_BITS, ImageHasher
 from medgr2_filters.keys import content_key, decide, dedup_text, image_keys, reward_or_none, shingles, words
 from medgr2_filters.options import DedupOptions
@@ -266,7 +265,7 @@ class DedupFilter:
         opts = self.options
         against_kept = opts.against_kept
         if against_kept is None:
-            against_kept = not context.extras.get(ALLOW_OVERLAP_EXTRA, False)
+            against_kept = not context.allow_overlap
         old = list(kept) if against_kept else []
         pool = old + list(samples)
         n_old = len(old)

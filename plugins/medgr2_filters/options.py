@@ -109,7 +109,7 @@ class ContaminationOptions(_Options):
         default_factory=list,
         description="OmniMedVQA-layout roots (QA_information/<access>/<Dataset>.json + Images/...).")
     use_context: bool = Field(default=True,
-                              description="Also protect context.extras['eval_samples'] when given.")
+                              description="Also protect context.eval_samples when given.")
     ngram: int = Field(default=13, ge=3, le=50, description="Word n-gram length of the text overlap test.")
     short_texts: Literal["skip", "whole"] = Field(
         default="skip",

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from medgr2.data import FilterDecision, VQASample
 from medgr2.interfaces import StageContext
-from medgr2.stages.filter import ALLOW_OVERLAP_EXTRA
 from medgr2_filters.keys import content_key, decide, reward_or_none
 from medgr2_filters.options import OverlapOptions
 
@@ -27,7 +26,7 @@ class OverlapFilter:
         """Whether overlap is allowed: the option when set, else the run's ``filters.allow_overlap``."""
         if self.options.allow_overlap is not None:
             return self.options.allow_overlap
-        return bool(context.extras.get(ALLOW_OVERLAP_EXTRA, False))
+        return context.allow_overlap
 
     def apply(self, samples: Sequence[VQASample], kept: Sequence[VQASample],
               context: StageContext) -> list[FilterDecision]:

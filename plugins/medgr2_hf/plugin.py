@@ -50,7 +50,9 @@ def medgr2_register_commands(cli: Any) -> None:
 
 
 @hookimpl
-def medgr2_register_functions(registry: Any) -> None:
-    """``policy.tiny``: the offline tiny-VLM builder the loop uses when ``policy.model`` is unset."""
-    registry.add("policy.tiny", "medgr2_hf.tiny:build_tiny_vlm",
-                 description="Build a deterministic tiny Qwen2.5-VL / LLaVA with a locally trained tokenizer")
+def medgr2_register_tiny_policies(registry: Any) -> None:
+    """``qwen2_5_vl`` and ``llava``: the offline tiny VLMs the loop starts from when ``policy.model`` is unset."""
+    registry.add("qwen2_5_vl", "medgr2_hf.tiny:build_tiny_qwen2_5_vl",
+                 description="A deterministic tiny Qwen2.5-VL with a locally trained tokenizer")
+    registry.add("llava", "medgr2_hf.tiny:build_tiny_llava",
+                 description="A deterministic tiny LLaVA (CLIP vision + Qwen2 text) with a locally trained tokenizer")

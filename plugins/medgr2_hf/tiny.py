@@ -190,3 +190,13 @@ def build_tiny_vlm(arch: Arch, out_dir: str | Path, *, seed: int = 0, size: Size
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def build_tiny_qwen2_5_vl(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """The ``qwen2_5_vl`` :class:`~medgr2.interfaces.TinyModelFactory`: :func:`build_tiny_vlm` for Qwen2.5-VL."""
+    return build_tiny_vlm("qwen2_5_vl", out_dir, seed=seed)
+
+
+def build_tiny_llava(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """The ``llava`` :class:`~medgr2.interfaces.TinyModelFactory`: :func:`build_tiny_vlm` for LLaVA."""
+    return build_tiny_vlm("llava", out_dir, seed=seed)

@@ -128,3 +128,14 @@ def plot_calibration(path: Path, scores: Sequence[float], targets: Sequence[floa
     fig.savefig(tmp)
     plt.close(fig)
     tmp.replace(path)
+
+
+class GradeCalibrator:
+    """The ``grades`` :class:`~medgr2.interfaces.Calibrator`: ``calibration.json`` + plot per grade."""
+
+    def __init__(self, options: Any = None):
+        self.options = options
+
+    def write(self, folder: Path, scores: Sequence[float], targets: Sequence[float], grades: Sequence[int],
+              version: str) -> dict[str, Any]:
+        return write_calibration(folder, scores, targets, grades, version=version)

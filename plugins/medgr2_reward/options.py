@@ -50,6 +50,18 @@ class ReferenceSource(BaseModel):
     limit: int | None = Field(default=None, ge=1, description="Read at most this many references.")
 
 
+class FourGradeOptions(BaseModel):
+    """Options of the ``four-grade`` builder: where reference texts come from and how they are graded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    references: list[ReferenceSource] = Field(
+        default_factory=list, description="Reference-text readers, each {format: iu_xray|text|csv|samples, path, ...}; "
+                                          "empty: reward.grade_sources, else the run's train-split samples.")
+    grading: GradeOptions = Field(default_factory=GradeOptions,
+                                  description="Rates, seed and held-out share of the grade set.")
+
+
 class TrainOptions(BaseModel):
     """Training and scoring settings shared by every regression reward model."""
 

@@ -17,14 +17,35 @@ def medgr2_register_reward_models(registry: Any) -> None:
 
 
 @hookimpl
-def medgr2_register_functions(registry: Any) -> None:
-    """The grade-set builder and the policy-sample labeller the loop and ``medgr2 train-rm`` use."""
-    registry.add("reward.grade_set", "medgr2_reward.stages:build_grade_set",
-                 description="Build the 4-grade R_φ set (10 / 6 / 0 / −6) from reference texts or VQA samples")
-    registry.add("reward.calibration", "medgr2_reward.calibration:write_calibration",
-                 description="Write calibration.json + plot (Spearman, per-grade mean/std, pairwise ordering)")
-    registry.add("reward.label_policy_samples", "medgr2_reward.stages:label_policy_samples",
-                 description="Label policy answers (match, judge or grade) for continual R_φ training")
+def medgr2_register_grade_sets(registry: Any) -> None:
+    """``four-grade``: the paper's graded R_φ set from reference texts."""
+    registry.add("four-grade", "medgr2_reward.grade_set:FourGradeSet", config="medgr2_reward.options:FourGradeOptions",
+                 description="The 4-grade R_φ set (10 / 6 / 0 / −6) from reference texts or VQA samples")
+
+
+@hookimpl
+def medgr2_register_policy_labellers(registry: Any) -> None:
+    """``match``, ``judge`` and ``grade``: how policy samples become R_φ training data."""
+    registry.add("match", "medgr2_reward.labellers:MatchLabeller",
+                 description="The policy answers each sample: correct → 10, wrong → −6")
+    registry.add("judge", "medgr2_reward.labellers:JudgeLabeller",
+                 description="reward.judge scores the policy's answers on the paper's four criteria")
+    registry.add("grade", "medgr2_reward.labellers:GradeLabeller",
+                 description="Grade perturbations (10 / 6 / 0 / −6) of the samples' own answers")
+
+
+@hookimpl
+def medgr2_register_calibrators(registry: Any) -> None:
+    """``grades``: calibration.json + plot (Spearman, per-grade mean/std, pairwise ordering)."""
+    registry.add("grades", "medgr2_reward.calibration:GradeCalibrator",
+                 description="calibration.json + plot: Spearman, MSE, per-grade mean/std, pairwise ordering")
+
+
+@hookimpl
+def medgr2_register_report_sections(registry: Any) -> None:
+    """``reward-calibration``: R_φ's calibration (v0 and every retrain) and the promotion gate's decisions."""
+    registry.add("reward-calibration", "medgr2_reward.report_section:CalibrationSection",
+                 description="R_φ calibration after reward-init and each reward-update, with the gate's decision")
 
 
 def _opt(flag: str, help_text: str) -> Any:

@@ -42,8 +42,7 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 def answer_format(options: CommonOptions, context: StageContext) -> str:
     """The answer format: the trainer's option, else the run's ``policy.answer_format``, else ``text``."""
-    run_format = getattr(context, "answer_format", None) or getattr(context, "extras", {}).get("answer_format")
-    return options.answer_format or run_format or "text"
+    return options.answer_format or context.answer_format or "text"
 
 
 def world_size() -> int:

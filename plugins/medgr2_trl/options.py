@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medgr2.config import ComponentRef
+
 
 TINY_PARAMS = 10_000_000
 """Models with fewer parameters get the tiny-model defaults."""
@@ -115,8 +117,11 @@ class SFTOptions(CommonOptions):
     max_length: int | None = Field(default=None, ge=16, description="Truncate sequences to this many tokens.")
 
 
-class RewardTermSpec(_Options):
-    """One weighted term of the GRPO reward."""
+class RewardTermSpec(ComponentRef):
+    """One weighted term of the GRPO reward (its name and options are checked by ``config validate``)."""
+
+    kind: ClassVar[str] = "reward_term"
+    name_field: ClassVar[str] = "term"
 
     term: str = Field(description="A registered reward_term name (reward_model, answer_match, format ...).")
     weight: float = Field(default=1.0, description="Weight of the term in the summed reward.")

@@ -78,7 +78,7 @@ def test_every_builtin_plugin_loads_and_registers_lightly():
     assert result["failures"] == []
     builtin = {n for n, dist in result["plugins"].items() if dist == "medgr2"}
     assert {"datasets", "generation", "reward", "filters", "hf", "trl", "eval"} <= builtin
-    from medgr2.interfaces import KINDS
+    from medgr2.kinds import KIND_NAMES as KINDS
 
     assert sorted(result["kinds"]) == sorted(KINDS), "every kind has at least one built-in component"
 

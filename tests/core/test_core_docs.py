@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from medgr2 import hookspecs, interfaces
+from medgr2 import hookspecs
+from medgr2.kinds import KIND_NAMES
 from medgr2.config import reference_rows
 from medgr2.data import DATA_OBJECTS
 from medgr2.plugins import load_registry
@@ -60,7 +61,7 @@ def test_the_registrar_add_signature_is_documented():
 
 def test_every_kind_is_documented():
     text = doc("plugin-hooks.md") + doc("writing-a-plugin.md")
-    assert [k for k in interfaces.KINDS if f"`{k}`" not in text] == []
+    assert [k for k in KIND_NAMES if f"`{k}`" not in text] == []
 
 
 def test_every_config_setting_is_in_the_reference():
@@ -79,11 +80,26 @@ def test_config_reference_is_between_the_markers():
         "a\n" + BEGIN_MARK + "\n\nnew\n\n" + END_MARK + "\nb"
 
 
+def test_plugin_hooks_doc_is_generated_from_the_kinds_table():
+    from medgr2.kinds import replace_hooks_markdown
+
+    text = doc("plugin-hooks.md")
+    assert replace_hooks_markdown(text) == text, (
+        "docs/plugin-hooks.md is stale: run `medgr2 plugins docs --update docs/plugin-hooks.md`")
+
+
+def test_every_registrar_hook_comes_from_the_kinds_table():
+    from medgr2.kinds import KINDS
+
+    assert {f.__name__ for f in hookspec_functions()} == {k.hook for k in KINDS} | {"medgr2_register_commands"}
+    assert "function" not in KIND_NAMES
+
+
 def test_architecture_names_every_data_object_protocol_and_module():
     text = doc("architecture.md")
     names = [cls.__name__ for cls in DATA_OBJECTS]
     names += ["Modality", "QuestionType", "SeedSet", "StageContext"]
-    names += ["DatasetSource", "Generator", "RewardModel", "Filter", "PolicyTrainer", "Evaluator", "RewardTerm"]
+    names += [k.protocol for k in __import__("medgr2.kinds").kinds.KINDS]
     assert [n for n in names if f"`{n}`" not in text and n not in text] == []
     modules = [p.name for p in (REPO / "medgr2").iterdir()
                if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))]

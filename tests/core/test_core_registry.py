@@ -92,7 +92,10 @@ def test_function_kind_is_returned_with_options_bound(reg):
 
     reg.registrar("reward_term").add("length", length_term, config=TermOptions)
     assert "reward_term" not in INSTANTIATED_KINDS
-    assert reg.create("reward_term", "length") is length_term  # nothing set: the function itself
+    defaults = reg.create("reward_term", "length")  # nothing set: the options model's defaults are bound
+    assert defaults.keywords == {"scale": 1.0} and defaults(["ab"]) == [2.0]
+    reg.registrar("reward_term").add("plain", length_term)  # no options model: the function itself
+    assert reg.create("reward_term", "plain") is length_term
     bound = reg.create("reward_term", "length", {"scale": 2.0})
     assert bound(["ab", "abc"]) == [4.0, 6.0]
     assert bound.__name__ == "length_term" and "Length of each" in bound.__doc__

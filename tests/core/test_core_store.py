@@ -203,14 +203,14 @@ class TestResume:
         assert not store.is_complete(1, "score", hash_files(inputs), hash_data(config))
         assert store.record(1, "score") is None
 
-    def test_invalidate_forgets_a_stage(self, tmp_path):
+    def test_a_partial_stage_is_never_complete(self, tmp_path):
         store, inputs, config = self.setup_stage(tmp_path)
-        store.mark_complete(1, "generate", hash_files(inputs), hash_data(config))
-        store.mark_complete(1, "score", "i", "c")
-        store.invalidate_from(1, "generate")
+        store.mark_partial(1, "generate", hash_files(inputs), hash_data(config), {"samples": 4})
         assert not store.is_complete(1, "generate", hash_files(inputs), hash_data(config))
-        assert store.is_complete(1, "score", "i", "c")
-        store.invalidate_from(1, "never-run")  # no error
+        assert store.record(1, "generate")["partial"] is True
+        store.mark_complete(1, "generate", hash_files(inputs), hash_data(config), {"samples": 15})
+        assert store.is_complete(1, "generate", hash_files(inputs), hash_data(config))
+        assert "partial" not in store.record(1, "generate")
 
     def test_a_crash_before_mark_complete_redoes_the_stage(self, tmp_path):
         store, inputs, config = self.setup_stage(tmp_path)

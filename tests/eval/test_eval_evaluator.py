@@ -68,7 +68,7 @@ def test_medgr2_prompt_round_trips_through_option_parsing(omni_samples):
 def test_vqa_evaluator_end_to_end_on_omnimedvqa_fixture(tmp_path, tiny_model, omni_samples, registry):
     ev = registry.create("evaluator", "vqa", {"option_scores": True, "batch_size": 8, "bootstrap": 200})
     assert isinstance(ev, Evaluator)
-    ctx = StageContext(work_dir=tmp_path / "work", registry=registry, extras={"answer_format": "text"})
+    ctx = StageContext(work_dir=tmp_path / "work", registry=registry, answer_format="text")
     out = tmp_path / "eval"
     report = evaluate(ev, omni_samples, tiny_model, out, ctx, scorer="omnimedvqa")
 
@@ -113,7 +113,7 @@ def test_evaluator_stops_early_without_predictions(tmp_path, tiny_model, omni_sa
     ctx.stop.set()
     with pytest.raises(RuntimeError, match="no predictions"):
         ev.evaluate(omni_samples[:2], tiny_model, tmp_path / "o", ctx)
-    ctx.extras["scorer"] = "medgr"
+    ctx.scorer = "medgr"
     with pytest.raises(KeyError, match="Did you mean 'medgr2'"):  # before any generation
         ev.evaluate(omni_samples[:2], tiny_model, tmp_path / "o", ctx)
 

@@ -53,7 +53,7 @@ def test_overlap_table(freg, ctx, option, allow_run, keep, code):
         old.model_copy(update={"reward": None}),
         same_content,
     ]
-    ctx.extras["allow_overlap"] = allow_run
+    ctx.allow_overlap = allow_run
     options = {} if option is None else {"allow_overlap": option}
     out = freg.create("filter", "overlap", options).apply(samples, [old], ctx)
     assert [d.keep for d in out] == keep
@@ -107,7 +107,7 @@ def test_ngram_length_option(freg, ctx, tmp_path, n, keep):
 @pytest.mark.parametrize(("short_texts", "keep"), [("skip", [True, True]), ("whole", [False, True])])
 def test_short_texts_are_skipped_or_matched_as_a_whole(freg, ctx, short_texts, keep):
     ev = make_sample("What is the modality of this image?", "CT", options=("CT", "MRI", "X-ray"))
-    ctx.extras["eval_samples"] = [ev]
+    ctx.eval_samples = [ev]
     options = {"check_images": False, "short_texts": short_texts}
     flt = freg.create("filter", "contamination", options)
     same = make_sample("What is the MODALITY of this image", "CT", options=("CT", "MRI", "X-ray"))
@@ -118,7 +118,7 @@ def test_short_texts_are_skipped_or_matched_as_a_whole(freg, ctx, short_texts, k
 def test_image_overlap_by_file_and_by_perceptual_hash(freg, ctx, tmp_path):
     rng = np.random.default_rng(1)
     eval_ref = save_png(tmp_path, "eval.png", texture(5))
-    ctx.extras["eval_samples"] = [make_sample(LONG, image=eval_ref, sid="e")]
+    ctx.eval_samples = [make_sample(LONG, image=eval_ref, sid="e")]
     samples = [
         make_sample(
             "Which organ is shown?", image=ImageRef(path="eval.png", root=str(tmp_path)), sid="same-file"

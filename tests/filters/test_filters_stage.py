@@ -68,7 +68,7 @@ def test_allow_overlap_reaches_the_overlap_filter(freg, ctx, allow, n_kept):
     )
     assert len(kept) == n_kept
     assert reason_code(decisions[1].reason) == ("in_dgen_allowed" if allow else "in_dgen")
-    assert "allow_overlap" not in ctx.extras  # the caller's context is not changed
+    assert ctx.allow_overlap is False  # the caller's context is not changed
 
 
 class _Broken:

@@ -10,7 +10,10 @@ import pytest
 
 from medgr2.fake_servers import FakeOpenAIServer, FaultPlan
 from medgr2.interfaces import StageContext
-from medgr2.stages.generate import LEDGER_FILE, REJECTS_FILE, SAMPLES_FILE, generate
+from medgr2.artifacts import GENERATION_LEDGER as LEDGER_FILE
+from medgr2.artifacts import REJECTS as REJECTS_FILE
+from medgr2.artifacts import SAMPLES as SAMPLES_FILE
+from medgr2.stages.generate import generate
 from medgr2.store import read_jsonl
 
 FAKES_CONFIG = """
@@ -28,7 +31,7 @@ def test_stage_writes_samples_rejects_and_ledger(gen_registry, items_factory, tm
     with FakeOpenAIServer(faults=FaultPlan(rates={"malformed": 0.5}, seed=1)) as server:
         gen = gen_registry.create("generator", "openai", {"base_url": server.base_url, "reask": False})
         context = StageContext(work_dir=tmp_path / "gen", registry=gen_registry)
-        result = generate(gen, items, context, limit=5)
+        result = generate(gen, items[:5], context)
     samples = read_jsonl(context.work_dir / SAMPLES_FILE)
     rejects = read_jsonl(context.work_dir / REJECTS_FILE)
     ledger = json.loads((context.work_dir / LEDGER_FILE).read_text())

@@ -128,7 +128,8 @@ def test_redone_stage_keeps_partial_work_only_for_the_same_inputs(tmp_path):
     # an interrupted stage (no manifest record) redone with the same inputs keeps its partial work
     (sft / "partial-checkpoint").write_text("step 3")
     loop = Loop(load_config(cfg_path, registry=registry), registry, SilentReporter(), resume=True)
-    loop.store.invalidate_from(1, "sft")
+    record = loop.store.record(1, "sft")
+    loop.store.mark_partial(1, "sft", record["inputs"], record["config"])
     loop.run()
     assert "cycle-001/sft" in loop.executed
     assert (sft / "partial-checkpoint").exists()

@@ -9,7 +9,8 @@ import pytest
 from medgr2_reward.calibration import calibration_metrics, spearman, write_calibration
 from medgr2_reward.judge import CRITERIA, judge_examples, judge_schema, verdict_to_reward
 from medgr2_reward.options import JudgeOptions
-from medgr2_reward.stages import answer_matches, build_grade_set, judge_samples, label_policy_samples
+from medgr2_reward.grade_set import build_grade_set
+from medgr2_reward.labellers import answer_matches, judge_samples, label_policy_samples
 
 from medgr2.data import GradedExample, Reject, RewardInput
 from medgr2.stages.reward import score_samples, train_reward_model
