@@ -250,8 +250,7 @@ def build_registry(ps: PluginSet, registry: Registry | None = None) -> Registry:
     skipped: set[str] = set()
     replaced: dict[str, list[Any]] = {}  # plugin -> the entries it overrode (restored if it is skipped)
     for kind, hook_name in hookspecs.REGISTRAR_HOOKS.items():
-        hook = getattr(ps.pm.hook, hook_name)
-        for impl in _in_load_order(hook.get_hookimpls()):
+        for impl, call in plugin_hook_calls(ps.pm, hook_name):
             name = impl.plugin_name
             if name in skipped:
                 continue
@@ -259,7 +258,7 @@ def build_registry(ps: PluginSet, registry: Registry | None = None) -> Registry:
             registrar = registry.registrar(kind, name, info.distribution, info.version)
             before = dict(registry.entries[kind])
             try:
-                impl.function(**{a: registrar for a in impl.argnames})
+                call(registry=registrar)
             except RegistryError as exc:
                 if ps.strict:
                     raise
@@ -295,6 +294,23 @@ def _skip_plugin(ps: PluginSet, registry: Registry, name: str, overridden: Seque
     if plugin is not None:
         ps.pm.unregister(plugin)
     ps.infos.pop(name, None)
+
+
+def _is_wrapper(impl: Any) -> bool:
+    return bool(getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False))
+
+
+def plugin_hook_calls(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[Any, Any]]:
+    """``(hookimpl, caller)`` for each plugin implementing ``hook_name``, in load order.
+
+    Each caller goes through pluggy (``pm.subset_hook_caller``) with every *other* plugin's plain
+    implementation removed, so one call runs one plugin's hook (its entries are attributed to it and
+    its failure is its own) while hook wrappers and ``pm.trace`` / hook-call monitoring still apply.
+    """
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    plain = [i for i in impls if not _is_wrapper(i)]
+    return [(impl, pm.subset_hook_caller(hook_name, remove_plugins=[i.plugin for i in plain if i is not impl]))
+            for impl in _in_load_order(plain)]
 
 
 def _in_load_order(impls: Sequence[Any]) -> list[Any]:

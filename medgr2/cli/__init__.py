@@ -65,10 +65,10 @@ def _load_plugin_commands(app: typer.Typer) -> None:
         # the CLI prints failures itself, once each and on one line (below)
         warnings.simplefilter("ignore", plugins.PluginWarning)
         ps = plugins.default_plugins()
-        for impl in ps.pm.hook.medgr2_register_commands.get_hookimpls():
+        for impl, call in plugins.plugin_hook_calls(ps.pm, "medgr2_register_commands"):
             try:
-                impl.function(**{a: app for a in impl.argnames})
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+                call(cli=app)
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
                 ps.fail(repr(impl.plugin_name), f"failed in medgr2_register_commands: {exc!r}", exc)
     for line in ps.failures:
         sys.stderr.write(f"medgr2: warning: {line} (skipped; MEDGR2_STRICT_PLUGINS=1 makes this an error)\n")

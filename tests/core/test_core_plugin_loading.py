@@ -322,3 +322,25 @@ def test_registrars_run_in_load_order(pdir, entry_points):
     registry = load_registry([names[2]])
     order = [e.plugin for e in registry.entries["generator"].values()]
     assert order == ["a", "b", names[2]]
+
+
+def test_registrar_hooks_are_called_through_pluggy_so_wrappers_and_tracing_work():
+    from medgr2 import hookimpl
+    from medgr2.testing import make_registry
+
+    seen: list[str] = []
+
+    class Tracer:
+        @hookimpl(wrapper=True)
+        def medgr2_register_filters(self, registry):
+            seen.append(registry.plugin)
+            return (yield)
+
+    class First:
+        @hookimpl
+        def medgr2_register_filters(self, registry):
+            registry.add("first", "medgr2.testing:FakeFilter")
+
+    registry = make_registry(Tracer(), First())
+    assert sorted(seen) == ["First", "medgr2.testing"]  # once per plugin that registers filters
+    assert registry.entry("filter", "first").plugin == "First"
