@@ -176,7 +176,9 @@ def test_run_with_a_wrong_key_fails_and_resume_generates_after_the_fix(tmp_path)
     with FakeOpenAIServer() as fixed:
         config = _run_config(tmp_path, fixed.base_url)  # the same config hash is not needed: resume redoes it
         proc = _cli(["run", str(config), "-q", "--resume"])
-        ledger = json.loads((tmp_path / "runs" / "r" / "cycle-001" / "generate" / "ledger.json").read_text())
+        path = tmp_path / "runs" / "r" / "cycle-001" / "generate" / "ledger.json"
+        assert path.exists(), proc.stdout[-2000:] + proc.stderr[-3000:]
+        ledger = json.loads(path.read_text())
         assert fixed.attempts == ledger["extra"]["items"] == ledger["requests"] > 0
     stages = json.loads((tmp_path / "runs" / "r" / "manifest.json").read_text())["stages"]
     assert "cycle-001/generate" in stages
