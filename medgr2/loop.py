@@ -268,6 +268,11 @@ class Loop:
             if not ledger.extra.get("completed", True):
                 done = len(result.samples) + len(result.rejects)
                 outputs["incomplete"] = f"stopped after {done} of {len(state.items)} items"
+            elif ledger.extra.get("transport_failures"):  # not final: never marked complete
+                raise StageFailed(self.store.key(t, "generate"), (
+                    f"{ledger.extra['transport_failures']} of {len(state.items)} items failed in transport after "
+                    f"retries ({ledger.extra.get('errors')}; see {ctx.work_dir / a.REJECTS}); the replies received "
+                    "are cached: continue with --resume to ask for the rest"))
             return outputs
 
         self.stage(t, "generate", hash_data([i.id for i in state.items]), _spec_hash(cfg.generation, cfg.seed),

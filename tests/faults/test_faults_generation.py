@@ -140,7 +140,7 @@ def _run_config(tmp_path: Path, base_url: str) -> Path:
         "name": "r", "runs_dir": str(tmp_path / "runs"), "cycles": 1,
         "data": {"sources": [{"name": "fake"}]},
         "generation": {"generator": {"name": "openai", "options": {
-            "strategy": "direct", "base_url": base_url, "concurrency": 2, **FAST}}},
+            "strategy": "direct", "base_url": base_url, "concurrency": 2, "max_retries": 1, **FAST}}},
         "reward": {"model": {"name": "fake"}, "grade_set": {"name": "fake"}},
         "filters": {"steps": [{"name": "fake"}]},
         "policy": {"sft": {"name": "fake"}, "grpo": None},
@@ -163,14 +163,22 @@ def test_cli_generate_with_a_wrong_key_exits_1_naming_the_variable(tmp_path):
     assert not (tmp_path / "out" / "samples.jsonl").exists()
 
 
-def test_run_with_a_wrong_key_fails_and_resume_generates_after_the_fix(tmp_path):
-    """Was: generate marked complete with 0 samples, exit 0, and --resume skipped it (0 requests)."""
-    with FakeOpenAIServer(latency=0.2, faults=FaultPlan(rates={"401": 1.0})) as server:
+@pytest.mark.parametrize("fault", ["401", "500"])
+def test_run_with_a_wrong_key_fails_and_resume_generates_after_the_fix(fault, tmp_path):
+    """Was: generate marked complete with 0 samples, exit 0, and --resume skipped it (0 requests).
+    Now: a wrong key stops after the 2 requests in flight; transport failures (500 after 1 retry)
+    leave the stage not complete either; both exit 1 and --resume generates after the fix."""
+    with FakeOpenAIServer(latency=0.2, faults=FaultPlan(rates={fault: 1.0})) as server:
         config = _run_config(tmp_path, server.base_url)
         proc = _cli(["run", str(config), "-q"])
-        assert server.attempts == 2
+        attempts = server.attempts
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "OPENAI_API_KEY" in proc.stderr
+    if fault == "401":
+        assert attempts == 2 and "OPENAI_API_KEY" in proc.stderr
+    else:
+        rejects = read_jsonl(tmp_path / "runs" / "r" / "cycle-001" / "generate" / "rejects.jsonl")
+        assert attempts == 2 * len(rejects) and {r["reason"] for r in rejects} == {"request_failed"}
+        assert f"{len(rejects)} of {len(rejects)} items failed in transport" in proc.stderr
     stages = json.loads((tmp_path / "runs" / "r" / "manifest.json").read_text())["stages"]
     assert "cycle-001/generate" not in stages and "cycle-000/seed" in stages
     with FakeOpenAIServer() as fixed:
