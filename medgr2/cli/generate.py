@@ -98,3 +98,6 @@ def register(app: typer.Typer) -> None:
             _summary(result.ledger, work_dir)
         if not result.ledger.extra.get("completed", True):
             raise typer.Exit(130)
+        if failed := result.ledger.extra.get("transport_failures"):
+            fail(f"{failed} item(s) failed in transport after retries (not final, see rejects.jsonl): run the same "
+                 "command again to ask for them", code=1)

@@ -235,6 +235,22 @@ def test_transport_failures_are_never_final(registry, tmp_path):
     assert len(second.samples) == 3 and second.ledger.extra["transport_failures"] == 0
 
 
+def test_cli_generate_with_transport_failures_exits_1_and_a_rerun_asks_again(tmp_path):
+    config = _run_config(tmp_path, "http://127.0.0.1:9/v1")
+    out = tmp_path / "out"
+    with FakeOpenAIServer(faults=FaultPlan(rates={"503": 1.0}, retry_after=None)) as server:
+        base = ["generate", str(config), "--set", f"generation.generator.options.base_url={server.base_url}",
+                "--out", str(out), "--json"]
+        first = _cli(base)
+        n = len(read_jsonl(out / "rejects.jsonl"))
+        assert first.returncode == 1 and f"{n} item(s) failed in transport" in first.stderr
+        assert server.attempts == 2 * n  # max_retries 1
+        server.faults = FaultPlan()
+        second = _cli(base)
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert server.attempts == 3 * n and json.loads(second.stdout)["successes"] == n
+
+
 def test_cli_retry_rejects_flag(tmp_path):
     config = _run_config(tmp_path, "http://127.0.0.1:9/v1")
     out = tmp_path / "out"
