@@ -6,7 +6,9 @@ organs in the slice or body region (anatomy identification), ``diagnosis`` (dise
 up to ``per_item`` of them, spread over question types, into questions. Distractors come from
 the dataset's own label space (collected over the items given), topped up from a fixed
 vocabulary; options are shuffled with a seeded RNG; each sample carries a short rationale that
-states the label. The builder is deterministic for a given seed and cycle, so calling it again
+states the label. With ``defects`` rates above 0 it also spoils shares of its samples the way LLM
+generators fail and records the kind in ``provenance.raw["defect"]`` (see
+:mod:`medgr2_datasets.defects`). The builder is deterministic for a given seed and cycle, so calling it again
 redoes exactly the same (cheap) work: that is how it is resumable.
 """
 
@@ -33,6 +35,7 @@ from medgr2.data import (
     stable_hash,
 )
 from medgr2.interfaces import StageContext
+from medgr2_datasets.defects import apply_defects
 from medgr2_datasets.options import LabelsOptions
 from medgr2_datasets.vocab import FALLBACK_SPACES, MODALITY_VOCAB, age_band, normalise_sex, readable
 
@@ -283,12 +286,19 @@ class LabelsGenerator:
             task.advance(len(items) % 256)
         samples = self._balance(samples, seed)
         samples = self._add_noise(samples, seed, context.cycle)
+        rates = o.defects.model_dump()
+        samples, defects = apply_defects(
+            samples, rates, seed, context.cycle, RATIONALES, record=o.label_noise > 0 or any(rates.values())
+        )
+        extra = {"generator": "labels", "noisy": sum("noisy" in s.tags for s in samples)}
+        if o.label_noise > 0 or any(rates.values()):
+            extra["defects"] = defects
         ledger = Ledger(
             stage="generate",
             successes=len(samples),
             rejects=dict(Counter(r.reason for r in rejects)),
             wall_s=time.perf_counter() - started,
-            extra={"generator": "labels", "noisy": sum("noisy" in s.tags for s in samples)},
+            extra=extra,
         )
         return GenerationResult(samples=tuple(samples), rejects=tuple(rejects), ledger=ledger)
 
@@ -325,6 +335,9 @@ class LabelsGenerator:
                     s,
                     answer=wrong,
                     tags=(*s.tags, "noisy"),
+                    provenance=s.provenance.model_copy(
+                        update={"raw": {**s.provenance.raw, "true_answer": s.answer}}
+                    ),
                     rationale=RATIONALES.get(kind, RATIONALES["diagnosis"]).format(
                         answer=wrong, dataset=s.provenance.source_dataset
                     ),

@@ -60,6 +60,11 @@ class OmniMedVQAOptions(SourceOptions):
     question_types: list[QuestionType] | None = Field(
         default=None, description="Only records of these question types."
     )
+    seed_items: bool = Field(
+        default=True,
+        description="Also yield one seed item per distinct train-split image (labels: modality, question types, "
+        "the correct answers as findings) for the generators; images of val/test questions never become items.",
+    )
 
 
 class MedR1Options(SourceOptions):
@@ -72,6 +77,11 @@ class MedR1Options(SourceOptions):
     )
     splits: list[Literal["train", "test"]] = Field(
         default_factory=lambda: ["train", "test"], description="Which Med-R1 splits to read."
+    )
+    seed_items: bool = Field(
+        default=True,
+        description="Also yield one seed item per distinct train-split image (labels: modality, question types, "
+        "the correct answers as findings) for the generators; images of val/test questions never become items.",
     )
     check_images: bool = Field(
         default=True,
@@ -258,6 +268,31 @@ class WindowedLoaderOptions(LoaderOptions):
     )
 
 
+class DefectRates(_Options):
+    """Shares of ``labels`` samples given each defect LLM generators make (see ``medgr2_datasets.defects``).
+
+    Each kind is drawn on disjoint samples; the kind is recorded in ``provenance.raw["defect"]``.
+    """
+
+    wrong_confusable: float = Field(default=0.0, ge=0.0, le=1.0, description=(
+        "Answer set to a confusable wrong class, with a rationale arguing for it."))
+    contradicting_rationale: float = Field(default=0.0, ge=0.0, le=1.0, description=(
+        "Right answer, rationale argues for another option."))
+    unanswerable: float = Field(default=0.0, ge=0.0, le=1.0, description=(
+        "Question about a finding or modality the image cannot show."))
+    bad_rationale: float = Field(default=0.0, ge=0.0, le=1.0, description=(
+        "Right answer, rationale truncated mid-sentence or its words scrambled."))
+    bad_options: float = Field(default=0.0, ge=0.0, le=1.0, description=(
+        "Distractors from an unrelated label space, or one a near-copy of the answer."))
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> DefectRates:
+        if sum(self.model_dump().values()) > 1.0 + 1e-9:
+            raise ValueError(f"defect rates sum to {sum(self.model_dump().values()):g} > 1; each is a share "
+                             "of all samples, drawn on disjoint samples, e.g. {wrong_confusable: 0.2}")
+        return self
+
+
 class LabelsOptions(_Options):
     """``labels``: the offline question builder (multiple choice from labels and metadata)."""
 
@@ -283,4 +318,8 @@ class LabelsOptions(_Options):
     )
     max_per_class: int | None = Field(
         default=None, ge=1, description="At most this many samples per (dataset, type, answer)."
+    )
+    defects: DefectRates = Field(
+        default_factory=DefectRates,
+        description="Defect model: share of samples per defect kind (all 0: clean; see DefectRates).",
     )
