@@ -21,10 +21,11 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from medgr2.data import LETTERS
+
 AnswerFormat = Literal["letter", "text", "think"]
 FORMATS: tuple[str, ...] = ("letter", "text", "think")
 INVALID = "invalid"
-LETTERS = "ABCDEFGH"
 
 INSTRUCTIONS: dict[str, str] = {
     "letter": "Answer with the letter of the correct option.",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medgr2.data import Modality, QuestionType, Reject, SeedItem, VQASample, stable_hash
+from medgr2.data import LETTERS, Modality, QuestionType, Reject, SeedItem, VQASample, stable_hash
 from medgr2.interfaces import SeedSet
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ def export_omnimedvqa(
                 "image_path": rel,
                 "modality_type": OMNIMEDVQA_MODALITY_TYPES[s.modality],
             }
-            record.update({f"option_{chr(65 + i)}": o for i, o in enumerate(s.options)})
+            record.update({f"option_{letter}": o for letter, o in zip(LETTERS, s.options)})
             if s.rationale:
                 record["rationale"] = s.rationale
             if s.split:

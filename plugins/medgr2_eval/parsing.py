@@ -116,9 +116,3 @@ def gt_index(options: Sequence[str], gt_answer: str) -> int | None:
     if len(letter) == 1 and letter.upper() in LETTERS[: len(options)]:
         return LETTERS.index(letter.upper())
     return None
-
-
-def gt_letter(options: Sequence[str], gt_answer: str) -> str | None:
-    """The ground truth's option letter, when it can be resolved."""
-    i = gt_index(options, gt_answer)
-    return None if i is None else LETTERS[i]

@@ -62,11 +62,6 @@ def ahash(image: Any) -> int:
 HASHERS: dict[str, Callable[[Any], int]] = {"dhash": dhash, "ahash": ahash}
 
 
-def hamming(a: int, b: int) -> int:
-    """Number of differing bits of two hashes."""
-    return (a ^ b).bit_count()
-
-
 class ImageHasher:
     """Hashes ``ImageRef``s with one method, caching by ``ImageRef.key`` (each image decoded once).
 
