@@ -230,3 +230,99 @@ def clean_labels(labels: dict[str, Any]) -> dict[str, str]:
         if s and s.lower() not in {"nan", "unknown", "none", "null"}:
             out[k] = s
     return out
+
+
+# ------------------------------------------------------------------ seed items from VQA benchmarks
+
+_YES_NO = {"yes", "no", "true", "false", "present", "absent"}
+_SEX_QUESTION = re.compile(r"\b(sex|gender)\b", re.IGNORECASE)
+_AGE_QUESTION = re.compile(r"\bage\b|how old", re.IGNORECASE)
+_LABEL_OF_TYPE = {
+    QuestionType.DISEASE_DIAGNOSIS: "diagnosis",
+    QuestionType.LESION_GRADING: "grade",
+    QuestionType.ANATOMY_IDENTIFICATION: "organs",
+}
+
+
+def _finding(sample: Any) -> str:
+    """One finding a question reveals: ``<question type>: <answer>`` (the question itself when the answer
+    alone says nothing, as ``yes``/``no`` does)."""
+    answer = sample.answer.strip()
+    if answer.casefold() in _YES_NO:
+        return f"{sample.question.strip()} {answer}"
+    return f"{sample.question_type.label.lower()}: {answer}"
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for v in values:
+        seen.setdefault(v.strip().casefold(), v.strip())
+    return list(seen.values())
+
+
+def benchmark_labels(samples: Sequence[Any], benchmark: str) -> dict[str, str]:
+    """The labels the questions of one image reveal.
+
+    ``modality``, ``benchmark``, ``question_types`` (the distinct types asked), ``findings`` (every
+    correct answer, ``; ``-separated, with its question type) and, where the answers are unambiguous,
+    the well-known keys the ``labels`` generator reads: ``diagnosis`` and ``grade`` (one distinct answer
+    of that type), ``organs`` (the anatomy answers), ``sex`` and ``age`` (biological-attribute questions
+    that ask for them). ``restricted: true`` when any question came from a restricted-access file.
+    """
+    labels: dict[str, str] = {"modality": samples[0].modality.label, "benchmark": benchmark}
+    labels["question_types"] = ", ".join(sorted({s.question_type.label.lower() for s in samples}))
+    labels["findings"] = "; ".join(_unique(_finding(s) for s in samples))
+    for qtype, key in _LABEL_OF_TYPE.items():
+        answers = _unique(s.answer for s in samples if s.question_type is qtype
+                          and s.answer.strip().casefold() not in _YES_NO)
+        if qtype is QuestionType.ANATOMY_IDENTIFICATION:
+            if answers and not any("," in a for a in answers):
+                labels[key] = ", ".join(answers)
+        elif len(answers) == 1:
+            labels[key] = answers[0]
+    for s in samples:
+        if s.question_type is QuestionType.OTHER_BIOLOGICAL_ATTRIBUTES:
+            if _SEX_QUESTION.search(s.question):
+                labels.setdefault("sex", s.answer.strip())
+            elif _AGE_QUESTION.search(s.question):
+                labels.setdefault("age", s.answer.strip())
+    if any("restricted" in s.tags for s in samples):
+        labels["restricted"] = "true"
+    return clean_labels(labels)
+
+
+def benchmark_seed_items(
+    samples: Sequence[Any],
+    benchmark: str,
+    *,
+    extra_labels: dict[str, str] | None = None,
+    image_labels: dict[str, dict[str, str]] | None = None,
+) -> list[SeedItem]:
+    """One seed item per distinct image of a VQA benchmark's **train** split, for the generators.
+
+    An image also used by a question of any other split (val, test, or none) never becomes an item,
+    so nothing of the evaluation set reaches a generator. The item's labels are
+    :func:`benchmark_labels` of the image's train questions, ``image_labels[image key]`` (e.g. dataset
+    columns, which win over what the questions reveal) and ``extra_labels`` (which lose to both). Multi-image questions are not
+    used (their answers belong to no single image). Items come in the order of the samples.
+
+    Args:
+        samples: The source's samples, splits assigned.
+        benchmark: Recorded under ``labels["benchmark"]`` (``OmniMedVQA``, ``Med-R1`` ...).
+        extra_labels: Labels added to every item.
+        image_labels: Labels per image key (``ImageRef.key``).
+    """
+    held_out = {ref.key for s in samples if s.split != "train" for ref in s.images}
+    by_image: dict[str, list[Any]] = {}
+    for s in samples:
+        if s.split == "train" and len(s.images) == 1 and s.images[0].key not in held_out:
+            by_image.setdefault(s.images[0].key, []).append(s)
+    items = []
+    for key, group in by_image.items():
+        first = group[0]
+        dataset = first.provenance.source_dataset or benchmark
+        labels = {**(extra_labels or {}), **benchmark_labels(group, benchmark), **(image_labels or {}).get(key, {})}
+        items.append(SeedItem(id=item_id(dataset, key[:16]), dataset=dataset, image=first.images[0],
+                              modality=first.modality, labels=clean_labels(labels),
+                              subject_id=first.subject_id, split="train"))
+    return items

@@ -60,12 +60,18 @@ def _png(path: Path, rng: random.Random, size: int = 32) -> None:
     img.save(path, format="PNG")
 
 
-def write_omnimedvqa_fixture(root: Path, n_per_dataset: int = 5, seed: int = 0) -> Path:
+def write_omnimedvqa_fixture(root: Path, n_per_dataset: int = 5, seed: int = 0,
+                             questions_per_image: int = 1) -> Path:
     """Write an OmniMedVQA-layout folder under ``root`` and return its path (``root/OmniMedVQA``).
 
     Each of :data:`FIXTURE_DATASETS` gets ``n_per_dataset`` records (question types cycle through
-    all five; every record has its own image). Total records: ``6 * n_per_dataset``.
+    all five). Every ``questions_per_image`` consecutive records of a dataset share one image (as in
+    the official release, where one image carries several questions); by default each record has
+    its own image. Total records: ``6 * n_per_dataset``; images: ``6 * ceil(n_per_dataset /
+    questions_per_image)``.
     """
+    if questions_per_image < 1:
+        raise ValueError("questions_per_image must be at least 1")
     rng = random.Random(seed)
     base = Path(root) / "OmniMedVQA"
     qid = 0
@@ -80,8 +86,10 @@ def write_omnimedvqa_fixture(root: Path, n_per_dataset: int = 5, seed: int = 0) 
                 options = [modality_text, *rng.sample([p for p in pool if p != modality_text], n_options - 1)]
                 answer = modality_text
                 rng.shuffle(options)
-            rel = f"Images/{dataset}/case {i:03d}/img_{i:03d}.png"
-            _png(base / rel, rng)
+            k = i // questions_per_image
+            rel = f"Images/{dataset}/case {k:03d}/img_{k:03d}.png"
+            if i % questions_per_image == 0:
+                _png(base / rel, rng)
             record = {
                 "dataset": dataset,
                 "question_id": f"{dataset.replace(' ', '_')}_{qid:05d}",

@@ -5,8 +5,9 @@ Parquet/JSON files such as ``medgr2 data export --format parquet`` writes) or a 
 (``owner/name``), resolved **only** from the local Hugging Face cache: nothing is downloaded at run
 time (fetch it once with ``huggingface-cli download --repo-type dataset owner/name``).
 
-Every row becomes a ready-made :class:`~medgr2.data.VQASample`; every distinct image also becomes a
-:class:`~medgr2.data.SeedItem` (modality plus the ``label_columns``) for the generators. Images are
+Every row becomes a ready-made :class:`~medgr2.data.VQASample`; every distinct image of the train split
+also becomes a :class:`~medgr2.data.SeedItem` for the generators (labels: modality, question types, the
+correct answers as findings, plus the ``label_columns``); an image also used by a val/test row never does. Images are
 written once, content-addressed (``<sha256>.<ext>``), under ``image_dir`` and referenced with the
 ``file`` loader, so every stage reads them like any other image. A row exported by medgr2 (a
 ``sample_json`` column) comes back as the very sample, provenance and reward included.
@@ -31,15 +32,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medgr2.data import ImageRef, Modality, Provenance, QuestionType, SeedItem, VQASample, stable_hash
+from medgr2.data import ImageRef, Modality, Provenance, QuestionType, VQASample, stable_hash
 from medgr2.interfaces import SeedSet
 from medgr2_datasets.common import (
     DEFAULT_FRACTIONS,
-    assign_splits,
+    benchmark_seed_items,
     bytes_sha256,
     clean_labels,
     grouped_splits,
-    item_id,
     parse_modality,
     parse_question_type,
     reject,
@@ -92,6 +92,10 @@ class HFOptions(BaseModel):
     seed: int = Field(default=0)
     fractions: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
     extra_labels: dict[str, str] = Field(default_factory=dict)
+    seed_items: bool = Field(
+        default=True, description="Also yield one seed item per distinct train-split image (labels: modality, "
+                                  "question types, the correct answers as findings, label_columns) for the "
+                                  "generators; images of val/test rows never become items.")
     limit: int | None = Field(default=None, ge=1, description="Read at most this many rows.")
 
 
@@ -150,7 +154,7 @@ def _default_image_dir(o: HFOptions) -> Path:
 
 
 class HFSource:
-    """A Hugging Face dataset → ready-made VQA samples and one seed item per distinct image."""
+    """A Hugging Face dataset → ready-made VQA samples and one seed item per distinct train image."""
 
     def __init__(self, options: HFOptions):
         self.options = options
@@ -274,14 +278,14 @@ class HFSource:
                                   raw={"hf_split": index.split("/")[0]}))
 
     def load(self) -> SeedSet:
-        """Read every row: samples, one item per distinct image, rejects for unusable rows."""
+        """Read every row: samples, one item per distinct train image, rejects for unusable rows."""
         o = self.options
         name = o.name or (Path(o.path).name if Path(o.path).exists() else o.path)
         splits = load_hf_splits(o)
         image_dir = Path(o.image_dir) if o.image_dir else _default_image_dir(o)
         image_dir.mkdir(parents=True, exist_ok=True)
         samples: list[VQASample] = []
-        items: dict[str, SeedItem] = {}
+        columns_of_image: dict[str, dict[str, str]] = {}  # label_columns of the first row of each image
         rejects = []
         read = 0
         for split_name, ds in splits.items():
@@ -313,21 +317,14 @@ class HFSource:
                     continue
                 samples.append(sample)
                 for ref in refs:
-                    key = ref.sha256
-                    if key in items:
-                        continue
-                    labels = {"modality": sample.modality.label}
-                    labels.update({k: row.get(c) for k, c in o.label_columns.items()})
-                    items[key] = SeedItem(id=item_id(name, key[:16]), dataset=name, image=ref,
-                                          modality=sample.modality, labels=clean_labels(labels),
-                                          subject_id=sample.subject_id, split=sample.split)
+                    if o.label_columns and ref.key not in columns_of_image:
+                        columns_of_image[ref.key] = clean_labels(
+                            {k: row.get(c) for k, c in o.label_columns.items()})
         # rows without a split: grouped by subject (else image), so one image never sits in two splits
         todo = [s.subject_id or s.images[0].sha256 for s in samples if s.split is None]
         table = grouped_splits(todo, o.seed, o.fractions) if todo else {}
         samples = [s if s.split is not None
                    else s.model_copy(update={"split": table[s.subject_id or s.images[0].sha256]}) for s in samples]
-        by_image = {s.images[0].sha256: s.split for s in samples}
-        item_list = [it if it.split is not None else it.model_copy(update={"split": by_image.get(it.image.sha256)})
-                     for it in items.values()]
-        item_list = assign_splits(item_list, o.seed, o.fractions, o.extra_labels)
-        return SeedSet(items=item_list, samples=samples, rejects=rejects)
+        items = (benchmark_seed_items(samples, name, extra_labels=o.extra_labels, image_labels=columns_of_image)
+                 if o.seed_items else [])
+        return SeedSet(items=items, samples=samples, rejects=rejects)

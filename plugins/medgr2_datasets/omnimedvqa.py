@@ -6,6 +6,11 @@ modality_type, option_A..option_D}``; images under ``Images/<Dataset>/...``. Qui
 typo'd ``modality_type`` strings (``"MR (Mag-netic Resonance Imaging)"``, ``"OCT (Optical
 Coherence Tomography"`` ...), one file using the key ``modality``, ``gt_answer`` given as option
 text. The raw strings are kept in ``provenance.raw``. Questions of one image share a split.
+
+Both sources also yield one :class:`~medgr2.data.SeedItem` per distinct train-split image (option
+``seed_items``), labelled with what its questions reveal, so the generators write new questions from
+the benchmark's images (:func:`~medgr2_datasets.common.benchmark_seed_items`); images of val/test
+questions never become items.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from medgr2.images import UnsafePathError
 from medgr2.interfaces import SeedSet
 from medgr2.stages.data import keep_every_question
 from medgr2_datasets.common import (
+    benchmark_seed_items,
     file_sha256,
     grouped_splits,
     parse_modality,
@@ -142,7 +148,9 @@ class OmniMedVQASource:
         about, never dropped: a benchmark keeps its denominator)."""
         o = self.options
         samples, notes = keep_every_question(samples, source="omnimedvqa")
-        return SeedSet(samples=_with_splits(samples, o.seed, o.fractions), rejects=[*rejects, *notes])
+        samples = _with_splits(samples, o.seed, o.fractions)
+        items = benchmark_seed_items(samples, "OmniMedVQA", extra_labels=o.extra_labels) if o.seed_items else []
+        return SeedSet(items=items, samples=samples, rejects=[*rejects, *notes])
 
     def wanted(self, rec: Any) -> bool:
         """Whether a record passes the ``modalities``/``question_types`` filters (checked before
@@ -305,7 +313,8 @@ class MedR1Source:
                     except (ValueError, OSError, KeyError, TypeError) as exc:
                         rejects.append(_record_reject(rid, exc))
         samples, notes = keep_every_question(samples[: o.limit] if o.limit else samples, source="medr1")
-        return SeedSet(samples=samples, rejects=[*rejects, *notes])
+        items = benchmark_seed_items(samples, "Med-R1", extra_labels=o.extra_labels) if o.seed_items else []
+        return SeedSet(items=items, samples=samples, rejects=[*rejects, *notes])
 
     def _sample(self, rec: Any, stem: str, split: str, images: _ImageIndex, rid: str) -> VQASample:
         if not isinstance(rec, dict):
