@@ -14,13 +14,48 @@ class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ThresholdOptions(_Options):
-    """Options of ``threshold``: keep a sample when its reward r > tau."""
+Stratum = Literal["modality", "question_type", "dataset"]
+"""What a selection filter can stratify by: the sample's modality, question type, or source dataset."""
+
+
+class _Stratified(_Options):
+    stratify_by: list[Stratum] = Field(
+        default_factory=list,
+        description="Keep the same share of every stratum (modality, question_type, dataset or a combination), "
+                    "so selection does not shift the mix; [] ranks all samples together.")
+
+    @model_validator(mode="after")
+    def _unique_strata(self) -> _Stratified:
+        if len(set(self.stratify_by)) != len(self.stratify_by):
+            raise ValueError(f"stratify_by names a field twice: {self.stratify_by}; give each of modality, "
+                             "question_type, dataset at most once")
+        return self
+
+
+class ThresholdOptions(_Stratified):
+    """Options of ``threshold``: keep a sample when its reward r > tau.
+
+    With ``stratify_by``, tau sets only *how many* to keep: K = the number of samples with r > tau,
+    shared out over the strata in proportion to their sizes (largest remainder), and each stratum
+    keeps its highest-reward samples, i.e. a per-stratum quantile threshold. A stratum R_phi scores
+    low as a whole (one modality) keeps as large a share as the others. ``min_reward`` is a floor
+    under that: a sample with r <= min_reward is never kept, so a stratum may keep fewer.
+    """
 
     tau: float = Field(default=5.0, ge=-6.0, le=10.0, description="Keep samples whose reward total is > tau.")
+    min_reward: float | None = Field(
+        default=None, ge=-6.0, le=10.0,
+        description="With stratify_by: never keep a sample whose reward is <= min_reward (None: no floor).")
+
+    @model_validator(mode="after")
+    def _floor_needs_strata(self) -> ThresholdOptions:
+        if self.min_reward is not None and not self.stratify_by:
+            raise ValueError("min_reward applies only with stratify_by (without strata, tau is the floor); "
+                             "drop min_reward or add e.g. stratify_by: [modality]")
+        return self
 
 
-class _CountOptions(_Options):
+class _CountOptions(_Stratified):
     k: int | None = Field(default=None, ge=0, description="Number of samples to keep (give k or fraction).")
     fraction: float | None = Field(default=None, gt=0.0, le=1.0,
                                    description="Share of the input to keep, rounded to the nearest count.")
@@ -42,14 +77,21 @@ class _CountOptions(_Options):
 
 
 class TopKOptions(_CountOptions):
-    """Options of ``top_k``: keep the k highest-reward samples (ties: earlier input first)."""
+    """Options of ``top_k``: keep the k highest-reward samples (ties: earlier input first).
+
+    With ``stratify_by``, k is shared out over the strata in proportion to their sizes (largest
+    remainder: every stratum keeps the same share up to one sample, and the counts sum to k) and
+    each stratum keeps its highest-reward samples.
+    """
 
 
 class RandKOptions(_CountOptions):
     """Options of ``rand_k``: keep k samples chosen uniformly at random (the paper's RandK baseline).
 
     ``match_tau`` sets k to the number of samples a ``threshold`` filter with that tau would keep,
-    so the baseline draws as many samples as the reward filter it is compared with.
+    so the baseline draws as many samples as the reward filter it is compared with. With
+    ``stratify_by``, k is shared out over the strata as in ``top_k`` and each stratum is drawn from
+    on its own.
     """
 
     match_tau: float | None = Field(
