@@ -1,4 +1,10 @@
-"""Shared CLI pieces: root options, config loading, error exits."""
+"""The helpers a command uses, medgr2's own and those plugins add (``medgr2_register_commands``).
+
+A documented, stable API for plugin commands: the common options (:data:`ConfigArg`, :data:`SetOpt`,
+:data:`JsonOpt`, :data:`CycleOpt`), :func:`load_run_config` (load and fully validate a run config,
+exit 2 listing every problem), :func:`fail` (one red line on stderr and an exit code),
+:func:`print_json` and :func:`reporter`. Typer is imported here, never torch or an SDK.
+"""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import typer
 
-from medgr2.cli import common
+from medgr2 import commands as common
 from medgr2.registry import RegistryError
 
 AREAS = ("plugins_cmd", "config_cmd", "data", "generate", "reward", "filters", "train", "run")

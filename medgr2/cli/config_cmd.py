@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from medgr2.cli.common import ConfigArg, SetOpt, fail, load_run_config
+from medgr2.commands import ConfigArg, SetOpt, fail, load_run_config
 
 BEGIN_MARK = "<!-- BEGIN GENERATED: medgr2 config reference -->"
 END_MARK = "<!-- END GENERATED -->"

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medgr2.cli.common import ConfigArg, CycleOpt, JsonOpt, SetOpt, fail, load_run_config, print_json, reporter
+from medgr2.commands import ConfigArg, CycleOpt, JsonOpt, SetOpt, fail, load_run_config, print_json, reporter
 
 
 def read_samples(path: Path, what: str) -> list[Any]:

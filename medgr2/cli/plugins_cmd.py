@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medgr2.cli.common import JsonOpt, fail, print_json
+from medgr2.commands import JsonOpt, fail, print_json
 
 
 def _target_name(target: Any) -> str:

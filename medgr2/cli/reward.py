@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from medgr2.artifacts import GRADES_HELDOUT, GRADES_TRAIN, RESULT
-from medgr2.cli.common import ConfigArg, CycleOpt, JsonOpt, SetOpt
+from medgr2.commands import ConfigArg, CycleOpt, JsonOpt, SetOpt
 
 SamplesOpt = Annotated[Path | None, typer.Option("--samples", help="VQA samples (JSONL).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -33,7 +33,7 @@ def train_rm(
     It builds the same graded set and the same model as `medgr2 run`'s reward-init for the same
     config and seed.
     """
-    from medgr2.cli.common import fail, load_run_config, print_json, reporter
+    from medgr2.commands import fail, load_run_config, print_json, reporter
     from medgr2.data import VQASample
     from medgr2.stages import stage_context
     from medgr2.plugins import get_registry
@@ -91,7 +91,7 @@ def score(
     cycle: CycleOpt = 1,
 ) -> None:
     """Score VQA samples with R_φ: each gets reward = RewardBreakdown(total, terms, model_version)."""
-    from medgr2.cli.common import fail, load_run_config, reporter
+    from medgr2.commands import fail, load_run_config, reporter
     from medgr2.stages import stage_context
     from medgr2.plugins import get_registry
     from medgr2.stages.reward import score_samples

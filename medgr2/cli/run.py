@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from medgr2.cli.common import ConfigArg, SetOpt, fail, load_run_config, reporter
+from medgr2.commands import ConfigArg, SetOpt, fail, load_run_config, reporter
 from medgr2.cli.generate import RetryRejectsOpt, retry_rejects_override
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medgr2.cli.common import ConfigArg, CycleOpt, SetOpt, fail, print_json
+from medgr2.commands import ConfigArg, CycleOpt, SetOpt, fail, print_json
 
 SamplesOpt = Annotated[Path, typer.Option("--samples", help="JSONL of VQA samples to train on.")]
 ModelOpt = Annotated[Path | None, typer.Option(
@@ -54,7 +54,7 @@ def _reward_model(config: Any, registry: Any, folder: Path | None, quiet: bool) 
 
 def _run(stage: str, config_path: Path | None, overrides: list[str] | None, samples_path: Path,
          model: Path | None, out: Path, quiet: bool, reward_model: Path | None = None, *, cycle: int = 1) -> None:
-    from medgr2.cli.common import load_run_config, reporter
+    from medgr2.commands import load_run_config, reporter
     from medgr2.stages import stage_context
     from medgr2.plugins import get_registry
     from medgr2.stages.train import ensure_policy, train_policy

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medgr2.cli.common import ConfigArg, JsonOpt, SetOpt, fail, print_json
+from medgr2.commands import ConfigArg, JsonOpt, SetOpt, fail, print_json
 
 ScorerOpt = Annotated[str, typer.Option("--scorer", help="Scoring protocol (see `medgr2 eval scorers`).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
@@ -214,7 +214,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Run the configured evaluator (default `vqa`) over a VQA set with the policy at --model."""
-        from medgr2.cli.common import load_run_config, reporter
+        from medgr2.commands import load_run_config, reporter
         from medgr2.data import VQASample
         from medgr2.interfaces import StageContext
         from medgr2.plugins import get_registry
@@ -297,7 +297,7 @@ def _study_components(config: Path | None, overrides: list[str] | None, trainer:
                       out: Path) -> tuple[Any, Any, Any, Any]:
     """(config, trainer, evaluator, context) for a study runner: the components come from the run
     config (``policy.<trainer>``, ``evaluation.evaluator``), the context works in ``out``."""
-    from medgr2.cli.common import load_run_config, reporter
+    from medgr2.commands import load_run_config, reporter
     from medgr2.interfaces import StageContext
     from medgr2.plugins import get_registry
 

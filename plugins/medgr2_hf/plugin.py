@@ -23,7 +23,7 @@ def tiny_command(
         "--texts", help="Optional text file (one text per line) to train the tokenizer on.")] = None,
 ) -> None:
     """Build a deterministic tiny VLM (random weights) that loads offline."""
-    from medgr2.cli.common import fail, print_json
+    from medgr2.commands import fail, print_json
     from medgr2_hf.tiny import ARCHS, SIZES
 
     if arch not in ARCHS:

@@ -64,7 +64,7 @@ def setup_wordnet(
     """Make WordNet readable by NLTK offline, from Debian's wordnet-base + wordnet-sense-index."""
     from pathlib import Path
 
-    from medgr2.cli.common import fail
+    from medgr2.commands import fail
     from medgr2_reward import wordnet
 
     try:
