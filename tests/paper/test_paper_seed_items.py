@@ -155,6 +155,15 @@ def test_generation_from_benchmark_items_sends_requests(omni, registry, tmp_path
     assert {f for f in findings if any(f in p for p in prompts)} == findings
     test_keys = _keys(seed.samples, "test")
     assert not {ref.key for s in result.samples for ref in s.images} & test_keys
+    # the contamination filter, given the evaluation (test) split, finds 0 exact image overlaps
+    evaluation = [s for s in seed.samples if s.split == "test"]
+    context = StageContext(work_dir=tmp_path / "filter", registry=registry, eval_samples=evaluation)
+    decisions = registry.create("filter", "contamination", {"image_hash": "key"}).apply(
+        result.samples, result.samples, context)
+    assert len(decisions) == len(result.samples)
+    report = json.loads((tmp_path / "filter" / "contamination.json").read_text())
+    assert report["eval_set"]["images"] == len(evaluation) > 0
+    assert report["removed_by_kind"]["image"] == 0
 
 
 def test_the_labels_generator_builds_questions_from_benchmark_items(omni, registry, tmp_path):
@@ -199,3 +208,30 @@ def test_hf_items_are_train_images_not_shared_with_test(tmp_path, registry):
     assert set(by_diagnosis) == {"pneumonia", "normal"}
     assert by_diagnosis["normal"].labels["findings"] == "disease diagnosis: normal"
     assert not _load(registry, "hf", path=str(folder), image_dir=str(tmp_path / "img"), seed_items=False).items
+
+
+def test_a_vqa_jsonl_folder_through_the_hf_source_gives_train_items(tmp_path, registry):
+    """A plain VQA JSONL (image path, question, options, answer per line; train/test files) via ``hf``."""
+    pytest.importorskip("datasets")
+    from PIL import Image
+
+    folder = tmp_path / "vqa"
+    (folder / "images").mkdir(parents=True)
+    for name, colour in (("a", (250, 0, 0)), ("b", (0, 250, 0)), ("c", (0, 0, 250))):
+        Image.new("RGB", (16, 16), colour).save(folder / "images" / f"{name}.png")
+    lines = {"train": [("a", "Which organ is shown?", ["Lung", "Liver"], "Lung", "anatomy identification"),
+                       ("a", "What is the diagnosis?", ["Nodule", "Normal"], "Nodule", "disease diagnosis"),
+                       ("b", "What is the diagnosis?", ["Nodule", "Normal"], "Normal", "disease diagnosis"),
+                       ("c", "What is the diagnosis?", ["Nodule", "Normal"], "Normal", "disease diagnosis")],
+             "test": [("c", "Which organ is shown?", ["Lung", "Liver"], "Liver", "anatomy identification")]}
+    for split, rows in lines.items():
+        (folder / f"{split}.jsonl").write_text("".join(
+            json.dumps({"image": f"images/{im}.png", "question": q, "options": o, "answer": a, "modality": "CT",
+                        "question_type": t}) + "\n" for im, q, o, a, t in rows))
+    seed = _load(registry, "hf", path=str(folder), image_dir=str(tmp_path / "img"))
+    assert Counter(s.split for s in seed.samples) == {"train": 4, "test": 1}
+    assert len(seed.items) == 2  # a and b; c is also a test image
+    first = next(it for it in seed.items if it.labels.get("organs") == "Lung")
+    assert first.labels["diagnosis"] == "Nodule" and first.modality.value == "ct"
+    assert first.labels["findings"] == "anatomy identification: Lung; disease diagnosis: Nodule"
+    assert not {it.image.key for it in seed.items} & _keys(seed.samples, "test")
