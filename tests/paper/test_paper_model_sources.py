@@ -60,6 +60,14 @@ def test_the_cache_comes_from_hf_home_and_revisions_follow_refs(offline, tmp_pat
         resolve_model("org/other")
 
 
+def test_nothing_is_downloaded_even_when_the_hub_is_not_set_offline(offline, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # the socket guard of the fixture still refuses any connection
+    snapshot = cache_model(offline)
+    assert resolve_model(REPO) == snapshot
+    with pytest.raises(FileNotFoundError, match="never downloads at run time"):
+        resolve_model("org/absent")
+
+
 def test_an_id_absent_from_the_cache_says_which_forms_are_accepted(offline):
     cache_model(offline)
     with pytest.raises(FileNotFoundError) as err:
