@@ -8,6 +8,13 @@ trailing ``(B)`` letter marker removed) or, under a protocol prompt, the output 
 ``option_scores`` on, each option's answer is also scored by log-probability, so the report's
 AUROC rests on real scores.
 
+``mode: likelihood`` is the OmniMedVQA "likelihood" protocol: nothing is generated; each option's
+answer (:func:`option_targets`) is scored by its log-likelihood after the prompt (mean per token
+by default, ``likelihood_norm: sum`` for the total) and the highest-scoring option is the answer
+(``model_answer`` = its text, ``raw_answer`` = ``"likelihood: <letter>"``, ``option_scores`` =
+the scores). Every answer is therefore a valid option: an untrained model scores near chance,
+not 0, which is how a zero-shot baseline is measured beside generation.
+
 Writes into ``output_dir``: ``predictions.jsonl`` (:class:`~medgr2.data.Prediction` records),
 ``report.json`` and ``report.md``; ``predictions.partial.jsonl`` holds finished batches until the
 evaluation completes (a rerun resumes from it).
@@ -89,6 +96,43 @@ def option_targets(sample: VQASample, fmt: str, prompt: str = "format") -> list[
     ]
 
 
+def pick_option(scores: Sequence[float]) -> int:
+    """The index of the highest score (the first on ties; NaN never wins).
+
+    >>> pick_option([-2.5, -0.5, -0.5, float("nan")])
+    1
+    """
+    best = 0
+    for i, x in enumerate(scores):
+        if x == x and (scores[best] != scores[best] or x > scores[best]):
+            best = i
+    return best
+
+
+def option_loglik(model: Any, processor: Any, image: Any, text: str, targets: Sequence[str]
+                  ) -> list[tuple[float, int]]:
+    """(summed log-probability, token count) of each target as the answer to (image, text).
+
+    Same computation as :func:`medgr2_hf.vlm.score_options` (one left-padded batch, continuation
+    tokens at the end of each row), plus the token counts the per-token mean needs.
+    """
+    import torch
+
+    from medgr2_hf.vlm import build_inputs
+
+    prompt_len = build_inputs(processor, [image], [text])["input_ids"].shape[1]
+    batch = build_inputs(processor, [image] * len(targets), [text] * len(targets),
+                         device=model.device, continuations=list(targets))
+    lengths = (batch["attention_mask"].sum(dim=1) - prompt_len).tolist()
+    with torch.inference_mode():
+        logits = model(**batch).logits.float()
+    token_logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(
+        -1, batch["input_ids"][:, 1:].unsqueeze(-1)).squeeze(-1)
+    width = token_logp.shape[1]
+    return [(float(token_logp[row, width - int(n):].sum()), int(n)) if n > 0 else (float("-inf"), 0)
+            for row, n in enumerate(lengths)]
+
+
 class VQAEvaluator:
     """Evaluates a local VLM folder on VQA samples (see the module docstring)."""
 
@@ -114,9 +158,10 @@ class VQAEvaluator:
             if f.is_file()
         )
         o = self.options
-        return hash_data(
-            [str(model_path), files, self.answer_format(context), o.prompt, o.max_new_tokens, o.option_scores]
-        )
+        settings = [str(model_path), files, self.answer_format(context), o.prompt, o.max_new_tokens, o.option_scores]
+        if o.mode != "generate":  # generate-mode keys stay as they were (their caches remain valid)
+            settings += [o.mode, o.likelihood_norm]
+        return hash_data(settings)
 
     def predict(
         self,
@@ -174,6 +219,9 @@ class VQAEvaluator:
         if opts.num_threads:
             torch.set_num_threads(opts.num_threads)
         model, processor = load_vlm(model_path, device=opts.device)
+        if opts.mode == "likelihood":
+            yield from self._likelihood(samples, model, processor, fmt, context)
+            return
         with context.reporter.task("evaluate", total=len(samples)) as task:
             for start in range(0, len(samples), opts.batch_size):
                 if context.stop.is_set():
@@ -212,6 +260,45 @@ class VQAEvaluator:
                         )
                     )
                 task.advance(len(batch))
+                yield out
+
+    def _likelihood(
+        self, samples: Sequence[VQASample], model: Any, processor: Any, fmt: str, context: StageContext
+    ) -> Iterator[list[Prediction]]:
+        """Yield each batch's predictions under the likelihood protocol (see the module docstring)."""
+        from medgr2.data import LETTERS
+        from medgr2.images import open_image
+
+        opts = self.options
+        with context.reporter.task("evaluate (likelihood)", total=len(samples)) as task:
+            for start in range(0, len(samples), opts.batch_size):
+                if context.stop.is_set():
+                    return
+                out = []
+                for s in samples[start : start + opts.batch_size]:
+                    ims = [open_image(ref, context.registry) for ref in s.images]
+                    image = ims[0] if len(ims) == 1 else ims
+                    text = self.prompt(s, fmt)
+                    scored = option_loglik(model, processor, image, text, option_targets(s, fmt, opts.prompt))
+                    scores = tuple(
+                        total / max(n, 1) if opts.likelihood_norm == "mean" else total for total, n in scored
+                    )
+                    best = pick_option(scores)
+                    out.append(
+                        Prediction(
+                            question_id=s.id,
+                            question=s.question,
+                            options=s.options,
+                            gt_answer=s.answer,
+                            model_answer=s.options[best],
+                            raw_answer=f"likelihood: {LETTERS[best]}",
+                            modality=s.modality.value,
+                            question_type=s.question_type.value,
+                            dataset=s.provenance.source_dataset or None,
+                            option_scores=scores,
+                        )
+                    )
+                task.advance(len(out))
                 yield out
 
     def answer_format(self, context: StageContext) -> str:
@@ -254,6 +341,8 @@ class VQAEvaluator:
             **report.meta,
             "answer_format": self.answer_format(context),
             "prompt": self.options.prompt,
+            "mode": self.options.mode,
+            **({"likelihood_norm": self.options.likelihood_norm} if self.options.mode == "likelihood" else {}),
             "n_samples": len(samples),
             "stopped_early": len(preds) < len(samples),
             "predict_s": round(wall, 3),

@@ -38,6 +38,17 @@ class VQAEvaluatorOptions(BaseModel):
         description="'format': medgr2.answers.build_prompt in the answer format, answers read out of the format; "
         "'medgr2' / 'med-r1': that protocol's published prompt, outputs scored as they are.",
     )
+    mode: Literal["generate", "likelihood"] = Field(
+        default="generate",
+        description="'generate': greedy generation, the answer read from the output; 'likelihood': no "
+        "generation, the option whose answer has the highest log-likelihood is the answer (OmniMedVQA's "
+        "likelihood protocol; every answer is a valid option).",
+    )
+    likelihood_norm: Literal["mean", "sum"] = Field(
+        default="mean",
+        description="How an option's token log-probabilities are combined in likelihood mode: 'mean' per "
+        "token (the mean loss of SEED-Bench-style scoring; not biased to short options) or 'sum'.",
+    )
     scorer: str | None = Field(
         default=None, description="Scorer used when the caller names none; None: medgr2."
     )
