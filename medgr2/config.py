@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from medgr2.registry import OptionsError, Registry, UnknownComponentError
 
@@ -137,7 +137,20 @@ class RewardSection(Section):
     labelling: str = Field(default="match", description="How policy samples are labelled for RM retraining: a "
                                                         "registered policy_labeller (match, judge, grade).")
     calibrator: str = Field(default="grades", description="The calibrator (kind calibrator) of R_φ's held-out report.")
-    judge: GeneratorSpec | None = Field(default=None, description="The judge backend when labelling='judge'.")
+    judge: GeneratorSpec | None = Field(
+        default=None, description="An LLM judge (a generator backend with complete_json: gemini, openai, local) "
+                                  "that scores samples on the paper's four criteria: seeds R_φ v0 "
+                                  "(judge_seed_samples) and labels policy samples when labelling='judge'.")
+    judge_seed_samples: int = Field(
+        default=0, ge=0, description="reward-init: judge this many of the run's train-split samples and train R_φ v0 "
+                                     "on those scores together with the graded set (needs reward.judge).")
+
+    @model_validator(mode="after")
+    def _judge_is_set_when_used(self) -> RewardSection:
+        if self.judge is None and (self.judge_seed_samples or self.labelling == "judge"):
+            used = "judge_seed_samples > 0" if self.judge_seed_samples else "labelling: judge"
+            raise ValueError(f"{used} needs reward.judge (e.g. {{name: gemini, options: {{model: ...}}}})")
+        return self
 
 
 class FilterSection(Section):
@@ -154,7 +167,9 @@ class FilterSection(Section):
 class PolicySection(Section):
     """Step 3: the policy and how it is trained."""
 
-    model: str | None = Field(default=None, description="Local model folder; None builds a tiny VLM.")
+    model: str | None = Field(default=None, description="A local folder with config.json, or a Hub id present in "
+                                                        "the local Hugging Face cache (never downloaded); None "
+                                                        "builds a tiny VLM.")
     tiny_arch: str = Field(default="qwen2_5_vl",
                            description="The tiny starting policy (kind tiny_policy: qwen2_5_vl, llava) when model is None.")
     answer_format: Literal["letter", "text", "think"] = Field(

@@ -378,6 +378,9 @@ class CycleLedger(Frozen):
     kept: int = 0
     requests: int = 0
     cost_usd: float = 0.0
+    judge_requests: int = Field(default=0, description="Judge calls charged to this cycle (cycle 1 includes R_φ "
+                                                        "v0's judge seeding at reward-init).")
+    judge_cost_usd: float = 0.0
     generation: Ledger | None = None
     funnel: dict[str, Any] = Field(default_factory=dict)
     optimizer_steps: dict[str, int] = Field(default_factory=dict)

@@ -23,6 +23,7 @@ from medgr2.data import (
     GenerationResult,
     GradedExample,
     ImageRef,
+    Ledger,
     Reject,
     RewardInput,
     SeedItem,
@@ -211,12 +212,18 @@ class GradeRequest:
         fallback_samples: The run's train-split VQA samples, to use only when nothing else gives a
             reference text.
         seed: The run seed.
+        judge: ``reward.judge`` when R_φ v0 is seeded from judge scores (the paper distils GPT-4o
+            preferences): the builder scores ``judge_samples`` of the run's samples with it and adds
+            those examples (``origin="judge"``) to the graded set.
+        judge_samples: How many samples to judge (``reward.judge_seed_samples``; 0: none).
     """
 
     items: Sequence[SeedItem] = ()
     samples: Sequence[VQASample] = ()
     fallback_samples: Sequence[VQASample] = ()
     seed: int = 0
+    judge: Judge | None = None
+    judge_samples: int = 0
 
 
 @dataclass(frozen=True)
@@ -243,6 +250,9 @@ class Judge(Protocol):
     The API generators satisfy it; the reward plugin's judge scores samples on the paper's four
     criteria through it. Implementations apply the same restricted-data gate as generation.
     """
+
+    last_ledger: Ledger | None
+    """Requests, tokens and cost of the last ``complete_json`` call (for the run's ledger)."""
 
     def complete_json(self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any],
                       context: StageContext) -> list[dict[str, Any] | Reject]:

@@ -233,13 +233,15 @@ class Loop:
 
         def body(ctx: StageContext) -> dict:
             result = init_reward_model(self.config, state.seed, ctx)
+            judge = {k: v for k, v in result.metrics.items() if k.startswith("judge_")}
             return {"checkpoint": result.checkpoint, "version": result.version,
-                    "examples": len(read_jsonl(ctx.work_dir / a.GRADES_TRAIN)),
-                    **{f"calibration_{k}": v for k, v in result.metrics.items()}}
+                    "examples": len(read_jsonl(ctx.work_dir / a.GRADES_TRAIN)), **judge,
+                    **{f"calibration_{k}": v for k, v in result.metrics.items() if k not in judge}}
 
         out = self.stage(0, "reward-init", hash_files(seed_dir / a.ITEMS, seed_dir / a.SAMPLES),
-                         _spec_hash(cfg.model, cfg.grade_sources, cfg.grade_set, cfg.calibrator,
-                                    self.config.evaluation.question_builder, self.config.seed), body)
+                         _spec_hash(cfg.model, cfg.grade_sources, cfg.grade_set, cfg.calibrator, cfg.judge,
+                                    cfg.judge_seed_samples, self.config.evaluation.question_builder,
+                                    self.config.seed), body)
         state.rm_path = Path(out["checkpoint"])
 
     def policy_init(self, t: int, state: RunState) -> None:
@@ -329,7 +331,7 @@ class Loop:
                                           _rm_history(self.store, t), held_out, ctx)
             return {"checkpoint": outcome.checkpoint, "version": outcome.version, "labelled": outcome.labelled,
                     "replay": outcome.replay, "promoted": outcome.promoted, "gate": outcome.reason,
-                    "warnings": outcome.warnings,
+                    "warnings": outcome.warnings, **outcome.judge,
                     **{f"calibration_{k}": v for k, v in outcome.after.items()}}
 
         out = self.stage(t, "reward-update", hash_data([str(rm_path), str(policy), _tree_hash(policy),
@@ -393,6 +395,8 @@ class Loop:
         def out(stage: str) -> dict[str, Any]:
             return m.get(self.store.key(t, stage), {}).get("outputs", {})
 
+        judged = [out("reward-update")] + ([m.get(self.store.key(0, "reward-init"), {}).get("outputs", {})]
+                                           if t == 1 else [])
         gen_path = self._dir(t, "generate") / a.GENERATION_LEDGER
         gen = read_json(gen_path, Ledger) if gen_path.exists() else None
         funnel_path = self._dir(t, "filter") / a.FUNNEL
@@ -401,6 +405,8 @@ class Loop:
             generated=(gen.successes + sum(gen.rejects.values())) if gen else 0,
             valid=out("generate").get("samples", 0), kept=out("filter").get("kept", 0),
             requests=gen.requests if gen else 0, cost_usd=gen.cost_usd if gen else 0.0, generation=gen,
+            judge_requests=int(sum(o.get("judge_requests", 0) for o in judged)),
+            judge_cost_usd=sum(o.get("judge_cost_usd", 0.0) for o in judged),
             funnel=read_json(funnel_path) if funnel_path.exists() else {},
             optimizer_steps={s: int(out(s)["optimizer_steps"]) for s in ("sft", "grpo")
                              if "optimizer_steps" in out(s)},

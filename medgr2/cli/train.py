@@ -57,6 +57,7 @@ def _run(stage: str, config_path: Path | None, overrides: list[str] | None, samp
     from medgr2.commands import load_run_config, reporter
     from medgr2.stages import stage_context
     from medgr2.plugins import get_registry
+    from medgr2.hub import resolve_model
     from medgr2.stages.train import ensure_policy, train_policy
 
     config = load_run_config(config_path, overrides)
@@ -66,7 +67,8 @@ def _run(stage: str, config_path: Path | None, overrides: list[str] | None, samp
     registry = get_registry()
     samples = _read_samples(samples_path)
     try:
-        start = model or ensure_policy(config.policy, out, seed=config.seed)
+        start = resolve_model(str(model), what="--model") if model else ensure_policy(config.policy, out,
+                                                                                    seed=config.seed)
         trainer = registry.create("trainer", spec.name, spec.options)
         rm = _reward_model(config, registry, reward_model, quiet) if getattr(trainer, "needs_reward_model", False) \
             else None

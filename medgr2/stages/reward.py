@@ -81,19 +81,67 @@ def grade_request(config: RunConfig, seed: SeedSet, context: StageContext,
 
 def init_reward_model(config: RunConfig, seed: SeedSet, context: StageContext,
                       samples: Sequence[VQASample] | None = None) -> TrainResult:
-    """reward-init: build the graded set with ``reward.grade_set``, train R_φ v0 on it, write calibration.
+    """reward-init: build the graded set with ``reward.grade_set`` (plus, with ``reward.judge`` and
+    ``reward.judge_seed_samples``, judge scores of the run's samples), train R_φ v0 on it, and write its
+    calibration — overall and, when the set mixes origins (grades and judge), per origin.
 
-    Writes ``grades-train.jsonl``, ``grades-heldout.jsonl`` and ``result.json`` into ``context.work_dir``.
+    Writes ``grades-train.jsonl``, ``grades-heldout.jsonl``, ``result.json`` and, with a judge,
+    ``judge-ledger.json`` into ``context.work_dir``.
     """
+    import dataclasses
+
     cfg = config.reward
+    judge = _create(context, "generator", cfg.judge.name, cfg.judge.options) \
+        if cfg.judge is not None and cfg.judge_seed_samples else None
+    request = dataclasses.replace(grade_request(config, seed, context, samples), judge=judge,
+                                  judge_samples=cfg.judge_seed_samples if judge is not None else 0)
     builder = _create(context, "grade_set", cfg.grade_set.name, cfg.grade_set.options)
-    graded = builder.build(grade_request(config, seed, context, samples), context)
+    graded = builder.build(request, context)
     write_jsonl(context.work_dir / artifacts.GRADES_TRAIN, graded.train)
     write_jsonl(context.work_dir / artifacts.GRADES_HELDOUT, graded.held_out)
     rm = _create(context, "reward_model", cfg.model.name, cfg.model.options)
     result = train_reward_model(rm, graded.train, graded.held_out, context, cfg.calibrator)
+    metrics = {**result.metrics, **_origin_counts(graded.train, "train"),
+               **_calibrate_by_origin(rm, graded.held_out, Path(result.checkpoint), context, cfg.calibrator)}
+    if judge is not None:
+        metrics.update(_judge_costs(judge, context))
+    result = result.model_copy(update={"metrics": metrics})
     write_json(context.work_dir / artifacts.RESULT, result)
     return result
+
+
+def _origin_counts(examples: Sequence[GradedExample], part: str) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for e in examples:
+        counts[f"{part}_{e.origin}"] = counts.get(f"{part}_{e.origin}", 0.0) + 1
+    return counts
+
+
+def _calibrate_by_origin(rm: RewardModel, held_out: Sequence[GradedExample], checkpoint: Path,
+                         context: StageContext, calibrator: str | None) -> dict[str, float]:
+    """Calibration of each origin's held-out part (``<checkpoint>/by-origin/<origin>/``) when there are several."""
+    origins = sorted({e.origin for e in held_out})
+    if len(origins) < 2 or not calibrator:
+        return {}
+    out: dict[str, float] = {}
+    for origin in origins:
+        part = [e for e in held_out if e.origin == origin]
+        cal = _create(context, "calibrator", calibrator).write(
+            checkpoint / "by-origin" / origin, rm.score(part, context), [e.target for e in part],
+            [e.grade for e in part], rm.version)
+        out.update({f"heldout_{origin}_{k}": float(cal[k]) for k in ("spearman", "mse", "pairwise_accuracy")})
+        out[f"heldout_{origin}_n"] = float(len(part))
+    return out
+
+
+def _judge_costs(judge: Any, context: StageContext) -> dict[str, float]:
+    """The judge's requests and cost (written to ``judge-ledger.json``), for the run's ledger."""
+    ledger = getattr(judge, "last_ledger", None)
+    if ledger is None:
+        return {}
+    write_json(context.work_dir / artifacts.JUDGE_LEDGER, ledger)
+    return {"judge_requests": float(ledger.requests), "judge_cost_usd": float(ledger.cost_usd),
+            "judge_input_tokens": float(ledger.input_tokens), "judge_output_tokens": float(ledger.output_tokens)}
 
 
 def score_samples(rm: RewardModel, samples: Sequence[VQASample], context: StageContext) -> list[VQASample]:
@@ -118,6 +166,7 @@ class UpdateOutcome:
     reason: str = ""
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
+    judge: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -148,7 +197,8 @@ def update_reward_model(config: RunConfig, rm: RewardModel, rm_path: Path, polic
     labeller = _create(context, "policy_labeller", cfg.labelling)
     labelled = labeller.label(samples, policy, context, tools)
     write_jsonl(context.work_dir / artifacts.LABELLED, labelled)
-    keep = UpdateOutcome(checkpoint=str(rm_path), version=rm.version, labelled=len(labelled))
+    keep = UpdateOutcome(checkpoint=str(rm_path), version=rm.version, labelled=len(labelled),
+                         judge=_judge_costs(tools.judge, context) if cfg.labelling == "judge" else {})
     if not labelled:
         keep.reason = "no policy samples to label"
         keep.warnings.append(f"reward-update (cycle {context.cycle}): no policy samples to label; R_φ kept")
@@ -174,7 +224,7 @@ def update_reward_model(config: RunConfig, rm: RewardModel, rm_path: Path, polic
                              f"{keep.reason}")
         return _write_gate(context, keep)
     promoted = UpdateOutcome(checkpoint=result.checkpoint, version=result.version, labelled=len(labelled),
-                             replay=len(replay), promoted=True, before=before, after=after,
+                             replay=len(replay), promoted=True, before=before, after=after, judge=keep.judge,
                              reason="held-out calibration held" if held_out else "no held-out set to check")
     return _write_gate(context, promoted)
 

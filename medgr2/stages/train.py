@@ -29,15 +29,12 @@ def ensure_policy(policy: Any, work_dir: str | os.PathLike[str], *, seed: int = 
             process registry).
 
     Raises:
-        FileNotFoundError: ``policy.model`` is set but is not a model folder.
+        FileNotFoundError: ``policy.model`` is neither a model folder nor a Hub id in the local cache.
     """
     if policy.model:
-        path = Path(policy.model).expanduser()
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"policy.model {str(path)!r} is not a local model folder (no config.json). Point it to a folder "
-                "written by save_pretrained, or leave it unset to build a tiny VLM offline.")
-        return path
+        from medgr2.hub import resolve_model
+
+        return resolve_model(policy.model, what="policy.model")
     target = Path(work_dir) / f"tiny-{policy.tiny_arch}-{seed}"
     if (target / "config.json").is_file():
         return target

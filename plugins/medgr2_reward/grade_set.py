@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from medgr2.data import GradedExample, SeedItem, VQASample
+from medgr2.data import GradedExample, SeedItem, VQASample, stable_hash
 from medgr2.interfaces import GradeRequest, GradeSet, StageContext
 from medgr2_reward.options import FourGradeOptions, GradeOptions, ReferenceSource
 
@@ -112,4 +112,31 @@ class FourGradeSet:
         train, held_out = build_grade_set(
             items=request.items, samples=request.samples, fallback_samples=request.fallback_samples,
             references=self.options.references, options=grading, seed=request.seed, reporter=context.reporter)
+        if request.judge is not None and request.judge_samples:
+            judged_train, judged_held = judge_seed(request, grading, context)
+            train, held_out = [*train, *judged_train], [*held_out, *judged_held]
         return GradeSet(train=train, held_out=held_out)
+
+
+def judge_seed(request: GradeRequest, grading: GradeOptions,
+               context: StageContext) -> tuple[list[GradedExample], list[GradedExample]]:
+    """R_φ v0's judge part: ``request.judge_samples`` of the run's samples (a seeded draw), each scored by
+    the judge on the paper's four criteria and mapped to [−6, 10] (``origin="judge"``), split into train
+    and held-out by group like the graded set. Failed verdicts go to ``judge-rejects.jsonl``."""
+    import random
+
+    from medgr2.store import write_jsonl
+    from medgr2_reward.labellers import judge_samples
+
+    pool = sorted([*request.samples, *request.fallback_samples], key=lambda s: s.id)
+    picked = random.Random(request.seed).sample(pool, min(len(pool), request.judge_samples))
+    if not picked:
+        raise ValueError("reward.judge_seed_samples > 0 but the run has no train-split samples to judge")
+    examples, rejects = judge_samples(request.judge, picked, context)
+    if rejects:
+        write_jsonl(context.work_dir / "judge-rejects.jsonl", rejects)
+    if context.reporter is not None:
+        context.reporter.log(f"judge seed: {len(examples)} of {len(picked)} samples scored, {len(rejects)} rejected")
+    held = {e.group_id for e in examples
+            if int(stable_hash(grading.seed, "judge", e.group_id), 16) / 16**16 < grading.held_out_fraction}
+    return [e for e in examples if e.group_id not in held], [e for e in examples if e.group_id in held]

@@ -105,7 +105,15 @@ class CommonOptions(_Options):
         """:meth:`resolved` for a run config: ``policy.model``'s parameters (counted from its weight
         files), or a tiny model when the run builds one (``policy.model`` unset)."""
         model = getattr(getattr(config, "policy", None), "model", None)
-        return self.resolved(0 if model is None else count_params(Path(model).expanduser()))
+        if model is None:
+            return self.resolved(0)
+        from medgr2.hub import resolve_model
+
+        try:
+            folder = resolve_model(model, what="policy.model")
+        except FileNotFoundError:
+            return self.resolved(None)  # the run reports the missing model; no size-aware defaults here
+        return self.resolved(count_params(folder))
 
 
 class SFTOptions(CommonOptions):

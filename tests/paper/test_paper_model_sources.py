@@ -139,9 +139,6 @@ def test_a_tiny_vlm_in_the_cache_loads_as_r_phi_backbone_and_local_generator(tin
     assert Path(model.config._name_or_path) == snapshot and processor.image_processor is not None
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError,
-                   reason="medgr2/stages/train.py::ensure_policy does not call medgr2.hub.resolve_model yet "
-                          "(core change given in the report); remove this marker when it does")
 def test_ensure_policy_accepts_a_hub_id_from_the_cache(offline, tmp_path):
     from types import SimpleNamespace
 

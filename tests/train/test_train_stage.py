@@ -23,7 +23,7 @@ def test_ensure_policy_builds_a_tiny_model_once(tmp_path):
 
 def test_ensure_policy_checks_a_given_folder(tmp_path, tiny_qwen):
     assert ensure_policy(PolicySection(model=str(tiny_qwen)), tmp_path) == tiny_qwen
-    with pytest.raises(FileNotFoundError, match="not a local model folder"):
+    with pytest.raises(FileNotFoundError, match="neither a local folder with config.json"):
         ensure_policy(PolicySection(model=str(tmp_path / "missing")), tmp_path)
 
 
