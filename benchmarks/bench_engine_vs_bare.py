@@ -29,8 +29,10 @@ over a pool of 64 small PNGs; each has its own label line, so every prompt is di
 
 Goals (issue 23): throughput ratio >= 1.0, CPU ratio <= 2.0, peak RSS within 20 % between the two N
 and <= 250 MB. ``--quick`` (for checking; < 3 minutes on 2 cores): one repeat, n = C x 3 and
-N = 1,500 / 6,000 (the same 4x step). ``--profile`` runs medgr2 once more under cProfile (the thread
-running the event loop) and prints the top costs by own time.
+N = 1,500 / 6,000 (the same 4x step). The full run (3 repeats, n = C x 20, N = 50,000 / 200,000) takes
+about half an hour here, most of it medgr2's 200,000 requests. ``--profile`` runs medgr2 once more
+under cProfile (the thread running the event loop; CPU timer, so the profiler's own overhead inflates
+pure-Python code 2-3x) and prints the top costs, cumulative and by own time.
 
     .venv/bin/python benchmarks/bench_engine_vs_bare.py [--quick] [--repeats 3] [--profile]
 """
@@ -116,7 +118,7 @@ def run_medgr2(url: str, items: LazyItems, c: int, work: Path, profile: bool) ->
     if profile:
         import cProfile
 
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time)  # CPU time (of the process) charged to this thread's calls
         prof.enable()
     t0, cpu, t = time.monotonic(), time.process_time(), time.perf_counter()
     result = gen.generate(items, context)
@@ -127,7 +129,9 @@ def run_medgr2(url: str, items: LazyItems, c: int, work: Path, profile: bool) ->
 
         prof.disable()
         out = io.StringIO()
-        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(30)
+        stats = pstats.Stats(prof, stream=out)
+        stats.sort_stats("cumulative").print_stats(40)
+        stats.sort_stats("tottime").print_stats(20)
         print(out.getvalue(), file=sys.stderr)
     ok = len(result.samples)
     if ok != len(items):

@@ -253,20 +253,26 @@ def grpo_rows(env: Env, size: str) -> list[Row]:
         adv = ((rewards - rewards.mean()) / (rewards.std() + 1e-4)).unsqueeze(1)
         times = []
         env.reset_peak()
-        for _ in range(1 + env.args.steps):
-            env.sync()
-            t = time.perf_counter()
-            with torch.no_grad():
-                ref_lp = completion_logprobs(ref, seqs, inputs, new)
-            lp = completion_logprobs(model, seqs, inputs, new)
-            ratio = torch.exp(lp - lp.detach())  # one iteration per batch: old = current
-            kl = torch.exp(ref_lp - lp) - (ref_lp - lp) - 1
-            loss = (-(ratio * adv) + PAPER["grpo_beta"] * kl).mean()
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            env.sync()
-            times.append(time.perf_counter() - t)
+        try:
+            for _ in range(1 + env.args.steps):
+                env.sync()
+                t = time.perf_counter()
+                with torch.no_grad():
+                    ref_lp = completion_logprobs(ref, seqs, inputs, new)
+                lp = completion_logprobs(model, seqs, inputs, new)
+                ratio = torch.exp(lp - lp.detach())  # one iteration per batch: old = current
+                kl = torch.exp(ref_lp - lp) - (ref_lp - lp) - 1
+                loss = (-(ratio * adv) + PAPER["grpo_beta"] * kl).mean()
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                env.sync()
+                times.append(time.perf_counter() - t)
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one; keep the generate row
+            if "out of memory" not in str(exc).lower():
+                raise
+            loss_row.status, loss_row.figure = "oom", oom_text(env)
+            return [gen_row, loss_row]
         step = statistics.median(times[1:])
         loss_row.time, loss_row.memory = f"{step:.3f} s/step", env.peak()
         loss_row.figure = f"step total {gen_s + step:.2f} s"
@@ -396,7 +402,7 @@ def reward_rows(env: Env, size: str) -> list[Row]:
                 env.sync()
                 rates.append(len(inputs) / (time.perf_counter() - t))
             diff = max(abs(a - b) for a, b in zip(*scores))
-            row.time = f"{rates[0]:.1f}/s vs {rates[1]:.1f}/s"
+            row.time = f"{rates[0]:.4g}/s vs {rates[1]:.4g}/s"
             row.memory = env.peak()
             row.figure = f"speed-up {rates[1] / rates[0]:.2f}x, max diff {diff:.1e}"
         finally:
@@ -471,6 +477,11 @@ def overhead_rows(env: Env) -> list[Row]:
     return rows
 
 
+def oom_text(env: Env) -> str:
+    total = env.torch.cuda.get_device_properties(0).total_memory / 2**30 if env.device == "cuda" else 0
+    return f"out of memory on {total:.0f} GiB" if total else "out of memory"
+
+
 def attempt(env: Env, label: str, fn: Any, *a: Any) -> None:
     """Run one section; an out-of-memory or other failure becomes a row instead of ending the run."""
     log(f"{label} ...")
@@ -482,13 +493,12 @@ def attempt(env: Env, label: str, fn: Any, *a: Any) -> None:
         oom = "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
         detail = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}"
         if oom and env.device == "cuda":
-            total = env.torch.cuda.get_device_properties(0).total_memory / 2**30
-            detail = f"out of memory on {total:.0f} GiB"
+            detail = oom_text(env)
         else:
             traceback.print_exc()
         env.rows.append(Row(label, "/".join(str(x) for x in a) or "-", "", status="oom" if oom else "error",
                             figure=detail))
-        env.free()
+    env.free()  # out here, once the exception (and the frames holding the models) is gone
     log(f"{label} done in {time.perf_counter() - t:.1f} s")
 
 

@@ -56,10 +56,10 @@ def test_cpu_fallback_prints_every_row_with_figures():
     fp32, bf16 = by_check["R_phi scoring"]
     assert "float32" in fp32[2] and "bf16" in bf16[2]
     for row in (fp32, bf16):
-        rates = re.fullmatch(r"(\d+\.\d+)/s vs (\d+\.\d+)/s", row[3])
+        rates = re.fullmatch(r"(\d[\d.]*)/s vs (\d[\d.]*)/s", row[3])
         assert row[6] == "ok" and rates, row
         up, _ = re.fullmatch(r"speed-up (\d+\.\d+)x, max diff (\S+)", row[5]).groups()
-        assert abs(float(up) - float(rates[2]) / float(rates[1])) < 0.02, row
+        assert abs(float(up) / (float(rates[2]) / float(rates[1])) - 1) < 0.01, row  # 4 significant digits
     # the scorer's production arithmetic (float32) is batch invariant; bf16 is reported, not required
     assert float(re.search(r"max diff (\S+)", fp32[5])[1]) <= 1e-5, fp32
 
