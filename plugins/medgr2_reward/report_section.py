@@ -35,6 +35,12 @@ def _calibration(stage_dir: Path, title: str) -> str:
             parts.append(f'<img alt="calibration plot" style="max-width:460px" '
                          f'src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">')
             break
+    origins = sorted(p for p in (ckpt / "by-origin").glob("*/calibration.json")) if ckpt.name else []
+    if origins:
+        parts.append("<p>Held-out calibration of each part of the training set (graded reports, judge scores):</p>")
+        parts.append(table(["part", "spearman", "mse", "pairwise accuracy", "n"], [
+            [p.parent.name, c.get("spearman"), c.get("mse"), c.get("pairwise_accuracy"), c.get("n")]
+            for p in origins for c in [read_json(p)]]))
     scores = _grade_scores(stage_dir, ckpt)
     if scores:
         parts.append(svg.histogram(scores, title="R_φ on held-out graded examples, by grade"))
