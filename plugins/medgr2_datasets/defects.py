@@ -246,7 +246,8 @@ def apply_defects(
             if want == 0:
                 rest.append(i)
                 continue
-            spoiled = APPLY[kind](out[i], random.Random(stable_hash(seed, cycle, kind, out[i].id)), rationales)
+            own = random.Random(stable_hash(seed, cycle, kind, out[i].id))
+            spoiled = APPLY[kind](out[i], own, rationales)
             if spoiled is None:
                 rest.append(i)
             else:

@@ -22,6 +22,7 @@ evaluation completes (a rerun resumes from it).
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -104,7 +105,7 @@ def pick_option(scores: Sequence[float]) -> int:
     """
     best = 0
     for i, x in enumerate(scores):
-        if x == x and (scores[best] != scores[best] or x > scores[best]):
+        if not math.isnan(x) and (math.isnan(scores[best]) or x > scores[best]):
             best = i
     return best
 
@@ -158,7 +159,8 @@ class VQAEvaluator:
             if f.is_file()
         )
         o = self.options
-        settings = [str(model_path), files, self.answer_format(context), o.prompt, o.max_new_tokens, o.option_scores]
+        settings = [str(model_path), files, self.answer_format(context), o.prompt, o.max_new_tokens,
+                    o.option_scores]
         if o.mode != "generate":  # generate-mode keys stay as they were (their caches remain valid)
             settings += [o.mode, o.likelihood_norm]
         return hash_data(settings)
@@ -342,7 +344,8 @@ class VQAEvaluator:
             "answer_format": self.answer_format(context),
             "prompt": self.options.prompt,
             "mode": self.options.mode,
-            **({"likelihood_norm": self.options.likelihood_norm} if self.options.mode == "likelihood" else {}),
+            **({"likelihood_norm": self.options.likelihood_norm}
+               if self.options.mode == "likelihood" else {}),
             "n_samples": len(samples),
             "stopped_early": len(preds) < len(samples),
             "predict_s": round(wall, 3),

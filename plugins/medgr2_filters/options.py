@@ -21,7 +21,8 @@ Stratum = Literal["modality", "question_type", "dataset"]
 class _Stratified(_Options):
     stratify_by: list[Stratum] = Field(
         default_factory=list,
-        description="Keep the same share of every stratum (modality, question_type, dataset or a combination), "
+        description="Keep the same share of every stratum (modality, question_type, dataset or a "
+                    "combination), "
                     "so selection does not shift the mix; [] ranks all samples together.")
 
     @model_validator(mode="after")

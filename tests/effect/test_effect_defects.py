@@ -86,7 +86,8 @@ def test_exact_counts_disjoint_kinds_and_what_each_changes(registry, tmp_path):
             assert (s.answer, s.options) == (c.answer, c.options) and s.rationale != c.rationale
             assert s.provenance.raw["how"] in ("truncated", "scrambled")
             if s.provenance.raw["how"] == "scrambled":
-                assert sorted(s.rationale.split()) == sorted(w.strip(".,;:").lower() for w in c.rationale.split())
+                words = sorted(w.strip(".,;:").lower() for w in c.rationale.split())
+                assert sorted(s.rationale.split()) == words
             else:
                 assert c.rationale.startswith(s.rationale) and len(s.rationale) < len(c.rationale)
         elif kind == "bad_options":
@@ -96,7 +97,8 @@ def test_exact_counts_disjoint_kinds_and_what_each_changes(registry, tmp_path):
             else:
                 assert not set(s.options) - {s.answer} & set(c.options)
     assert by_source  # the clean run covers every source
-    hows = Counter(s.provenance.raw.get("how") for s in spoiled if defect_of(s) in ("bad_rationale", "bad_options"))
+    hows = Counter(s.provenance.raw.get("how") for s in spoiled
+                   if defect_of(s) in ("bad_rationale", "bad_options"))
     assert set(hows) == {"truncated", "scrambled", "implausible", "duplicated"}
 
 
@@ -134,7 +136,8 @@ def _relabel(samples, kind_of):
     """The same samples with the recorded defect kinds replaced (or removed when kind_of gives None)."""
     out = []
     for s in samples:
-        raw = {k: v for k, v in s.provenance.raw.items() if k not in ("defect", "true_answer", "how", "asks_about")}
+        hidden = ("defect", "true_answer", "how", "asks_about")
+        raw = {k: v for k, v in s.provenance.raw.items() if k not in hidden}
         if kind_of(s) is not None:
             raw["defect"] = kind_of(s)
         out.append(s.model_copy(update={"provenance": s.provenance.model_copy(update={"raw": raw})}))
@@ -155,7 +158,8 @@ def test_reward_input_and_filters_ignore_the_defect_kind(registry, tmp_path):
         assert "defect" not in RewardInput.from_sample(a).model_dump_json()
     steps = [
         {"threshold": {"tau": 0.0}}, {"threshold": {"tau": 0.0, "stratify_by": ["modality"]}},
-        {"top_k": {"fraction": 0.5}}, {"top_k": {"fraction": 0.5, "stratify_by": ["question_type", "dataset"]}},
+        {"top_k": {"fraction": 0.5}},
+        {"top_k": {"fraction": 0.5, "stratify_by": ["question_type", "dataset"]}},
         {"rand_k": {"fraction": 0.5, "stratify_by": ["modality"]}}, {"dedup": {"mode": "exact"}},
     ]
     for step in steps:

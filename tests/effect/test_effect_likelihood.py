@@ -55,7 +55,8 @@ def test_pick_option():
     assert pick_option([float("-inf"), float("-inf")]) == 0
 
 
-def test_likelihood_mode_is_valid_and_at_chance_on_a_balanced_set(tmp_path, registry, tiny_model, omni_samples):
+def test_likelihood_mode_is_valid_and_at_chance_on_a_balanced_set(tmp_path, registry, tiny_model,
+                                                                   omni_samples):
     balanced = rotated(omni_samples)
     report, preds = run(registry, tmp_path, tiny_model, balanced, "lik", mode="likelihood")
     assert report.overall.n == len(balanced) and report.overall.invalid == 0
@@ -72,7 +73,8 @@ def test_likelihood_mode_is_valid_and_at_chance_on_a_balanced_set(tmp_path, regi
     assert report.overall.auroc is not None and 0.3 < report.overall.auroc < 0.7
 
 
-def test_likelihood_near_chance_on_the_fixture_and_generation_is_not(tmp_path, registry, tiny_model, omni_samples):
+def test_likelihood_near_chance_on_the_fixture_and_generation_is_not(tmp_path, registry, tiny_model,
+                                                                     omni_samples):
     lik, _ = run(registry, tmp_path, tiny_model, omni_samples, "lik", mode="likelihood")
     chance = sum(1 / len(s.options) for s in omni_samples) / len(omni_samples)
     sd = (chance * (1 - chance) / len(omni_samples)) ** 0.5
@@ -82,11 +84,13 @@ def test_likelihood_near_chance_on_the_fixture_and_generation_is_not(tmp_path, r
     gen, _ = run(registry, tmp_path, tiny_model, omni_samples, "gen", scorer="medgr2", max_new_tokens=8)
     assert gen.meta["mode"] == "generate"
     assert gen.overall.invalid > len(omni_samples) // 2
-    lik_exact, _ = run(registry, tmp_path, tiny_model, omni_samples, "lik2", scorer="medgr2", mode="likelihood")
+    lik_exact, _ = run(registry, tmp_path, tiny_model, omni_samples, "lik2", scorer="medgr2",
+                       mode="likelihood")
     assert lik_exact.overall.invalid == 0 and lik_exact.overall.correct == lik.overall.correct
 
 
-def test_sum_scores_match_score_options_and_mean_divides_by_tokens(tmp_path, registry, tiny_model, omni_samples):
+def test_sum_scores_match_score_options_and_mean_divides_by_tokens(tmp_path, registry, tiny_model,
+                                                                   omni_samples):
     from medgr2.images import open_image
     from medgr2_eval.evaluator import option_loglik, option_targets
     from medgr2_hf.vlm import load_vlm, score_options

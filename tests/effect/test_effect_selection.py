@@ -117,7 +117,8 @@ def test_threshold_stratified_is_a_per_stratum_quantile(registry, ctx):
     assert {d.reason.split(":")[0] for d in out} == {"in_stratum_share", "outside_stratum_share"}
     top_x = next(d for s, d in zip(samples, out) if s.reward.total == 4.5)
     assert top_x.keep and "rank 1 of 10 in xray" in top_x.reason and "11 of 40 above tau 7" in top_x.reason
-    floored = registry.create("filter", "threshold", {"tau": 7.0, "stratify_by": ["modality"], "min_reward": 4.0})
+    floored = registry.create("filter", "threshold",
+                              {"tau": 7.0, "stratify_by": ["modality"], "min_reward": 4.0})
     out = floored.apply(samples, [], ctx)
     assert kept_by(samples, out) == {"xray": 1, "ct": 5, "dermoscopy": 3}  # X-ray 3.5 and 4.0 are <= 4
     assert sum(d.reason.startswith("below_floor") for d in out) == 2
