@@ -185,6 +185,15 @@ class GRPOPolicyTrainer:
     def __init__(self, options: GRPOOptions | None = None):
         self.options = options or GRPOOptions()
 
+    @property
+    def needs_reward_model(self) -> bool:
+        """Whether a reward term reads R_φ (a ``model`` parameter, as the default ``reward_model`` term)."""
+        from medgr2.plugins import get_registry
+
+        registry = get_registry()
+        return any("model" in inspect.signature(registry.create("reward_term", spec.term, spec.options)).parameters
+                   for spec in self.options.reward)
+
     def _check(self) -> None:
         opts = self.options
         batch = opts.per_device_train_batch_size * opts.gradient_accumulation_steps

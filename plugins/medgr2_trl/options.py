@@ -140,7 +140,8 @@ class CollapseGuardOptions(_Options):
     """The GRPO collapse guard: the share of valid answers (``medgr2.answers.extract`` finds an
     option) of greedy answers to a few training prompts, measured before GRPO, every
     ``every_steps`` steps and at the end. Below the threshold GRPO stops and the best weights
-    measured (the highest rate, the later on ties) become the result, with a warning."""
+    measured (the highest rate, the later on ties) become the result, with a warning. The best
+    weights are held in CPU memory (the trainable ones: only the adapters with LoRA)."""
 
     probe_size: int = Field(default=16, ge=1, description="Training prompts in the probe set (evenly spaced).")
     every_steps: int = Field(default=10, ge=1, description="Probe every N optimiser steps (and at the end).")

@@ -95,3 +95,9 @@ def test_grpo_with_lora_and_the_think_format(tiny_qwen, samples, train_context, 
     assert "rewards/format/mean" in next(h for h in result.history if "reward" in h)
     assert (tmp_path / "lora" / "final" / "model.safetensors").is_file()
     assert not (tmp_path / "lora" / "final" / "adapter_config.json").exists()
+
+
+def test_grpo_says_whether_it_needs_the_reward_model():
+    assert GRPOPolicyTrainer().needs_reward_model  # the default 0.8 R_φ + 0.2 match
+    assert not GRPOPolicyTrainer(GRPOOptions(reward=[RewardTermSpec(term="answer_match"),
+                                                     RewardTermSpec(term="format")])).needs_reward_model
