@@ -316,8 +316,10 @@ class RunReportSection(Protocol):
 RewardTerm = Callable[..., list[float]]
 """A reward term: ``f(completions, **kwargs) -> list[float]``, like TRL's reward functions.
 
-``completions`` are strings (or chat messages); ``kwargs`` carries the dataset columns
-(``answer``, ``options``, ``image`` ...), one value per completion.
+``completions`` are strings (or chat messages); ``kwargs`` carries the GRPO dataset's columns, one value
+per completion: ``answer`` (the gold option text), ``options``, ``question`` (with its lettered options),
+``image_ref`` (the sample's first :class:`~medgr2.data.ImageRef` as JSON), ``sample_id``, and ``images``
+(the decoded images TRL feeds the policy).
 """
 
 Scorer = Callable[..., Any]

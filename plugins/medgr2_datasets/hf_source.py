@@ -67,31 +67,34 @@ class HFOptions(BaseModel):
     splits: list[str] | None = Field(default=None, description="Only these splits of the dataset "
                                                                "(its own names: train, validation, test).")
     image_column: str = Field(default="image", description="The image column (datasets.Image, bytes or a path).")
-    question_column: str = Field(default="question")
+    question_column: str = Field(default="question", description="The question text column.")
     options_column: str | None = Field(default="options", description="A column holding the list of options.")
     option_columns: list[str] | None = Field(
         default=None, description="Instead of options_column: one column per option (option_A, option_B ...).")
     answer_column: str = Field(default="answer",
                                description="The answer: option text, its letter, or its 0-based index.")
-    rationale_column: str | None = Field(default="rationale")
-    modality_column: str | None = Field(default="modality")
-    question_type_column: str | None = Field(default="question_type")
+    rationale_column: str | None = Field(default="rationale", description="A rationale column, if any.")
+    modality_column: str | None = Field(default="modality",
+                                       description="A modality column (ct, mri, xray ... or OmniMedVQA's names).")
+    question_type_column: str | None = Field(default="question_type", description="A question-type column.")
     subject_column: str | None = Field(default="subject_id", description="Groups rows of one patient in a split.")
-    id_column: str | None = Field(default="id")
+    id_column: str | None = Field(default="id", description="A question id column (default: a content hash).")
     label_columns: dict[str, str] = Field(
         default_factory=dict, description="Seed-item labels from columns, e.g. {diagnosis: label}.")
     modality: Modality = Field(default=Modality.OTHER, description="Modality when no column gives one.")
     split_from: Literal["auto", "column", "dataset", "assign"] = Field(
         default="auto", description="auto: a 'split' column if present, else the dataset's own split names when "
                                     "it has several, else a grouped train/val/test assignment.")
-    split_column: str = Field(default="split")
+    split_column: str = Field(default="split", description="The split column when split_from is column/auto.")
     use_sample_json: bool = Field(default=True, description="Rows exported by medgr2 (a sample_json column) "
                                                             "come back as the exact samples.")
     image_dir: Path | None = Field(default=None, description="Where the images are written (default: "
                                                              "~/.cache/medgr2/hf-images/<dataset hash>).")
-    seed: int = Field(default=0)
-    fractions: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
-    extra_labels: dict[str, str] = Field(default_factory=dict)
+    seed: int = Field(default=0, description="Seed of the grouped split assignment.")
+    fractions: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_FRACTIONS),
+                                        description="Split shares when the source assigns splits itself.")
+    extra_labels: dict[str, str] = Field(default_factory=dict,
+                                         description="Labels added to every seed item (e.g. {restricted: true}).")
     seed_items: bool = Field(
         default=True, description="Also yield one seed item per distinct train-split image (labels: modality, "
                                   "question types, the correct answers as findings, label_columns) for the "

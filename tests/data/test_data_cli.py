@@ -30,7 +30,9 @@ def test_inspect_json(tmp_path):
     r = run("data", "inspect", "--source", "omnimedvqa", "--opt", f"root={root}", "--json")
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout[r.stdout.index("{") :])
-    assert data["total"] == 30 and sum(data["by_modality"].values()) == 30
+    # 30 questions over 30 images; the 24 train images are also seed items for generation
+    assert data["samples"] == 30 and data["items"] == 24
+    assert data["total"] == 24 and sum(data["by_modality"].values()) == 24
     assert set(data["by_question_type"]) == {
         "modality_recognition",
         "anatomy_identification",

@@ -38,7 +38,9 @@ def test_load_seed_merges_and_drops_duplicates(tmp_path, registry):
     specs = [{"name": "demo"}, {"name": "omnimedvqa", "options": {"root": str(src)}}, {"name": "demo"}]
     seed = load_seed(specs, registry)
     demo = load_seed([{"name": "demo"}], registry)
-    assert len(seed.items) == len(demo.items) and len(seed.samples) == 12
+    omni = load_seed(specs[1:2], registry)  # a benchmark also yields seed items: one per distinct train image
+    assert len(omni.items) > 0 and len(seed.items) == len(demo.items) + len(omni.items)
+    assert len(seed.samples) == 12
     assert sum(r.reason == "duplicate" for r in seed.rejects) == len(demo.items)
     assert {it.split for it in seed.items} == {"train", "val", "test"}
     summary = summarize(seed)

@@ -261,7 +261,9 @@ def test_benchmark_duplicates_across_two_sources_are_kept(tmp_path, registry):
     specs = [{"name": "omnimedvqa", "options": {"root": str(r)}} for r in (root1, other)]
     seed = load_seed(specs, registry)
     assert sorted(s.provenance.source_id for s in seed.samples) == ["q1", "q9"]
-    assert [r.reason for r in seed.rejects] == ["content_duplicate"]
+    question_rejects = [r for r in seed.rejects if r.id not in {i.id for i in seed.items}]
+    assert [r.reason for r in question_rejects] == ["content_duplicate"]  # both questions kept, one warning
+    assert len(seed.items) == 1  # the one image is one seed item (its copy from the second source is a duplicate)
 
 
 def test_generated_sets_still_deduplicate(tmp_path, registry):

@@ -75,7 +75,7 @@ def test_cli_sft_then_grpo(tiny_qwen, tmp_path, capsys, files):
 def test_cli_bad_input_is_a_clear_error(tmp_path, capsys, files):
     samples, config = files
     code, _, err = _main(_cli("sft", config, samples, tmp_path / "nowhere", tmp_path / "o")[2:], capsys)
-    assert code == 2 and "not a model folder" in err
+    assert code == 2 and "neither a local folder with config.json" in err
     code, _, err = _main(_cli("sft", config, tmp_path / "none.jsonl", tmp_path, tmp_path / "o")[2:], capsys)
     assert code == 2 and "does not exist" in err
 
