@@ -40,7 +40,7 @@ def openai_engine(base_url: str, *, concurrency: int, rpm: float | None = None, 
     from medgr2_generation.openai_backend import OpenAIGenerator
     from medgr2_generation.options import OpenAIOptions
 
-    from medgr2.engine import EngineOptions, RequestEngine
+    from medgr2_generation.engine import EngineOptions, RequestEngine
 
     gen = OpenAIGenerator(
         OpenAIOptions(
@@ -64,7 +64,7 @@ def openai_engine(base_url: str, *, concurrency: int, rpm: float | None = None, 
 
 async def run_continuous(engine: Any, gen: Any, n: int, tag: str) -> float:
     """Send ``n`` distinct prompts with continuous scheduling; returns elapsed seconds."""
-    from medgr2.engine import request_key
+    from medgr2_generation.engine import request_key
 
     t = time.perf_counter()
 
@@ -81,7 +81,7 @@ async def run_continuous(engine: Any, gen: Any, n: int, tag: str) -> float:
 
 async def run_batched(engine: Any, gen: Any, n: int, batch: int, tag: str) -> float:
     """Send ``n`` prompts batch-and-gather: ``batch`` at a time, waiting for the whole batch."""
-    from medgr2.engine import request_key
+    from medgr2_generation.engine import request_key
 
     t = time.perf_counter()
     for start in range(0, n, batch):

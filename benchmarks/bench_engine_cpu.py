@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from medgr2.engine import EngineOptions, Reply, RequestEngine, ResponseCache, request_key
+from medgr2_generation.engine import EngineOptions, Reply, RequestEngine, ResponseCache, request_key
 
 REPLY = json.dumps(
     {

@@ -45,7 +45,7 @@ async def drive(url: str, n: int, *, shared: bool, concurrency: int, rpm: float 
     from medgr2_generation.openai_backend import OpenAIGenerator
     from medgr2_generation.options import OpenAIOptions
 
-    from medgr2.engine import EngineOptions, RequestEngine, request_key
+    from medgr2_generation.engine import EngineOptions, RequestEngine, request_key
 
     gen = OpenAIGenerator(OpenAIOptions(base_url=url, model="fake-model", structured_output=False, timeout_s=60,
                                         concurrency=concurrency))

@@ -43,7 +43,7 @@ async def throughput(base_url: str, c: int, waves: int) -> tuple[float, float, i
 
 async def engine_only(c: int, waves: int, latency: float) -> float:
     """Requests/s of the engine alone: an in-process transport that sleeps ``latency`` s."""
-    from medgr2.engine import EngineOptions, Reply, RequestEngine, request_key
+    from medgr2_generation.engine import EngineOptions, Reply, RequestEngine, request_key
 
     async def transport(payload: str) -> Reply:
         await asyncio.sleep(latency)

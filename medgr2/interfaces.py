@@ -36,6 +36,12 @@ if TYPE_CHECKING:
     from medgr2.registry import Registry
 
 
+class ComponentFailed(RuntimeError):
+    """A component cannot do its work and retrying will not help until something changes (a wrong API
+    key, an unknown model ...). The message names the fix; the stage is not marked complete and the CLI
+    reports it on one line and exits 1. Plugins subclass it for their own such errors."""
+
+
 class StopRequest(threading.Event):
     """Set on SIGINT/SIGTERM; ``signum`` says which (the CLI exits 128 + signum)."""
 

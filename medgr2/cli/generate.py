@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         again to request only what is missing.
         """
         from medgr2.config import resolved_options
-        from medgr2.engine import FatalError
+        from medgr2.interfaces import ComponentFailed
         from medgr2.stages import stage_context
         from medgr2.plugins import get_registry
         from medgr2.stages.data import load_seed
@@ -90,14 +90,15 @@ def register(app: typer.Typer) -> None:
         context = stage_context(cfg, work_dir, cycle=cycle, reporter=rep, registry=registry)
         try:
             result = generate(generator, items, context)
-        except (FatalError, ValueError, OSError) as exc:
+        except (ComponentFailed, ValueError, OSError) as exc:
             fail(f"generation failed: {exc}", code=1)
         if as_json:
             print_json(result.ledger.model_dump(mode="json"))
         else:
             _summary(result.ledger, work_dir)
         if not result.ledger.extra.get("completed", True):
-            raise typer.Exit(130)
+            signum = getattr(context.stop, "signum", None)
+            raise typer.Exit(128 + signum if signum else 130)
         if failed := result.ledger.extra.get("transport_failures"):
             fail(f"{failed} item(s) failed in transport after retries (not final, see rejects.jsonl): run the same "
                  "command again to ask for them", code=1)

@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the MedGR2 loop. With no config: the offline CPU quickstart (demo corpus, tiny policy)."""
         from medgr2.loop import RunDirectoryExists, run
+        from medgr2.interfaces import ComponentFailed
         from medgr2.stages import StageFailed, StageIncomplete
 
         cfg = load_run_config(config, [*(set_ or []), *retry_rejects_override(retry_rejects)])
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
             fail(str(e))
         except StageIncomplete as e:
             fail(f"stopped: {e}", code=e.exit_code)
-        except StageFailed as e:
+        except (StageFailed, ComponentFailed) as e:
             fail(f"{e}\nCompleted stages are kept in {cfg.run_dir}: fix the cause and continue with --resume.", code=1)
         except KeyboardInterrupt:
             fail("interrupted: finished stages are kept; continue with `medgr2 run ... --resume`", code=130)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medgr2.data import GenerationResult, ImageRef, Reject, SeedItem, VQASample, stable_hash
-from medgr2.engine import (
+from medgr2_generation.engine import (
     EngineOptions,
     Reply,
     RequestEngine,
@@ -59,7 +59,7 @@ class ApiGenerator(abc.ABC):
     request the server refused for this one prompt: ``request_refused``) is final, since its reply is
     cached, unless ``retry_rejects`` is set; a transport failure (``request_failed``: retries
     exhausted) is never cached, so the next run asks again. A permanent error (wrong key,
-    unknown model, every request invalid) raises :class:`~medgr2.errors.PermanentError` after
+    unknown model, every request invalid) raises :class:`~medgr2_generation.errors.PermanentError` after
     the requests in flight: nothing is returned, so the stage is not complete.
     """
 
@@ -130,7 +130,7 @@ class ApiGenerator(abc.ABC):
         return "the API key"
 
     def explain(self, kind: str) -> str:
-        """What to change after a permanent error of ``kind`` (see :class:`~medgr2.errors.PermanentError`)."""
+        """What to change after a permanent error of ``kind`` (see :class:`~medgr2_generation.errors.PermanentError`)."""
         o = self.options
         where = f" at {o.base_url}" if o.base_url else ""
         if kind == "auth":

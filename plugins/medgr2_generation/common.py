@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from medgr2.data import Provenance, Reject, SeedItem, VQASample
-from medgr2.engine import Reply
-from medgr2.errors import redact
+from medgr2_generation.engine import Reply
+from medgr2_generation.errors import redact
 from medgr2_generation.contract import ContractError, parse_reply, validate_reply
 
 TRUE = {"1", "true", "yes", "on", "restricted"}

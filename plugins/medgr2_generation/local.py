@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medgr2.data import GenerationResult, ImageRef, Ledger, Reject, SeedItem, stable_hash
-from medgr2.engine import Reply, ResponseCache, request_key
+from medgr2_generation.engine import Reply, ResponseCache, request_key
 from medgr2.interfaces import StageContext
 from medgr2_generation.common import (
     Outcomes,

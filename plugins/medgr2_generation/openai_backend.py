@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from medgr2.config import env_secret
-from medgr2.engine import FatalError, Reply, RetryableError, classify_status
-from medgr2.errors import register_secret_env
+from medgr2_generation.engine import FatalError, Reply, RetryableError, classify_status
+from medgr2_generation.errors import register_secret_env
 from medgr2_generation.api import ApiGenerator, Transport, closing, is_transport_error
 from medgr2_generation.common import EncodedImage
 from medgr2_generation.options import OpenAIOptions

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from medgr2.data import ImageRef, Modality, SeedItem
-from medgr2.errors import PermanentError
+from medgr2_generation.errors import PermanentError
 from medgr2.fake_servers import FakeGeminiServer, FakeOpenAIServer, FaultPlan
 from medgr2.interfaces import StageContext
 from medgr2.stages.generate import generate
@@ -311,7 +311,7 @@ def test_a_429_pauses_the_whole_client_for_its_retry_after(registry, tmp_path):
 def test_adaptive_gate_halves_once_per_round_and_grows_back():
     import asyncio
 
-    from medgr2.engine import AdaptiveGate
+    from medgr2_generation.engine import AdaptiveGate
 
     async def main():
         gate = AdaptiveGate(16)

@@ -258,7 +258,7 @@ def test_complete_json_for_judges(backend, gen_registry, items_factory, tmp_path
 
 
 def test_gemini_needs_a_key(gen_registry, items_factory, tmp_path, monkeypatch):
-    from medgr2.engine import FatalError
+    from medgr2_generation.engine import FatalError
 
     monkeypatch.delenv("GEMINI_API_KEY")
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)

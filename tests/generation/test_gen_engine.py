@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from medgr2.engine import (
+from medgr2_generation.engine import (
     EngineOptions,
     FatalError,
     Reply,

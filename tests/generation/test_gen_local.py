@@ -7,7 +7,7 @@ import json
 import pytest
 
 from medgr2.data import Reject
-from medgr2.engine import Reply
+from medgr2_generation.engine import Reply
 from medgr2.fake_servers import default_reply
 from medgr2.interfaces import StageContext
 

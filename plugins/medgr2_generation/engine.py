@@ -27,12 +27,12 @@ What the engine guarantees:
   successes (:class:`AdaptiveGate`). ``benchmarks/bench_engine_ratelimit.py`` measures it.
 * **Permanent errors stop early.** 401/403, 404 and a 400 on ``abort_after_invalid`` requests in
   a row mean every other request fails the same way: no new attempt starts, and
-  :meth:`RequestEngine.run_jobs` raises :class:`~medgr2.errors.PermanentError` naming the fix.
+  :meth:`RequestEngine.run_jobs` raises :class:`~medgr2_generation.errors.PermanentError` naming the fix.
 * **Cache and resume.** Successful replies are appended to a JSONL cache (flush + fsync per
   record) under the caller's key; failures are never cached. A torn last line (kill -9
   mid-write) is dropped on reload. Re-running the same work asks only for missing keys
   (``request(..., use_cache=False)`` asks again and the new reply replaces the old one).
-  Secrets are redacted (:func:`medgr2.errors.redact`) from everything cached or reported.
+  Secrets are redacted (:func:`medgr2_generation.errors.redact`) from everything cached or reported.
 * **Graceful stop.** When ``stop`` (a :class:`threading.Event`) is set, no new job or attempt
   starts; in-flight attempts finish and are cached.
 
@@ -56,7 +56,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from medgr2.data import Ledger, stable_hash
-from medgr2.errors import (
+from medgr2_generation.errors import (
     RETRYABLE_STATUS,
     FatalError,
     PermanentError,
@@ -409,7 +409,7 @@ class RequestEngine:
         stop: the graceful-stop event (e.g. :attr:`medgr2.interfaces.StageContext.stop`).
         seed: seeds the backoff jitter.
         window_s: the rate-limit window (60 s; benchmarks may scale it down).
-        explain: ``kind -> fix`` for a :class:`~medgr2.errors.PermanentError` (``"auth"``,
+        explain: ``kind -> fix`` for a :class:`~medgr2_generation.errors.PermanentError` (``"auth"``,
             ``"model"``, ``"invalid"``): what the user should change, e.g. the key's variable.
     """
 
@@ -518,7 +518,7 @@ class RequestEngine:
         (called only on a cache miss, once, e.g. to encode images lazily). Concurrent calls with
         the same key share one request. ``use_cache=False`` sends it even when cached (the new
         reply replaces the cached one). Raises :class:`RequestFailed` when it gives up,
-        :class:`Stopped` when stopped and :class:`~medgr2.errors.PermanentError` when the engine
+        :class:`Stopped` when stopped and :class:`~medgr2_generation.errors.PermanentError` when the engine
         stopped on a permanent error.
         """
         hit = self.cached(key) if use_cache else None
@@ -640,7 +640,7 @@ class RequestEngine:
         starting the next job as soon as one finishes. ``on_done(job, result_or_exception)`` is
         called for each finished job (a :class:`Stopped` job is not reported). Returns ``True``
         when every job ran, ``False`` when the stop event cut the run short. Raises
-        :class:`~medgr2.errors.PermanentError` (after the attempts in flight finished and were
+        :class:`~medgr2_generation.errors.PermanentError` (after the attempts in flight finished and were
         cached) when a permanent error stopped the engine; jobs it cut short are not reported.
         """
         self._bind_loop()

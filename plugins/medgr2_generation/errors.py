@@ -1,6 +1,6 @@
 """Errors of API requests, how an HTTP status maps to them, and secret redaction.
 
-Three kinds of failure reach :class:`medgr2.engine.RequestEngine` from a transport:
+Three kinds of failure reach :class:`medgr2_generation.engine.RequestEngine` from a transport:
 
 * :class:`RetryableError`: transient (408, 429, 5xx, timeouts, resets); retried, never final;
 * :class:`FatalError`: retrying this request cannot fix it (a 400 for one prompt ...);
@@ -21,6 +21,8 @@ import os
 import re
 from datetime import datetime, timezone
 from typing import Any
+
+from medgr2.interfaces import ComponentFailed
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 """HTTP statuses worth retrying (timeouts, rate limits, conflicts, server errors)."""
@@ -109,7 +111,7 @@ class Stopped(Exception):
     """The engine's stop event was set before the request could finish."""
 
 
-class PermanentError(FatalError):
+class PermanentError(FatalError, ComponentFailed):
     """Every request to this endpoint would fail the same way: wrong key, unknown model, or a
     request the server refuses on several prompts in a row. The engine sends nothing more;
     the stage ends with this error (the CLI exits 1) and is not marked complete.
