@@ -16,9 +16,9 @@ from typing import Any
 
 @contextlib.contextmanager
 def fake_server(*args: str) -> Iterator[str]:
-    """Start ``python -m medgr2.fake_servers ARGS`` in a subprocess; yield its base URL."""
+    """Start ``python -m medgr2.testing.fake_servers ARGS`` in a subprocess; yield its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "medgr2.fake_servers", *args], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "medgr2.testing.fake_servers", *args], stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None

@@ -6,7 +6,7 @@
    in any window. The window is scaled down from 60 s to ``--window`` seconds (the engine's
    ``window_s``; the limit per window is the same number), so the run takes seconds, not minutes.
 
-The server runs in its own process (``python -m medgr2.fake_servers``); the client is the real
+The server runs in its own process (``python -m medgr2.testing.fake_servers``); the client is the real
 ``openai`` backend transport (openai SDK, async, ``max_retries=0``) through ``RequestEngine``.
 Client CPU per request is reported from the client process's CPU time. A second table runs the
 engine alone (an in-process transport with the same latency) to separate scheduling from the

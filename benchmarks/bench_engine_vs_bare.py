@@ -1,6 +1,6 @@
 """medgr2's ``generate`` against bare async clients, side by side in one run, same fake server.
 
-The server is ``medgr2.fake_servers.FakeOpenAIServer`` in its own process on 127.0.0.1 (asyncio,
+The server is ``medgr2.testing.fake_servers.FakeOpenAIServer`` in its own process on 127.0.0.1 (asyncio,
 listen backlog 4096, so no client meets a short accept queue), at a fixed latency or a lognormal one
 with sigma = 1 whose draw is seeded by each prompt's item number, so every client meets the same
 latencies in the same order. Each client runs in a fresh process (imports not timed), so its CPU
@@ -296,7 +296,7 @@ def serve(args: argparse.Namespace) -> None:
     import random
     import re
 
-    from medgr2.fake_servers import FakeOpenAIServer
+    from medgr2.testing.fake_servers import FakeOpenAIServer
 
     series = re.compile(r"^- series: s(\d+)$", re.MULTILINE)
     mu = math.log(args.median) if args.median else 0.0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from medgr2.fake_servers import FakeOpenAIServer, default_reply
+from medgr2.testing.fake_servers import FakeOpenAIServer, default_reply
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "bench_engine_vs_bare.py"

@@ -20,7 +20,7 @@ import pytest
 
 from medgr2.data import ImageRef, Modality, SeedItem
 from medgr2_generation.errors import PermanentError
-from medgr2.fake_servers import FakeGeminiServer, FakeOpenAIServer, FaultPlan
+from medgr2.testing.fake_servers import FakeGeminiServer, FakeOpenAIServer, FaultPlan
 from medgr2.interfaces import StageContext
 from medgr2.stages.generate import generate
 from medgr2.store import read_jsonl
@@ -383,7 +383,7 @@ def test_a_configured_key_variable_is_redacted_and_named(registry, tmp_path, mon
 
 
 def test_a_reply_that_echoes_a_key_is_cached_redacted(registry, tmp_path):
-    from medgr2.fake_servers import default_reply
+    from medgr2.testing.fake_servers import default_reply
 
     def reply(prompt):
         data = default_reply(prompt)

@@ -9,7 +9,7 @@ import pytest
 from medgr2_generation.contract import SAMPLE_SCHEMA, validate_reply
 
 from medgr2.data import Reject, VQASample
-from medgr2.fake_servers import FakeGeminiServer, FakeOpenAIServer, FaultPlan
+from medgr2.testing.fake_servers import FakeGeminiServer, FakeOpenAIServer, FaultPlan
 from medgr2.interfaces import StageContext
 
 SERVERS = {"openai": FakeOpenAIServer, "gemini": FakeGeminiServer}
@@ -118,7 +118,7 @@ def test_malformed_replies_never_become_samples(backend, gen_registry, items_fac
 
 
 def test_an_invalid_reply_is_reasked_once_with_the_error(gen_registry, items_factory, tmp_path):
-    from medgr2.fake_servers import default_reply
+    from medgr2.testing.fake_servers import default_reply
 
     def reply(prompt):
         data = default_reply(prompt)

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from medgr2.fake_servers import FakeOpenAIServer
+from medgr2.testing.fake_servers import FakeOpenAIServer
 
 WORKER = Path(__file__).with_name("gen_kill_worker.py")
 N, C = 40, 4

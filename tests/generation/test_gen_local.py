@@ -8,7 +8,7 @@ import pytest
 
 from medgr2.data import Reject
 from medgr2_generation.engine import Reply
-from medgr2.fake_servers import default_reply
+from medgr2.testing.fake_servers import default_reply
 from medgr2.interfaces import StageContext
 
 TEMPLATE = "# strategy: short\n# version: 1\n---\nQ about $modality:\n$labels\n"

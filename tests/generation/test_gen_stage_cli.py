@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from medgr2.fake_servers import FakeOpenAIServer, FaultPlan
+from medgr2.testing.fake_servers import FakeOpenAIServer, FaultPlan
 from medgr2.interfaces import StageContext
 from medgr2.artifacts import GENERATION_LEDGER as LEDGER_FILE
 from medgr2.artifacts import REJECTS as REJECTS_FILE

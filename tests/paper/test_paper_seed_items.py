@@ -128,7 +128,7 @@ def test_meta_cognitive_prompt_names_the_modality_and_findings(omni, registry):
 def test_generation_from_benchmark_items_sends_requests(omni, registry, tmp_path, monkeypatch):
     """The paper's path: benchmark images → meta-cognitive prompts to the (fake) Gemini server."""
     pytest.importorskip("google.genai")
-    from medgr2.fake_servers import FakeGeminiServer, default_reply
+    from medgr2.testing.fake_servers import FakeGeminiServer, default_reply
     from medgr2.stages.data import load_seed
     from medgr2.stages.generate import select_items
 

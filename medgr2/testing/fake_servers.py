@@ -30,7 +30,7 @@ fail that way (the third succeeds); ``rates`` draws faults at random but reprodu
 
 ``GET /_fake/log`` returns the arrival times (``time.monotonic``) of every attempt, the peak
 concurrency and every attempt as ``[arrival, answered, fault, retry_after, in_flight]``, for
-clients in another process (``python -m medgr2.fake_servers``).
+clients in another process (``python -m medgr2.testing.fake_servers``).
 
 The default reply is a valid VQA sample built from the prompt's ``- key: value`` label lines;
 pass ``reply=`` (``prompt_text -> str``) to answer anything else (e.g. a judge's JSON).
@@ -574,14 +574,14 @@ class FakeGeminiServer(FakeServer):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Serve a fake until killed: ``python -m medgr2.fake_servers --dialect openai --latency 1``.
+    """Serve a fake until killed: ``python -m medgr2.testing.fake_servers --dialect openai --latency 1``.
 
     Prints the base URL on the first line of stdout (for benchmarks and manual pipeline tests).
     """
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m medgr2.fake_servers", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m medgr2.testing.fake_servers", description=main.__doc__)
     parser.add_argument("--dialect", choices=["openai", "gemini"], default="openai")
     parser.add_argument("--latency", type=float, default=0.0, help="Fixed latency in seconds.")
     parser.add_argument(
