@@ -168,14 +168,16 @@ def fit_generation_batch(config_cls: Any, output_dir: Path, kwargs: dict[str, An
 
 def _make_guard(opts: GRPOOptions, samples: Sequence[VQASample], fmt: str, processor: Any, output_dir: Path,
                 write: Callable[[dict[str, Any]], None], context: StageContext) -> Any:
-    from medgr2_trl.guard import collapse_guard, probe_samples, valid_rate
+    from medgr2_trl.guard import answer_judge, collapse_guard, probe_samples, valid_rate
 
     spec = opts.collapse_guard
     assert spec is not None
     probe = probe_samples(samples, spec.probe_size)
     images = [common.sample_images(s, context) for s in probe]
     tokens = spec.max_new_tokens or opts.max_completion_length
-    return collapse_guard(spec, lambda model: valid_rate(model, processor, probe, images, fmt, tokens),
+    scorer = spec.scorer if spec.scorer != "auto" else getattr(context, "scorer", None)
+    judge = answer_judge(fmt, None if scorer == "extract" else scorer, context.registry)
+    return collapse_guard(spec, lambda model: valid_rate(model, processor, probe, images, fmt, tokens, judge),
                           len(probe), output_dir, write, context.reporter)
 
 

@@ -1,9 +1,11 @@
 """The GRPO collapse guard: stop when the policy stops giving valid answers, keep the best weights.
 
 GRPO at too high a learning rate can turn a working SFT policy into one that babbles ("(kin (kin
-(kin…": 0 % valid answers). The guard measures the *valid-answer rate* (the share of greedy
-answers in which :func:`medgr2.answers.extract` finds an option) on a small probe set of training
-prompts before GRPO, every ``every_steps`` optimiser steps and at the end. When the rate falls
+(kin…": 0 % valid answers). The guard measures the *valid-answer rate* of greedy answers on a
+small probe set of training prompts before GRPO, every ``every_steps`` optimiser steps and at the
+end. "Valid" is what the evaluation counts as valid (:func:`answer_judge`): under the run's scorer
+(``evaluation.scorer``, e.g. ``medgr2``: the answer, read out of the answer format, equals an
+option's text), else when :func:`medgr2.answers.extract` finds an option. When the rate falls
 below ``max(min_rate, min_ratio × start)`` (never above the starting rate), training stops, the
 weights of the best probe (highest rate, the later on ties) are put back into the model, and the
 trainer reports a warning. Each probe is a ``guard/valid_rate`` record in ``metrics.jsonl``.
@@ -34,8 +36,33 @@ def probe_samples(samples: Sequence[VQASample], size: int) -> list[VQASample]:
     return [samples[i * n // size] for i in range(size)]
 
 
+Judge = Callable[[str, VQASample], tuple[bool, bool]]
+"""``judge(raw_answer, sample) -> (valid, correct)``."""
+
+
+def answer_judge(fmt: str, scorer: str | None = None, registry: Any = None) -> Judge:
+    """How the probe judges an answer: the evaluation's read-out of the answer format and the
+    registered ``scorer``'s verdict; with no scorer, :func:`medgr2.answers.extract`. Under the
+    ``medgr2`` scorer in the ``text`` format, "pneumonia (B)" is valid and "pneu (B)" is not; under
+    ``extract`` both are (the letter is read)."""
+    if scorer is None:
+        return lambda raw, s: (extract(raw, s.options) != INVALID, is_correct(raw, s))
+    from medgr2.plugins import ensure_registry
+    from medgr2_eval.evaluator import read_answer
+    from medgr2_eval.prediction_files import as_verdict
+
+    fn = ensure_registry(registry).create("scorer", scorer)
+
+    def judge(raw: str, sample: VQASample) -> tuple[bool, bool]:
+        verdict = as_verdict(fn(model_answer=read_answer(raw, fmt), options=list(sample.options),
+                                gt_answer=sample.answer))
+        return bool(verdict.valid), bool(verdict.correct)
+
+    return judge
+
+
 def valid_rate(model: Any, processor: Any, samples: Sequence[VQASample], images: Sequence[Any], fmt: str,
-               max_new_tokens: int) -> tuple[float, float]:
+               max_new_tokens: int, judge: Judge | None = None) -> tuple[float, float]:
     """(valid-answer rate, accuracy) of greedy answers of ``model`` to ``samples``."""
     from medgr2_hf.vlm import generate
 
@@ -46,9 +73,9 @@ def valid_rate(model: Any, processor: Any, samples: Sequence[VQASample], images:
                          max_new_tokens=max_new_tokens, batch_size=8)
     finally:
         model.train(was_training)
-    valid = sum(extract(t, s.options) != INVALID for t, s in zip(texts, samples, strict=True))
-    right = sum(is_correct(t, s) for t, s in zip(texts, samples, strict=True))
-    return valid / len(samples), right / len(samples)
+    judge = judge or answer_judge(fmt)
+    verdicts = [judge(t, s) for t, s in zip(texts, samples, strict=True)]
+    return sum(v for v, _ in verdicts) / len(samples), sum(c for _, c in verdicts) / len(samples)
 
 
 def collapse_guard(options: CollapseGuardOptions, probe: Callable[[Any], tuple[float, float]], n_probe: int,

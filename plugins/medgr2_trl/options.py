@@ -137,8 +137,8 @@ class RewardTermSpec(ComponentRef):
 
 
 class CollapseGuardOptions(_Options):
-    """The GRPO collapse guard: the share of valid answers (``medgr2.answers.extract`` finds an
-    option) of greedy answers to a few training prompts, measured before GRPO, every
+    """The GRPO collapse guard: the share of valid answers (as the evaluation counts them, see
+    ``scorer``) among greedy answers to a few training prompts, measured before GRPO, every
     ``every_steps`` steps and at the end. Below the threshold GRPO stops and the best weights
     measured (the highest rate, the later on ties) become the result, with a warning. The best
     weights are held in CPU memory (the trainable ones: only the adapters with LoRA)."""
@@ -152,6 +152,10 @@ class CollapseGuardOptions(_Options):
                                         "starting rate).")
     max_new_tokens: int | None = Field(default=None, ge=1,
                                        description="Tokens per probe answer; None: max_completion_length.")
+    scorer: str = Field(default="auto",
+                        description="What counts as a valid answer: a registered scorer's verdict (e.g. medgr2); "
+                                    "'auto': the run's evaluation.scorer (else 'extract'); 'extract': "
+                                    "medgr2.answers.extract finds an option.")
 
 
 class GRPOOptions(CommonOptions):

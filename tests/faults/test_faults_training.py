@@ -94,18 +94,24 @@ def module_samples(tmp_path_factory) -> list[VQASample]:
     return make_samples(tmp_path_factory.mktemp("images"), 8)
 
 
-def _context(work: Path) -> StageContext:
+def _context(work: Path, scorer: str | None = None) -> StageContext:
     from medgr2.plugins import load_registry
 
     registry = load_registry()
     if ("image_loader", "file") not in registry:
         registry.registrar("image_loader", "tests").add("file", _file_loader)
-    return StageContext(work_dir=work, seed=0, registry=registry, reward_model=LengthRM())
+    return StageContext(work_dir=work, seed=0, registry=registry, reward_model=LengthRM(), scorer=scorer)
 
 
 @pytest.fixture
 def context(tmp_path) -> StageContext:
     return _context(tmp_path / "work")
+
+
+@pytest.fixture
+def run_context(tmp_path) -> StageContext:
+    """As in ``medgr2 run``: the evaluation's scorer (``medgr2``) decides what a valid answer is."""
+    return _context(tmp_path / "work", scorer="medgr2")
 
 
 @pytest.fixture(scope="module")
@@ -247,41 +253,56 @@ def test_grpo_uses_its_own_defaults_and_records_them(tiny, tmp_path, context, mo
 
 
 def test_collapse_guard_stops_a_destructive_grpo_and_keeps_the_pre_collapse_weights(
-        sft_policy, module_samples, tmp_path, context):
+        sft_policy, module_samples, tmp_path, run_context):
     from medgr2_trl.grpo import GRPOPolicyTrainer
 
     out = tmp_path / "g"
     opts = GRPOOptions(max_steps=4, learning_rate=1.0, warmup_ratio=0.0, beta=0.0, max_completion_length=8,
                        num_threads=1, save_steps=1, reward=[RewardTermSpec(term="reward_model")],
                        collapse_guard=CollapseGuardOptions(every_steps=1, probe_size=8))
-    result = GRPOPolicyTrainer(opts).train(module_samples, sft_policy, out, context)
+    result = GRPOPolicyTrainer(opts).train(module_samples, sft_policy, out, run_context)
     m = result.metrics
-    assert m["guard_start_valid_rate"] == 0.5  # 4 of 8 probe answers name an option after SFT
+    assert m["guard_start_valid_rate"] == 1.0  # 8 of 8 probe answers name an option after SFT
     assert m["guard_collapse_step"] == 1 and m["guard_last_valid_rate"] == 0.0  # lr 1.0: 0 of 8 after one step
     assert m["optimizer_steps"] == 1 and m["guard_kept_step"] == 0  # stopped at once, the SFT weights kept
     assert result.version == "g@0"
     assert len(result.warnings) == 1 and result.warnings[0].startswith(
         "grpo: collapse guard fired at step 1: the valid-answer rate on 8 probe prompts fell to 0.000 "
-        "(start 0.500, threshold 0.250)")
+        "(start 1.000, threshold 0.500)")
     kept, start, collapsed = _weights(Path(result.checkpoint)), _weights(sft_policy), _weights(out / "checkpoint-1")
     assert kept.keys() == start.keys()
     assert all(torch.equal(kept[k], start[k]) for k in kept)
     assert not all(torch.equal(collapsed[k], start[k]) for k in kept)  # the collapsed step did change them
     probes = [(r["step"], r["guard/valid_rate"]) for r in _records(out / "metrics.jsonl") if "guard/valid_rate" in r]
-    assert probes == [(0, 0.5), (1, 0.0)]
+    assert probes == [(0, 1.0), (1, 0.0)]
 
 
-def test_grpo_defaults_keep_the_sft_policy_valid(sft_policy, module_samples, tmp_path, context):
+def test_the_probe_counts_valid_answers_as_the_evaluation_does():
+    from medgr2.plugins import load_registry
+    from medgr2_trl.guard import answer_judge
+
+    s = VQASample(images=(ImageRef(path="x.png", root=".", loader="file"),), question="q",
+                  options=("eye", "skin", "chest", "dermoscopy"), answer="dermoscopy")
+    by_scorer = answer_judge("text", "medgr2", load_registry())
+    # the collapsed shared-data policy wrote "dersderderder (D)": invalid in the report, so for the guard too
+    assert by_scorer("dersderderder (D)", s) == (False, False)
+    assert by_scorer("chest (D)", s) == (True, False)  # an option's text (the letter is not what is scored)
+    assert by_scorer("dermoscopy (D)", s) == (True, True)
+    by_extract = answer_judge("text")  # outside a run (no evaluation.scorer): medgr2.answers.extract
+    assert by_extract("dersderderder (D)", s) == (True, True) and by_extract("chest (D)", s) == (False, False)
+
+
+def test_grpo_defaults_keep_the_sft_policy_valid(sft_policy, module_samples, tmp_path, run_context):
     from medgr2_trl.grpo import GRPOPolicyTrainer
 
     opts = GRPOOptions(max_steps=4, max_completion_length=8, num_threads=1,
                        reward=[RewardTermSpec(term="reward_model")],
                        collapse_guard=CollapseGuardOptions(every_steps=2, probe_size=8))
-    result = GRPOPolicyTrainer(opts).train(module_samples, sft_policy, tmp_path / "g", context)
+    result = GRPOPolicyTrainer(opts).train(module_samples, sft_policy, tmp_path / "g", run_context)
     assert result.warnings == () and "guard_collapse_step" not in result.metrics
     assert result.metrics["optimizer_steps"] == 4 and result.metrics["guard_kept_step"] == 4
     probes = [r["guard/valid_rate"] for r in result.history if "guard/valid_rate" in r]
-    assert probes == [0.5, 0.5, 0.5]  # steps 0, 2, 4: lr 1e-4 with KL 0.04 leaves the answers valid
+    assert probes == [1.0, 1.0, 1.0]  # steps 0, 2, 4: lr 1e-4 with KL 0.04 leaves every answer valid
 
 
 # ---------------------------------------------------------------- records
