@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 from medgr2.data import Prediction
-from medgr2_eval.scoring import score_predictions
+from medgr2_eval.prediction_files import score_predictions
 from medgr2.store import write_jsonl
 from medgr2_eval.metrics import build_report
-from medgr2_eval.scoring import options_of, read_predictions, score_all
+from medgr2_eval.prediction_files import options_of, read_predictions, score_all
 from medgr2_eval.scorers import SCORERS
 
 MODALITIES = ["ct", "mri", "xray", "ultrasound", "dermoscopy", "fundus", "oct", "microscopy"]

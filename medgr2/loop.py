@@ -183,7 +183,7 @@ class Loop:
     # ------------------------------------------------------------------ run-level stages
 
     def seed(self, t: int, state: RunState) -> None:
-        from medgr2.stages.data import load_seed
+        from medgr2.stages.seed import load_seed
 
         cfg = self.config.data
 
@@ -207,7 +207,7 @@ class Loop:
 
         def body(ctx: StageContext) -> dict:
             if cfg.sources:
-                from medgr2.stages.data import load_seed
+                from medgr2.stages.seed import load_seed
 
                 held = load_seed(cfg.sources, self.registry, reporter=self.reporter)
                 samples = [s for s in held.samples if s.split in (None, "test")]

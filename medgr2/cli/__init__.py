@@ -15,7 +15,7 @@ import typer
 from medgr2 import commands as common
 from medgr2.registry import RegistryError
 
-AREAS = ("plugins_cmd", "config_cmd", "data", "generate", "reward", "filters", "train", "run")
+AREAS = ("plugins_cmd", "config_cmd", "data_cmd", "generate", "reward", "filters", "train", "run")
 
 
 def _prescan(argv: Sequence[str]) -> tuple[list[str], list[str], bool]:

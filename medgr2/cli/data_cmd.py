@@ -61,7 +61,7 @@ def _load(
     from medgr2.interfaces import SeedSet, StageContext
     from medgr2.plugins import get_registry
     from medgr2.registry import RegistryError
-    from medgr2.stages.data import load_seed
+    from medgr2.stages.seed import load_seed
 
     if split not in (None, "train", "val", "test"):
         fail(f"--split must be train, val or test, not {split!r}")
@@ -99,7 +99,7 @@ def inspect_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Count a source's items/samples per split, modality, dataset, class and question type, plus rejects."""
-    from medgr2.stages.data import summarize
+    from medgr2.stages.seed import summarize
 
     seed, generated = _load(source, opt, generator, gen_opt, split)
     summary = summarize(seed, generated)
@@ -226,7 +226,7 @@ def export_cmd(
         hint = ": add --generator labels to build questions from its items" if source else ""
         fail(f"no VQA samples to export{hint}")
     if fmt == "omnimedvqa":
-        from medgr2.stages.data import export_omnimedvqa
+        from medgr2.stages.seed import export_omnimedvqa
 
         result = export_omnimedvqa(samples, out_dir, get_registry(), dataset=dataset)
         print_json({"out_dir": str(result.root), "samples": result.samples, "images": result.images,

@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         from medgr2.interfaces import ComponentFailed
         from medgr2.stages import stage_context
         from medgr2.plugins import get_registry
-        from medgr2.stages.data import load_seed
+        from medgr2.stages.seed import load_seed
         from medgr2.stages.generate import generate, select_items
 
         cfg = load_run_config(config, [*(overrides or []), *retry_rejects_override(retry_rejects)])

@@ -37,7 +37,7 @@ def train_rm(
     from medgr2.data import VQASample
     from medgr2.stages import stage_context
     from medgr2.plugins import get_registry
-    from medgr2.stages.data import load_seed
+    from medgr2.stages.seed import load_seed
     from medgr2.stages.reward import init_reward_model
     from medgr2.store import read_jsonl
 

@@ -5,7 +5,7 @@ per cycle), what it does, the files it writes (:mod:`medgr2.artifacts`) and the 
 that runs it alone. The loop (:class:`medgr2.loop.Loop`) walks this list; the CLI commands and the
 library call the same stage functions, which live beside this module:
 
-- :mod:`medgr2.stages.data` — ``load_seed`` (seed), ``summarize``, ``export_omnimedvqa``;
+- :mod:`medgr2.stages.seed` — ``load_seed`` (seed), ``summarize``, ``export_omnimedvqa``;
 - :mod:`medgr2.stages.generate` — ``select_items`` and ``generate`` (generate);
 - :mod:`medgr2.stages.reward` — ``init_reward_model`` (reward-init), ``score_samples`` (score),
   ``update_reward_model`` (reward-update);

@@ -2,7 +2,7 @@
 
 It returns an :class:`~medgr2.data.EvalReport` under a *named* scorer; the CLI (``medgr2 eval run``,
 from the evaluation plugin) and the loop call it. Scoring existing predictions belongs to the
-evaluation plugin (``medgr2_eval.scoring.score_predictions``).
+evaluation plugin (``medgr2_eval.prediction_files.score_predictions``).
 """
 
 from __future__ import annotations

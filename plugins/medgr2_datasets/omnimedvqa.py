@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from medgr2.data import ImageRef, Modality, Provenance, QuestionType, Reject, VQASample
 from medgr2.images import UnsafePathError
 from medgr2.interfaces import SeedSet
-from medgr2.stages.data import keep_every_question
+from medgr2.stages.seed import keep_every_question
 from medgr2_datasets.common import (
     benchmark_seed_items,
     file_sha256,

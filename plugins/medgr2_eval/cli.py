@@ -125,9 +125,9 @@ def register(app: typer.Typer) -> None:
         """Score a predictions file under one protocol: accuracy (invalid counted wrong and skipped),
         per-group breakdowns, macro F1, balanced accuracy, AUROC (when option scores exist), CIs."""
         from medgr2.registry import RegistryError
-        from medgr2_eval.scoring import score_predictions
+        from medgr2_eval.prediction_files import score_predictions
         from medgr2_eval.report import summary_json, write_report
-        from medgr2_eval.scoring import PredictionsFileError, read_predictions
+        from medgr2_eval.prediction_files import PredictionsFileError, read_predictions
 
         try:
             preds = read_predictions(predictions)
@@ -152,8 +152,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score one predictions file under every registered protocol, side by side (the protocol gap)."""
         from medgr2.plugins import get_registry
-        from medgr2_eval.scoring import score_predictions
-        from medgr2_eval.scoring import PredictionsFileError, read_predictions
+        from medgr2_eval.prediction_files import score_predictions
+        from medgr2_eval.prediction_files import PredictionsFileError, read_predictions
 
         try:
             preds = read_predictions(predictions)
@@ -273,7 +273,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _read_preds(path: Path) -> Any:
-    from medgr2_eval.scoring import PredictionsFileError, read_predictions
+    from medgr2_eval.prediction_files import PredictionsFileError, read_predictions
 
     try:
         return read_predictions(path)
@@ -334,7 +334,7 @@ def _register_studies(group: typer.Typer) -> None:
         scorer: ScorerOpt = "medgr2",
     ) -> None:
         """Cross-group transfer table + heatmap (rows: trained on, columns: evaluated on)."""
-        from medgr2_eval.studies import transfer_matrix, write_transfer
+        from medgr2_eval.study_tables import transfer_matrix, write_transfer
 
         sets = {}
         for item in pred:
@@ -359,7 +359,7 @@ def _register_studies(group: typer.Typer) -> None:
         scorer: ScorerOpt = "medgr2",
     ) -> None:
         """Head-to-head error transitions (c->c, w->c, c->w, w->w) per group; stacked bars."""
-        from medgr2_eval.studies import error_transitions, write_transitions
+        from medgr2_eval.study_tables import error_transitions, write_transitions
 
         try:
             table = error_transitions(
@@ -383,7 +383,7 @@ def _register_studies(group: typer.Typer) -> None:
     ) -> None:
         """Data-efficiency curves (TopK vs RandK, with the unfiltered baseline) with spread over seeds."""
         from medgr2.store import read_jsonl
-        from medgr2_eval.studies import efficiency_curves, write_efficiency
+        from medgr2_eval.study_tables import efficiency_curves, write_efficiency
 
         if not results.is_file():
             fail(f"results file {str(results)!r} does not exist")
@@ -405,8 +405,8 @@ def _register_studies(group: typer.Typer) -> None:
         overrides: SetOpt = None,
     ) -> None:
         """Train one policy per group (config's trainer), evaluate each on every group, write the heatmap."""
-        from medgr2_eval.studies import write_transfer
-        from medgr2_eval.study_runners import run_transfer
+        from medgr2_eval.study_tables import write_transfer
+        from medgr2_eval.study_cells import run_transfer
 
         cfg, tr, ev, ctx = _study_components(config, overrides, trainer, out)
         try:
@@ -446,8 +446,8 @@ def _register_studies(group: typer.Typer) -> None:
     ) -> None:
         """TopK vs RandK (and the full set) over sizes and seeds; writes results.jsonl and the curves."""
         from medgr2.store import write_jsonl
-        from medgr2_eval.studies import efficiency_curves, write_efficiency
-        from medgr2_eval.study_runners import run_efficiency
+        from medgr2_eval.study_tables import efficiency_curves, write_efficiency
+        from medgr2_eval.study_cells import run_efficiency
 
         cfg, tr, ev, ctx = _study_components(config, overrides, trainer, out)
         try:

@@ -312,7 +312,7 @@ class VQAEvaluator:
     ) -> EvalReport:
         """Predict every sample, score under ``context.scorer`` (else the option, else
         ``medgr2``), write predictions.jsonl, report.json and report.md under ``output_dir``."""
-        from medgr2_eval.scoring import resolve_scorer, score_predictions
+        from medgr2_eval.prediction_files import resolve_scorer, score_predictions
         from medgr2_eval.report import write_report
 
         if not samples:

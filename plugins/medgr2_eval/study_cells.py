@@ -15,7 +15,7 @@ from typing import Any
 from medgr2.data import EvalReport, Prediction, VQASample
 from medgr2.interfaces import Evaluator, PolicyTrainer, StageContext
 from medgr2.store import read_json, read_jsonl, write_json
-from medgr2_eval.studies import TransferTable, transfer_matrix
+from medgr2_eval.study_tables import TransferTable, transfer_matrix
 
 
 def group_of(sample: VQASample, by: str) -> str:
@@ -122,7 +122,7 @@ def run_efficiency(
     ``scored`` samples carry their reward (``sample.reward``); TopK keeps the ``k`` highest
     (the registered ``top_k`` filter), RandK ``k`` at random (``rand_k``, seeded). The seed also
     seeds training. Returns rows ``{method, size, seed, accuracy, ...}`` for
-    :func:`medgr2_eval.studies.efficiency_curves`.
+    :func:`medgr2_eval.study_tables.efficiency_curves`.
     """
     if not scored:
         raise ValueError("no scored samples to select from")

@@ -8,7 +8,7 @@
   over training-set sizes and seeds; mean curves with a min–max band and ±1 sd error bars.
 
 Runners that *produce* the inputs from registered components live in
-:mod:`medgr2_eval.study_runners`. Plots use matplotlib's Agg backend (no display needed).
+:mod:`medgr2_eval.study_cells`. Plots use matplotlib's Agg backend (no display needed).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def _fmt(x: float | None) -> str:
 
 def correctness(preds: Sequence[Prediction], scorer: str | Callable[..., Any] = "medgr2") -> list[bool]:
     """Per-prediction correctness under a named scorer (invalid answers are wrong)."""
-    from medgr2_eval.scoring import resolve_scorer
-    from medgr2_eval.scoring import score_all
+    from medgr2_eval.prediction_files import resolve_scorer
+    from medgr2_eval.prediction_files import score_all
 
     _, fn = resolve_scorer(scorer)
     return [bool(v.correct) for v in score_all(preds, fn)]

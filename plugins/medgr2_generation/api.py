@@ -26,7 +26,7 @@ from medgr2_generation.engine import (
     run_sync,
 )
 from medgr2.interfaces import StageContext
-from medgr2_generation.common import (
+from medgr2_generation.backend_support import (
     EncodedImage,
     Outcomes,
     check_reply,

@@ -10,7 +10,7 @@ from typing import Any
 from medgr2.config import env_secret
 from medgr2_generation.engine import FatalError, Reply, RetryableError, classify_status
 from medgr2_generation.api import ApiGenerator, Transport, closing, is_transport_error
-from medgr2_generation.common import EncodedImage
+from medgr2_generation.backend_support import EncodedImage
 from medgr2_generation.options import GeminiOptions
 
 KEY_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")

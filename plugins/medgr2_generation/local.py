@@ -16,7 +16,7 @@ from typing import Any
 from medgr2.data import GenerationResult, ImageRef, Ledger, Reject, SeedItem, stable_hash
 from medgr2_generation.engine import Reply, ResponseCache, request_key
 from medgr2.interfaces import StageContext
-from medgr2_generation.common import (
+from medgr2_generation.backend_support import (
     Outcomes,
     check_reply,
     content_error_reject,

@@ -13,7 +13,7 @@ from medgr2.config import env_secret
 from medgr2_generation.engine import FatalError, Reply, RetryableError, classify_status
 from medgr2_generation.errors import register_secret_env
 from medgr2_generation.api import ApiGenerator, Transport, closing, is_transport_error
-from medgr2_generation.common import EncodedImage
+from medgr2_generation.backend_support import EncodedImage
 from medgr2_generation.options import OpenAIOptions
 
 CONNECTIONS_PER_CLIENT = 16

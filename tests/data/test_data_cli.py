@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from medgr2.cli import build_app
-from medgr2.cli.data import parse_opts
+from medgr2.cli.data_cmd import parse_opts
 from medgr2_datasets.fixtures import write_omnimedvqa_fixture
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from medgr2.interfaces import StageContext
-from medgr2.stages.data import export_omnimedvqa, load_seed, summarize
+from medgr2.stages.seed import export_omnimedvqa, load_seed, summarize
 from medgr2_datasets.fixtures import write_omnimedvqa_fixture
 
 

@@ -101,7 +101,7 @@ def test_vqa_evaluator_end_to_end_on_omnimedvqa_fixture(tmp_path, tiny_model, om
         assert f"| {modality} |" in md
 
     # rescoring the written predictions under the same scorer gives the same numbers
-    from medgr2_eval.scoring import score_predictions
+    from medgr2_eval.prediction_files import score_predictions
 
     again = score_predictions(preds, "omnimedvqa", bootstrap=200)
     assert again.overall == report.overall

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from medgr2_eval.parsing import parse_options
-from medgr2_eval.scoring import read_predictions, score_predictions
+from medgr2_eval.prediction_files import read_predictions, score_predictions
 
 NOTHINK = " Provide the correct single-letter choice (A, B, C, D,...) inside <answer>...</answer> tags."
 THINK = (

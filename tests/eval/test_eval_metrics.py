@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medgr2.data import EvalReport, Prediction
-from medgr2_eval.scoring import score_predictions
+from medgr2_eval.prediction_files import score_predictions
 from medgr2_eval.metrics import build_report, group_metrics, outcomes
 from medgr2_eval.scorers import Verdict, _most_similar
 

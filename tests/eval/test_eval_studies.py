@@ -8,8 +8,8 @@ import pytest
 
 from medgr2.data import Modality, Prediction, QuestionType
 from medgr2.testing import FakeEvaluator, FakeTrainer, make_context, make_sample
-from medgr2_eval.study_runners import run_efficiency, run_transfer
-from medgr2_eval.studies import (
+from medgr2_eval.study_cells import run_efficiency, run_transfer
+from medgr2_eval.study_tables import (
     efficiency_curves,
     error_transitions,
     transfer_matrix,

@@ -28,7 +28,7 @@ from PIL import Image
 
 from medgr2.data import Provenance, VQASample
 from medgr2.images import ImageDecodeError, open_image
-from medgr2.stages.data import load_seed, summarize
+from medgr2.stages.seed import load_seed, summarize
 from medgr2.testing import make_context, make_image_ref
 from medgr2_datasets.loaders import package_dirs
 from medgr2_datasets.probe import clear_cache, loader_for, sniff_format

@@ -59,7 +59,7 @@ def run_dir(tmp_path_factory) -> Path:
     """``runs/demo`` with a kept set (scored by an R_φ version), the config's filters and a funnel."""
     from medgr2.interfaces import StageContext
     from medgr2.plugins import load_registry
-    from medgr2.stages.data import load_seed
+    from medgr2.stages.seed import load_seed
 
     base = tmp_path_factory.mktemp("hfexport")
     registry = load_registry()
@@ -182,7 +182,7 @@ def test_real_shared_data_exports_and_every_image_decodes(preset, shared_data, t
     from medgr2.hub import export_parquet
     from medgr2.interfaces import StageContext
     from medgr2.plugins import load_registry
-    from medgr2.stages.data import load_seed
+    from medgr2.stages.seed import load_seed
 
     registry = load_registry()
     spec = preset_spec(preset, shared_data)

@@ -105,7 +105,7 @@ def test_seed_items_can_be_turned_off(omni, registry):
 
 
 def test_data_inspect_counts_the_items(omni, registry):
-    from medgr2.stages.data import load_seed, summarize
+    from medgr2.stages.seed import load_seed, summarize
 
     seed = load_seed([{"name": "omnimedvqa", "options": {"root": str(omni)}}], registry)
     summary = summarize(seed)
@@ -129,7 +129,7 @@ def test_generation_from_benchmark_items_sends_requests(omni, registry, tmp_path
     """The paper's path: benchmark images → meta-cognitive prompts to the (fake) Gemini server."""
     pytest.importorskip("google.genai")
     from medgr2.testing.fake_servers import FakeGeminiServer, default_reply
-    from medgr2.stages.data import load_seed
+    from medgr2.stages.seed import load_seed
     from medgr2.stages.generate import select_items
 
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")

@@ -86,7 +86,7 @@ def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def reference_samples(args: argparse.Namespace, seed: int, registry: Any) -> Path:
     """Clean label-built questions about validation images: R_φ's small labelled set."""
     from medgr2.interfaces import StageContext
-    from medgr2.stages.data import load_seed
+    from medgr2.stages.seed import load_seed
     from medgr2.store import write_jsonl
 
     path = args.out / f"seed-{seed}" / "rm-references.jsonl"
