@@ -373,8 +373,7 @@ class Loop:
         policy = state.policy
 
         def body(ctx: StageContext) -> dict:
-            result = train_policy(self.create(spec), samples, policy, ctx.work_dir / "model", ctx)
-            write_json(ctx.work_dir / a.RESULT, result)
+            result = train_policy(self.create(spec), samples, policy, ctx.work_dir / a.POLICY_DIR, ctx)
             steps = result.metrics.get("optimizer_steps")
             if steps is not None and steps < 1:
                 raise StageFailed(self.store.key(t, name), f"0 optimizer steps on {len(samples)} samples: nothing "

@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from medgr2.artifacts import CYCLE_LEDGER
+from medgr2.artifacts import CYCLE_LEDGER, POLICY_DIR, TRAIN_RESULT
 from medgr2.data import CycleLedger, EvalReport, FilterDecision, VQASample
 from medgr2.report import svg
 from medgr2.store import atomic_write_text, read_json, read_jsonl
@@ -224,7 +224,8 @@ def build_html(run_dir: Path, registry: Any = None) -> str:
             continue
         body.append(f"<h2>{_e(cycle_dir.name)}</h2><h3>Funnel</h3>{_funnel(cycle_dir)}")
         body.append(_galleries(cycle_dir, registry))
-        curves = [_history_curves(cycle_dir / s / "result.json", f"{s.upper()} curves") for s in ("sft", "grpo")]
+        curves = [_history_curves(cycle_dir / s / POLICY_DIR / TRAIN_RESULT, f"{s.upper()} curves")
+                  for s in ("sft", "grpo")]
         if any(curves):
             body.append("<h3>Training</h3><div class='charts'>" + "".join(curves) + "</div>")
         rep = cycle_dir / "evaluate" / "report.json"

@@ -68,8 +68,10 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("score", "cycle", "R_φ scores the candidates", (a.SCORED,), "score", "one score per candidate"),
     StageSpec("filter", "cycle", "threshold / top-K, dedup, overlap with D_gen, contamination → D_high",
               (a.KEPT, a.DECISIONS, a.FUNNEL), "filter", "one decision per candidate per step"),
-    StageSpec("sft", "cycle", "SFT on D_gen ∪ D_high", (a.RESULT,), "sft", "≥ 1 optimizer step"),
-    StageSpec("grpo", "cycle", "GRPO with α·R_φ + β·match on D_high", (a.RESULT,), "grpo", "≥ 1 optimizer step"),
+    StageSpec("sft", "cycle", "SFT on D_gen ∪ D_high", (f"{a.POLICY_DIR}/{a.TRAIN_RESULT}",), "sft",
+              "≥ 1 optimizer step"),
+    StageSpec("grpo", "cycle", "GRPO with α·R_φ + β·match on D_high", (f"{a.POLICY_DIR}/{a.TRAIN_RESULT}",), "grpo",
+              "≥ 1 optimizer step"),
     StageSpec("evaluate", "cycle", "the policy on the held-out set", (a.PREDICTIONS, a.EVAL_REPORT), "eval run",
               "every held-out question answered and scored"),
     StageSpec("reward-update", "cycle", "policy samples are labelled and R_φ is retrained (with replay), then "

@@ -60,6 +60,7 @@ def train_policy(trainer: PolicyTrainer, samples: Sequence[VQASample], model_pat
     Checks the inputs first (clear errors instead of a failure deep in a trainer), reports
     progress through ``context.reporter`` and writes ``output_dir/train_result.json``.
     """
+    from medgr2.artifacts import TRAIN_RESULT
     from medgr2.store import write_json
 
     samples = list(samples)
@@ -74,6 +75,6 @@ def train_policy(trainer: PolicyTrainer, samples: Sequence[VQASample], model_pat
     context.reporter.log(f"{name}: {len(samples)} samples, {model_path} -> {output_dir}")
     result = trainer.train(samples, model_path, output_dir, context)
     if int(os.environ.get("RANK", "0")) == 0:
-        write_json(output_dir / "train_result.json", result)
+        write_json(output_dir / TRAIN_RESULT, result)
     context.reporter.log(f"{name}: done in {result.wall_s:.1f} s -> {result.checkpoint}")
     return result

@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from medgr2.artifacts import CALIBRATION, RESULT
 from medgr2.interfaces import ReportSection
 from medgr2.report import escape, svg, table
 from medgr2.store import read_json, read_jsonl
@@ -15,12 +16,12 @@ GRADE_NAMES = {1: "1 original (10)", 2: "2 synonyms (6)", 3: "3 deletions (0)", 
 
 
 def _calibration(stage_dir: Path, title: str) -> str:
-    result = stage_dir / "result.json"
+    result = stage_dir / RESULT
     if not result.exists():
         return ""
     ckpt = Path(read_json(result).get("checkpoint", ""))
     parts = [f"<h3>{escape(title)}</h3>"]
-    for cand in (ckpt / "calibration.json", stage_dir / "calibration.json"):
+    for cand in (ckpt / CALIBRATION, stage_dir / CALIBRATION):
         if cand.exists():
             cal = read_json(cand)
             flat = [[k, v] for k, v in cal.items() if isinstance(v, (int, float, str))]
@@ -35,7 +36,7 @@ def _calibration(stage_dir: Path, title: str) -> str:
             parts.append(f'<img alt="calibration plot" style="max-width:460px" '
                          f'src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">')
             break
-    origins = sorted(p for p in (ckpt / "by-origin").glob("*/calibration.json")) if ckpt.name else []
+    origins = sorted(p for p in (ckpt / "by-origin").glob(f"*/{CALIBRATION}")) if ckpt.name else []
     if origins:
         parts.append("<p>Held-out calibration of each part of the training set (graded reports, judge scores):</p>")
         parts.append(table(["part", "spearman", "mse", "pairwise accuracy", "n"], [
