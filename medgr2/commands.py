@@ -45,11 +45,20 @@ def load_run_config(path: Path | None, overrides: list[str] | None) -> Any:
     from medgr2.config import ConfigError, load_config
     from medgr2.plugins import get_registry
 
+    import warnings
+
+    from rich.console import Console
+
     registry = get_registry()
-    try:
-        return load_config(path, overrides or [], registry=registry)
-    except ConfigError as e:
-        fail(str(e))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            config = load_config(path, overrides or [], registry=registry)
+        except ConfigError as e:
+            fail(str(e))
+    for w in caught:
+        Console(stderr=True).print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
+    return config
 
 
 def reporter(quiet: bool = False) -> Any:

@@ -221,9 +221,19 @@ class RunConfig(Section):
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a dict."""
     p = Path(path)
+    if p.is_dir():
+        found = sorted(q.name for q in p.iterdir() if q.suffix in (".yaml", ".yml", ".toml"))
+        hint = f" (it holds {', '.join(found[:5])})" if found else ""
+        raise ConfigError([f"{str(p)!r} is a folder, not a config file{hint}: pass the YAML or TOML file itself"])
     if not p.is_file():
         raise ConfigError([f"config file {str(p)!r} does not exist"])
     text = p.read_text(encoding="utf-8")
+    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
+        import warnings
+
+        warnings.warn(f"config file {str(p)!r} is empty: every setting takes its default (write the ones that "
+                      "differ, see `medgr2 config show`)", UserWarning, stacklevel=2)
+        return {}
     try:
         if p.suffix == ".toml":
             import tomllib

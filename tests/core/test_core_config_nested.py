@@ -76,3 +76,13 @@ def test_config_validate_rejects_them_before_any_stage_runs(tmp_path):
     assert proc.returncode == 2, err
     assert "2 problem(s)" in err and "grading.rats" in err and "answer_mtch" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_folder_or_an_empty_file_as_config_gets_its_own_message(tmp_path):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "run.yaml").write_text("seed: 1\n")
+    with pytest.raises(ConfigError, match="is a folder, not a config file .it holds run.yaml."):
+        load_config(tmp_path / "configs")
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n\n")
+    with pytest.warns(UserWarning, match="is empty: every setting takes its default"):
+        assert load_config(tmp_path / "empty.yaml").seed == 0
