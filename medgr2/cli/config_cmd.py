@@ -13,6 +13,13 @@ BEGIN_MARK = "<!-- BEGIN GENERATED: medgr2 config reference -->"
 END_MARK = "<!-- END GENERATED -->"
 
 
+def reference_with_components(registry: object) -> str:
+    """What ``docs/config.md``'s generated region holds: every setting, then every component's options."""
+    from medgr2.config import reference_markdown
+
+    return reference_markdown() + "\n## Component options\n\n" + components_markdown(registry)
+
+
 def components_markdown(registry: object) -> str:
     """Markdown tables of the options of every registered component that has an options model."""
     from medgr2.config import reference_rows
@@ -75,9 +82,7 @@ def register(app: typer.Typer) -> None:
         from medgr2.plugins import get_registry
         from medgr2.store import atomic_write_text
 
-        text = reference_markdown()
-        if components:
-            text += "\n## Component options\n\n" + components_markdown(get_registry())
+        text = reference_with_components(get_registry()) if components else reference_markdown()
         if update is None:
             typer.echo(text, nl=False)
             return

@@ -71,6 +71,14 @@ def test_every_config_setting_is_in_the_reference():
                          "`medgr2 config reference --update docs/config.md`")
 
 
+def test_config_reference_is_not_stale():
+    from medgr2.cli.config_cmd import reference_with_components, replace_generated
+
+    text = doc("config.md")
+    assert replace_generated(text, reference_with_components(load_registry())) == text, (
+        "docs/config.md is stale: run `medgr2 config reference --components --update docs/config.md`")
+
+
 def test_config_reference_is_between_the_markers():
     from medgr2.cli.config_cmd import BEGIN_MARK, END_MARK, replace_generated
 
