@@ -241,7 +241,7 @@ class DicomOptions(SourceOptions):
 
 
 class DemoOptions(_Options):
-    """``demo``: a small corpus from installed packages (pydicom, pydicom-data, scikit-image)."""
+    """``demo``: package-bundled images (pydicom, pydicom-data, scikit-image) plus the embedded corpus."""
 
     seed: int = Field(default=0, description="Seed of the grouped split.")
     fractions: dict[str, float] = Field(
@@ -252,6 +252,11 @@ class DemoOptions(_Options):
         default_factory=lambda: ["skimage", "pydicom", "pydicom-data"], description="Packages to read."
     )
     max_frames: int = Field(default=4, ge=1, description="Items per multi-frame DICOM at most.")
+    corpus: bool = Field(
+        default=True,
+        description="Also read the embedded real corpus (demo_corpus/: 380 PneumoniaMNIST chest X-rays, "
+                    "50 TotalSegmentator CT/MR slices; splits recorded in corpus.json, grouped by image/volume).",
+    )
 
 
 class LoaderOptions(_Options):

@@ -314,7 +314,8 @@ DEMO_FILES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
 
 
 class DemoSource:
-    """A small labelled corpus from installed packages, for the offline quickstart."""
+    """A small labelled corpus for the offline quickstart: images bundled with installed packages plus
+    the embedded real corpus (``medgr2_datasets.corpus``: PneumoniaMNIST, TotalSegmentator slices)."""
 
     def __init__(self, options: DemoOptions):
         self.options = options
@@ -358,4 +359,10 @@ class DemoSource:
                     )
             except Exception as exc:  # noqa: BLE001
                 rejects.append(reject_from_exception(uri, exc))
-        return finish(items, rejects, o)
+        if o.corpus:  # the embedded real images keep their recorded (grouped) splits
+            from medgr2_datasets.corpus import corpus_items
+
+            more, failed = corpus_items()
+            items += more
+            rejects += failed
+        return finish(items, rejects, o, keep_splits=True)

@@ -134,7 +134,8 @@ def test_demo_corpus_leaks_no_dicom_identifiers(registry):
         Modality.FUNDUS,
         Modality.MICROSCOPY,
     } <= {it.modality for it in seed.items}
-    dumped = json.dumps([it.model_dump(mode="json") for it in seed.items])
+    # content hashes are left out: 400+ hex digests contain any 4-digit id by chance
+    dumped = json.dumps([it.model_dump(mode="json", exclude={"image": {"sha256"}}) for it in seed.items])
     checked = 0
     for it in seed.items:
         if it.image.path.endswith(".dcm"):
