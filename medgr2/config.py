@@ -164,6 +164,18 @@ class FilterSection(Section):
     allow_overlap: bool = Field(default=False, description="Keep samples already in D_gen (Algorithm 1, l. 6-8).")
 
 
+class LauncherSection(Section):
+    """How a training stage is launched on several processes: ``accelerate launch`` with these settings."""
+
+    config_file: str | None = Field(default=None, description="An accelerate config (examples/accelerate/*.yaml); "
+                                                                "None: accelerate's defaults.")
+    num_processes: int = Field(default=2, ge=1, description="Processes (GPUs, or CPU processes with a MULTI_GPU "
+                                                              "config such as examples/accelerate/cpu_2proc.yaml).")
+    main_process_port: int | None = Field(default=None, ge=1024, le=65535,
+                                          description="Rendezvous port (None: accelerate's default, 29500).")
+    timeout_s: float | None = Field(default=None, gt=0, description="Stop a launched stage after this many seconds.")
+
+
 class PolicySection(Section):
     """Step 3: the policy and how it is trained."""
 
@@ -176,6 +188,9 @@ class PolicySection(Section):
         default="text", description="How the policy answers: option letter, option text, or <think>/<answer>.")
     sft: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="sft", options={"num_train_epochs": 40}),
                                     description="SFT trainer.")
+    launcher: LauncherSection | None = Field(
+        default=None, description="Launch SFT and GRPO through `accelerate launch` (several processes); None: in the "
+                                  "loop's own process.")
     grpo: TrainerSpec | None = Field(
         default_factory=lambda: TrainerSpec(name="grpo", options={"max_steps": 6, "max_completion_length": 24}),
         description="GRPO trainer.")

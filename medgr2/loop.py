@@ -28,6 +28,7 @@ its record matches, and redone otherwise, so a changed config re-runs only what 
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
@@ -48,7 +49,7 @@ from medgr2.stages.evaluate import evaluate
 from medgr2.stages.filter import apply_filters
 from medgr2.stages.generate import generate, select_items
 from medgr2.stages.reward import init_reward_model, score_samples, update_reward_model
-from medgr2.stages.train import ensure_policy, train_policy
+from medgr2.stages.train import ensure_policy, launch_training, train_policy
 from medgr2.store import (
     RunStore, atomic_write_text, hash_data, hash_files, read_json, read_jsonl, write_json, write_jsonl,
 )
@@ -56,6 +57,22 @@ from medgr2.store import (
 
 class RunDirectoryExists(FileExistsError):
     """The run directory holds an earlier run and neither resume nor overwrite was asked."""
+
+
+class StartedUnderLauncher(RuntimeError):
+    """``medgr2 run`` was started by ``accelerate launch`` / ``torchrun`` (several ranks)."""
+
+
+def refuse_distributed_start(config_path: str | os.PathLike[str] | None = None) -> None:
+    """Refuse at once when this process is one rank of several: the loop orchestrates in one process and
+    launches each training stage itself (``policy.launcher``), so N ranks would each run the whole loop."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1:
+        target = config_path or "CONFIG"
+        raise StartedUnderLauncher(
+            f"medgr2 run was started as one of {world} processes (accelerate launch / torchrun). Start it in one "
+            f"process — `medgr2 run {target}` — and set policy.launcher (config_file: examples/accelerate/<yours>.yaml, "
+            "num_processes: N): the loop then launches SFT and GRPO on N processes itself.")
 
 
 @dataclass
@@ -372,8 +389,16 @@ class Loop:
         rm = self.load_rm(state.rm_path)
         policy = state.policy
 
+        launcher = self.config.policy.launcher
+        rm_folder = state.rm_path
+
         def body(ctx: StageContext) -> dict:
-            result = train_policy(self.create(spec), samples, policy, ctx.work_dir / a.POLICY_DIR, ctx)
+            if launcher is not None:
+                result = launch_training(name, self.store.root / "config.yaml", samples, policy,
+                                         ctx.work_dir / a.POLICY_DIR, ctx, launcher,
+                                         reward_model=rm_folder if name == "grpo" else None)
+            else:
+                result = train_policy(self.create(spec), samples, policy, ctx.work_dir / a.POLICY_DIR, ctx)
             steps = result.metrics.get("optimizer_steps")
             if steps is not None and steps < 1:
                 raise StageFailed(self.store.key(t, name), f"0 optimizer steps on {len(samples)} samples: nothing "
@@ -509,6 +534,7 @@ def run(
     """
     from medgr2.plugins import ensure_registry
 
+    refuse_distributed_start(config if isinstance(config, (str, Path)) else None)
     registry = ensure_registry(registry)
     if isinstance(config, RunConfig):
         config = load_config(data=config.model_dump(mode="json"), overrides=overrides, registry=registry)
@@ -528,4 +554,4 @@ def run(
 
 
 __all__ = ["ConfigError", "CycleResult", "Loop", "RunDirectoryExists", "RunResult", "RunState", "StageFailed",
-           "StageIncomplete", "run"]
+           "StageIncomplete", "StartedUnderLauncher", "run"]

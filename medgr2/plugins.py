@@ -355,6 +355,17 @@ def configure(plugins: Sequence[str] = (), disabled: Sequence[str] = (), strict:
     _default_args = {"plugins": list(plugins), "disabled": list(disabled), "strict": strict}
 
 
+def cli_plugin_args() -> list[str]:
+    """The ``--plugin`` / ``--no-plugin`` / ``--strict-plugins`` flags that rebuild this process's plugin
+    set in a child ``medgr2`` process (entry points and ``MEDGR2_PLUGINS`` it finds by itself)."""
+    args: list[str] = []
+    for spec in _default_args.get("plugins", []):
+        args += ["--plugin", spec]
+    for name in _default_args.get("disabled", []):
+        args += ["--no-plugin", name]
+    return [*args, "--strict-plugins"] if _default_args.get("strict") else args
+
+
 def default_plugins() -> PluginSet:
     """The process-wide plugin set, loaded on first use."""
     global _default

@@ -24,10 +24,14 @@ def register(app: typer.Typer) -> None:
         retry_rejects: RetryRejectsOpt = False,
     ) -> None:
         """Run the MedGR2 loop. With no config: the offline CPU quickstart (demo corpus, tiny policy)."""
-        from medgr2.loop import RunDirectoryExists, run
+        from medgr2.loop import RunDirectoryExists, StartedUnderLauncher, refuse_distributed_start, run
         from medgr2.interfaces import ComponentFailed
         from medgr2.stages import StageFailed, StageIncomplete
 
+        try:
+            refuse_distributed_start(config)
+        except StartedUnderLauncher as e:
+            fail(str(e))
         cfg = load_run_config(config, [*(set_ or []), *retry_rejects_override(retry_rejects)])
         rep = reporter(quiet)
         try:

@@ -78,3 +78,52 @@ def train_policy(trainer: PolicyTrainer, samples: Sequence[VQASample], model_pat
         write_json(output_dir / TRAIN_RESULT, result)
     context.reporter.log(f"{name}: done in {result.wall_s:.1f} s -> {result.checkpoint}")
     return result
+
+
+def launch_training(stage: str, config_path: str | os.PathLike[str], samples: Sequence[VQASample],
+                    model_path: str | os.PathLike[str], output_dir: str | os.PathLike[str], context: StageContext,
+                    launcher: Any, *, reward_model: str | os.PathLike[str] | None = None) -> TrainResult:
+    """Run ``medgr2 <stage>`` under ``accelerate launch`` (``policy.launcher``) and return its result.
+
+    The loop stays in one process and orchestrates; this launches the stage's own command on
+    ``launcher.num_processes`` processes with the user's accelerate config, on the run's resolved
+    config (``config_path``), the samples written beside ``output_dir``, and the same cycle (so the
+    seed is the loop's), then reads the ``train_result.json`` that rank 0 wrote. The child processes
+    load the plugins this process loaded (``--plugin`` specs, ``MEDGR2_PLUGINS``, entry points).
+    """
+    import subprocess
+    import sys
+
+    from medgr2.artifacts import TRAIN_RESULT
+    from medgr2.plugins import cli_plugin_args
+    from medgr2.stages import StageFailed
+    from medgr2.store import read_json, write_jsonl
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    samples_path = output_dir.parent / "samples.jsonl"
+    write_jsonl(samples_path, samples)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(launcher.num_processes)]
+    if launcher.config_file:
+        cmd += ["--config_file", str(launcher.config_file)]
+    if launcher.main_process_port:
+        cmd += ["--main_process_port", str(launcher.main_process_port)]
+    cmd += ["-m", "medgr2", *cli_plugin_args(), stage, str(config_path), "--samples", str(samples_path),
+            "--model", str(model_path), "--out", str(output_dir), "--cycle", str(max(1, context.cycle)), "--quiet"]
+    if reward_model is not None:
+        cmd += ["--reward-model", str(reward_model)]
+    context.reporter.log(f"{stage}: accelerate launch on {launcher.num_processes} process(es) -> {output_dir}")
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
+    env.pop("RANK", None), env.pop("WORLD_SIZE", None), env.pop("LOCAL_RANK", None)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=launcher.timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise StageFailed(stage, f"the launched training ran past policy.launcher.timeout_s={launcher.timeout_s}: "
+                                 f"partial checkpoints are kept in {output_dir}; --resume continues") from exc
+    (output_dir.parent / "launch.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    result_path = output_dir / TRAIN_RESULT
+    if proc.returncode != 0 or not result_path.is_file():
+        tail = "\n".join(proc.stderr.strip().splitlines()[-12:])
+        raise StageFailed(stage, f"`accelerate launch` exited {proc.returncode} (full log: "
+                                 f"{output_dir.parent / 'launch.log'}):\n{tail}")
+    return read_json(result_path, TrainResult)
