@@ -4,7 +4,8 @@
   the pair (question, answer + rationale), pooled; images go to :class:`TinyCNN` beside it.
 * :class:`VLMBackbone`: a local Qwen2.5-VL / LLaVA folder over (image, question + answer),
   pooled at the last token of its last hidden state (transformers has no sequence-classification
-  head for them).
+  head for them). An input without an image is rendered without an image part (text only); one
+  processor batch holds inputs of one kind, so the VLM reward model splits mixed batches.
 
 A backbone prepares inputs once (:meth:`prepare`: tokenised, with a length used to sort batches)
 and pads each batch only to its own longest item (:meth:`collate`).
@@ -262,7 +263,8 @@ class VLMBackbone:
 
         images = [open_image(it.image).convert("RGB") for it in items if it.image is not None]
         if images and len(images) != len(items):
-            raise ValueError("a VLM reward batch mixes inputs with and without images; give every input an image")
+            raise ValueError("a VLM processor batch mixes inputs with and without images: split it by has-image "
+                             "first (VLMRewardModel scores and trains such batches as two sub-batches)")
         self.processor.tokenizer.padding_side = "right"
         kwargs: dict[str, Any] = {"text": [it.features["text"] for it in items], "return_tensors": "pt",
                                   "padding": True}

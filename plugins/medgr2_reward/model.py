@@ -294,7 +294,7 @@ class RegressionRewardModel:
             return []
         net.eval()
         prepared = self._prepare(inputs)
-        order = sorted(range(len(prepared)), key=lambda i: (prepared[i].length, i))
+        order = sorted(range(len(prepared)), key=lambda i: (self._batch_kind(prepared[i]), prepared[i].length, i))
         out = [0.0] * len(prepared)
         bs = self.options.score_batch_size
         reporter = context.reporter if context is not None else None
@@ -305,6 +305,11 @@ class RegressionRewardModel:
             else:
                 self._score_batches(prepared, order, bs, out, None)
         return out
+
+    def _batch_kind(self, item: Prepared) -> int:
+        """Scoring batches are sorted by this, then by length (0 for every input here; the VLM R_φ
+        puts inputs without an image before those with one, so its batches rarely need splitting)."""
+        return 0
 
     def _score_batches(self, prepared: list[Prepared], order: list[int], bs: int, out: list[float],
                        task: Any) -> None:
@@ -542,13 +547,35 @@ class MiniLMRewardModel(RegressionRewardModel):
 
 
 class VLMRewardModel(RegressionRewardModel):
-    """R_φ on a local Qwen2.5-VL / LLaVA folder: last-token hidden state + an MLP head."""
+    """R_φ on a local Qwen2.5-VL / LLaVA folder: last-token hidden state + an MLP head.
+
+    Inputs without an image (report grades, text-only replay) are rendered without an image part
+    and run through the VLM as text only; a batch that holds both kinds runs as two sub-batches
+    (one with images, one without) whose scores are put back in order. An input's score therefore
+    never depends on what else is in its batch, and an image input is scored exactly as it would be
+    in a batch of image inputs only (docs/reward-model.md, "The VLM R_φ and text-only inputs").
+    """
 
     kind = "vlm"
     options: VLMRewardOptions
 
     def __init__(self, options: VLMRewardOptions):
         super().__init__(options)
+
+    def _batch_kind(self, item: Prepared) -> int:
+        return int(item.image is not None)
+
+    def _forward(self, items: Sequence[Prepared]) -> torch.Tensor:
+        """Scores of ``items`` in order; inputs with and without an image go through the VLM as
+        separate sub-batches (a processor batch cannot mix them)."""
+        parts = [[i for i, it in enumerate(items) if (it.image is not None) is has] for has in (False, True)]
+        parts = [p for p in parts if p]
+        if len(parts) < 2:
+            return super()._forward(items)
+        scores = torch.cat([super(VLMRewardModel, self)._forward([items[i] for i in p]) for p in parts])
+        where = torch.empty(len(items), dtype=torch.long)
+        where[[i for p in parts for i in p]] = torch.arange(len(items))
+        return scores[where.to(scores.device)]
 
     def _saves_backbone(self) -> bool:
         return self.options.train_backbone

@@ -56,9 +56,16 @@ def test_vlm_reward_model_trains_saves_loads_and_is_batch_invariant(arch, tmp_pa
         assert list(reversed(rev)) == pytest.approx(scores, abs=1e-5)
 
 
-def test_vlm_refuses_mixed_image_batches(tmp_path):
-    folder = tiny.build_tiny_vlm("qwen2_5_vl", tmp_path / "vlm", seed=0)
-    rm = VLMRewardModel(VLMRewardOptions(model_path=str(folder), threads=1))
-    with pytest.raises(ValueError, match="mixes inputs with and without images"):
-        rm.score([RewardInput(image=_images(tmp_path)[0], question="q", answer="a"),
-                  RewardInput(question="q", answer="a")])
+@pytest.mark.parametrize("arch", ["qwen2_5_vl", "llava"])
+def test_vlm_scores_a_batch_mixing_inputs_with_and_without_images(arch, tmp_path):
+    """Text-only inputs run through the VLM without an image part, in their own sub-batch: each input
+    scores as it does alone, whatever the batch size and order."""
+    folder = tiny.build_tiny_vlm(arch, tmp_path / "vlm", seed=0)
+    rm = VLMRewardModel(VLMRewardOptions(model_path=str(folder), threads=1, score_batch_size=3))
+    refs = _images(tmp_path)
+    mixed = [RewardInput(image=refs[i % 2] if i % 3 else None, question="What does the X-ray show?",
+                         answer="normal " * (1 + i)) for i in range(7)]
+    scores = rm.score(mixed)
+    assert [rm.score([x])[0] for x in mixed] == pytest.approx(scores, abs=1e-5)
+    assert list(reversed(rm.score(list(reversed(mixed))))) == pytest.approx(scores, abs=1e-5)
+    assert scores[0] != pytest.approx(rm.score([mixed[0].model_copy(update={"image": refs[0]})])[0], abs=1e-6)
