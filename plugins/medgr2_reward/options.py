@@ -125,7 +125,8 @@ class MiniLMOptions(TrainOptions):
 
 
 class VLMRewardOptions(TrainOptions):
-    """R_φ on a local VLM (Qwen2.5-VL / LLaVA): pooled last hidden state + a linear head."""
+    """R_φ on a local VLM (Qwen2.5-VL / LLaVA): pooled last hidden state + an MLP head (inputs without an
+    image run through the VLM as text only; docs/reward-model.md)."""
 
     model_path: str = Field(description="The VLM backbone: a local folder with config.json (save_pretrained "
                                         "layout with its processor), or a Hub id (Qwen/Qwen2.5-VL-3B-Instruct) "
