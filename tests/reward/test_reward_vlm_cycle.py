@@ -30,7 +30,7 @@ REPORTS = (
     "Stable calcified granuloma in the right apex.",
 )
 DIAGNOSES = ("normal", "pneumonia", "tumour", "fracture")
-OPTIONS = dict(max_steps=6, batch_size=6, head_lr=1e-2, threads=1, score_batch_size=4, seed=0)
+OPTIONS = {"max_steps": 6, "batch_size": 6, "head_lr": 1e-2, "threads": 1, "score_batch_size": 4, "seed": 0}
 
 
 @pytest.fixture(scope="module")
