@@ -218,6 +218,10 @@ class RunConfig(Section):
     seed: int = Field(default=0, description="Seed of every random choice in the run.")
     cycles: int = Field(default=1, ge=1, description="Number of MedGR2 cycles T.")
     plugins: list[str] = Field(default_factory=list, description="Extra plugin specs to load (like --plugin).")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list, description="Trackers every stage logs its counts and timings to, and the trainers "
+                                          "their curves (tensorboard: runs/<name>/tensorboard/; needs the "
+                                          "tensorboard or wandb extra).")
     data: DataSection = Field(default_factory=DataSection)
     generation: GenerationSection = Field(default_factory=GenerationSection)
     reward: RewardSection = Field(default_factory=RewardSection)

@@ -72,6 +72,7 @@ class StageContext:
         scorer: The evaluation protocol (``evaluation.scorer``) an evaluator scores under.
         eval_samples: The held-out evaluation samples, which the contamination filter protects.
         allow_overlap: ``filters.allow_overlap``: keep samples already in D_gen.
+        report_to: The run's trackers (``report_to``), for trainers that log their own curves.
     """
 
     work_dir: Path
@@ -85,6 +86,7 @@ class StageContext:
     scorer: str | None = None
     eval_samples: Sequence[VQASample] = ()
     allow_overlap: bool = False
+    report_to: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir)

@@ -28,6 +28,7 @@ its record matches, and redone otherwise, so a changed config re-runs only what 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -53,6 +54,7 @@ from medgr2.stages.train import ensure_policy, launch_training, train_policy
 from medgr2.store import (
     RunStore, atomic_write_text, hash_data, hash_files, read_json, read_jsonl, write_json, write_jsonl,
 )
+from medgr2.tracking import Tracker
 
 
 class RunDirectoryExists(FileExistsError):
@@ -133,6 +135,7 @@ class Loop:
         self.executed: list[str] = []
         self.skipped: list[str] = []
         self.warnings: list[str] = []
+        self.tracker: Tracker | None = None
 
     # ------------------------------------------------------------------ stage plumbing
 
@@ -172,6 +175,8 @@ class Loop:
                                   128 + signum if signum else 130)
         self.store.mark_complete(cycle, name, inputs, config_hash, outputs)
         self.executed.append(key)
+        if self.tracker is not None:
+            self.tracker.log(name, outputs, step=cycle)
         return outputs
 
     def _claim_stage_dir(self, cycle: int, name: str, key: str, *, keep: bool) -> None:
@@ -393,6 +398,10 @@ class Loop:
         rm_folder = state.rm_path
 
         def body(ctx: StageContext) -> dict:
+            with self.tracker.for_trainer(self.store.key(t, name)) if self.tracker else contextlib.nullcontext():
+                return train_body(ctx)
+
+        def train_body(ctx: StageContext) -> dict:
             if launcher is not None:
                 result = launch_training(name, self.store.root / "config.yaml", samples, policy,
                                          ctx.work_dir / a.POLICY_DIR, ctx, launcher,
@@ -447,6 +456,13 @@ class Loop:
     def run(self) -> RunResult:
         """Walk the declared stages: the run-level ones once, then the cycle ones for t = 1..T."""
         self.store.save_config(resolved_dict(self.config, self.registry), versions(self.registry))
+        self.tracker = Tracker(self.config.report_to, self.store.root, self.config.name)
+        try:
+            return self._walk()
+        finally:
+            self.tracker.close()
+
+    def _walk(self) -> RunResult:
         state = RunState()
         result = RunResult(self.store.root)
         for spec in stages("run"):

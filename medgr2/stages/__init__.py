@@ -97,7 +97,8 @@ def stage_context(config: RunConfig, work_dir: str | Path, *, cycle: int = 0, re
 
     return StageContext(work_dir=Path(work_dir), cycle=cycle, seed=config.seed + cycle, reporter=reporter,
                         registry=registry, answer_format=config.policy.answer_format,
-                        scorer=config.evaluation.scorer, allow_overlap=config.filters.allow_overlap, **fields)
+                        scorer=config.evaluation.scorer, allow_overlap=config.filters.allow_overlap,
+                        report_to=tuple(config.report_to), **fields)
 
 
 class StageFailed(RuntimeError):

@@ -40,6 +40,14 @@ def model_params(model: Any) -> int:
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
+def report_to(options: CommonOptions, context: StageContext) -> str | list[str]:
+    """The trainer's loggers: its own ``report_to`` when set, else the run's trackers (``report_to``)."""
+    own = [options.report_to] if isinstance(options.report_to, str) else list(options.report_to)
+    if own and own != ["none"]:
+        return own
+    return list(context.report_to) or "none"
+
+
 def answer_format(options: CommonOptions, context: StageContext) -> str:
     """The answer format: the trainer's option, else the run's ``policy.answer_format``, else ``text``."""
     return options.answer_format or context.answer_format or "text"
@@ -91,7 +99,7 @@ def training_defaults(options: CommonOptions, context: StageContext, model: Any)
         "save_steps": options.save_steps,
         "save_total_limit": options.save_total_limit,
         "seed": context.seed if options.seed is None else options.seed,
-        "report_to": options.report_to,
+        "report_to": report_to(options, context),
         "remove_unused_columns": False,
         "dataloader_pin_memory": gpu,
         "disable_tqdm": True,

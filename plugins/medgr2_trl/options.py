@@ -24,6 +24,9 @@ TINY_PARAMS = 10_000_000
 """Models with fewer parameters get the tiny-model defaults."""
 
 
+TrainerLogger = Literal["none", "tensorboard", "wandb"]
+
+
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -83,7 +86,8 @@ class CommonOptions(_Options):
     gradient_checkpointing: bool | None = Field(default=None, description="None: on GPU only.")
     num_threads: int | None = Field(
         default=None, ge=1, description="torch CPU threads; None: CPU cores divided by the number of processes.")
-    report_to: str | list[str] = Field(default="none", description="Trainer loggers: none, tensorboard, wandb ...")
+    report_to: TrainerLogger | list[TrainerLogger] = Field(
+        default="none", description="Trainer loggers: none, tensorboard or wandb (none: the run's report_to).")
     lora: LoraOptions | None = Field(default=None, description="Train LoRA adapters instead of all weights.")
     trl_args: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments passed verbatim to the TRL config.")
