@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from medgr2 import __version__
 from medgr2.data import GenerationResult, ImageRef, Reject, SeedItem, VQASample, stable_hash
 from medgr2_generation.engine import (
     EngineOptions,
@@ -70,6 +71,7 @@ class ApiGenerator(abc.ABC):
         self.options = options
         self.last_ledger = None
         self._retried = 0
+        self._bank_version: str | None = None
 
     # ------------------------------------------------------------------ backend hooks
     @abc.abstractmethod
@@ -89,6 +91,9 @@ class ApiGenerator(abc.ABC):
             "max_output_tokens": o.max_output_tokens,
             "structured": o.structured_output,
             "image": [o.max_image_side, o.max_image_pixels, o.max_image_bytes, o.image_format],
+            # the exemplar bank version: replies are never reused across versions, even for a prompt
+            # whose modality has the same exemplars in both (absent without a bank: keys unchanged)
+            **({"exemplar_bank": self._bank_version} if self._bank_version else {}),
         }
 
     def _key(self, prompt: str, images: Sequence[ImageRef], schema_version: str) -> str:
@@ -231,7 +236,22 @@ class ApiGenerator(abc.ABC):
     def generate(self, items: Sequence[SeedItem], context: StageContext) -> GenerationResult:
         """Generate one sample per seed item (see the class docstring)."""
         template = resolve_template(self.options.strategy, self.options.template_path, context.registry)
-        return run_sync(self._generate(list(items), context, template))
+        template = self._with_bank(template)
+        self._bank_version = template.bank_version
+        try:
+            return run_sync(self._generate(list(items), context, template))
+        finally:
+            self._bank_version = None
+
+    def _with_bank(self, template: PromptTemplate) -> PromptTemplate:
+        """``template`` with the ``exemplar_bank`` option's exemplars (unchanged without one)."""
+        o = self.options
+        if not o.exemplar_bank:
+            return template
+        from medgr2_generation.exemplars import load_bank
+
+        excludes = None if o.allow_restricted else o.restricted_datasets
+        return template.with_bank(load_bank(o.exemplar_bank), o.exemplars_per_prompt, excludes)
 
     async def _generate(
         self, items: list[SeedItem], context: StageContext, template: PromptTemplate
@@ -275,6 +295,8 @@ class ApiGenerator(abc.ABC):
             backend=self.name,
             prompt_strategy=template.name,
             retried_rejects=self._retried,
+            generator_version=template.generator_version(__version__),
+            exemplar_bank=template.bank_version,
             **out.causes(),
         )
         self.last_ledger = ledger

@@ -92,7 +92,8 @@ def build_sample(
         source_dataset=item.dataset,
         source_id=item.id,
         generator=generator,
-        generator_version=__version__,
+        generator_version=template.generator_version(__version__) if hasattr(template, "generator_version")
+        else __version__,
         model_id=model,
         prompt_strategy=template.strategy,
         template_hash=template.hash(prompt),

@@ -97,6 +97,15 @@ class ApiOptions(PromptOptions):
         default_factory=lambda: dict(DEFAULT_PRICES),
         description="USD per million tokens by model: {model: {input: x, output: y}}.",
     )
+    exemplar_bank: str | None = Field(
+        default=None,
+        description="An exemplar bank folder (its newest version) or one version folder (…/v002): the "
+        "meta_cognitive prompt shows the top-reward exemplars of the item's modality as text-only examples "
+        "(the self-updating generator; see medgr2_generation.exemplars). None: no exemplars.",
+    )
+    exemplars_per_prompt: int = Field(
+        default=3, ge=1, le=8, description="Exemplars shown per prompt at most (with exemplar_bank)."
+    )
 
 
 class GeminiOptions(ApiOptions):
@@ -127,4 +136,18 @@ class LocalOptions(PromptOptions):
     device: str = Field(default="cpu", description="torch device.")
     cache_path: str | None = Field(
         default=None, description="Reply cache (JSONL); None: requests.jsonl in the stage folder."
+    )
+
+
+class ExemplarUpdaterOptions(_Options):
+    """Options of the ``exemplar-bank`` generator updater (Algorithm 1, line 14, for API generators)."""
+
+    bank_dir: str | None = Field(
+        default=None,
+        description="The bank folder, kept across cycles (None: the stage's work_dir, which the loop must "
+        "then keep the same every cycle).",
+    )
+    per_cell: int = Field(default=3, ge=1, le=100, description="Exemplars kept per modality × question type.")
+    exemplars_per_prompt: int = Field(
+        default=3, ge=1, le=8, description="Passed on to the generator: exemplars shown per prompt at most."
     )

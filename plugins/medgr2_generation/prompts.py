@@ -11,7 +11,8 @@ JSON braces need no escaping)::
 
 Placeholders: ``$dataset``, ``$modality``, ``$labels`` (one ``- key: value`` line each),
 ``$report`` (the item's free text, or nothing), ``$modalities``, ``$question_types``,
-``$schema`` (the JSON schema of the reply). The built-ins ``direct``, ``step_by_step`` and
+``$schema`` (the JSON schema of the reply), ``$exemplars`` (few-shot exemplars from an exemplar bank,
+text only, or nothing: see :mod:`medgr2_generation.exemplars`; only ``meta_cognitive`` has it). The built-ins ``direct``, ``step_by_step`` and
 ``meta_cognitive`` are registered under the ``prompt`` kind; users override one by pointing a
 generator's ``template_path`` option at their own file, or by registering the same name with
 ``override=True`` and a :class:`PromptTemplate` (or a ``pathlib.Path`` to a template file) as target.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import json
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,29 +51,77 @@ class PromptTemplate:
         version: The template version (part of the name users see: ``direct@1``).
         body: The template text with ``$placeholders``.
         source: Where it was read from (a path), for messages.
+        bank: An :class:`~medgr2_generation.exemplars.ExemplarBank` whose exemplars fill ``$exemplars``
+            (set with :meth:`with_bank`; ``None``: ``$exemplars`` renders as nothing).
+        exemplars_per_prompt: Exemplars shown per prompt at most.
+        bank_excludes: Datasets whose exemplars are never shown (the restricted ones); ``None``: restricted
+            exemplars are shown too (``allow_restricted``).
     """
 
     strategy: str
     version: str
     body: str
     source: str = ""
+    bank: Any = None
+    exemplars_per_prompt: int = 3
+    bank_excludes: tuple[str, ...] | None = ()
 
     PLACEHOLDERS = frozenset(
-        {"dataset", "modality", "labels", "report", "modalities", "question_types", "schema"}
+        {"dataset", "modality", "labels", "report", "modalities", "question_types", "schema", "exemplars"}
     )
 
     def __post_init__(self) -> None:
-        names = {
-            m.group("named") or m.group("braced")
-            for m in string.Template.pattern.finditer(self.body)
-            if not m.group("escaped")
-        }
-        unknown = sorted(n for n in names if n and n not in self.PLACEHOLDERS)
+        unknown = sorted(n for n in self.placeholders if n not in self.PLACEHOLDERS)
         if unknown:
             raise TemplateError(
                 f"template {self.source or self.strategy!r} uses unknown placeholder(s) {unknown}; "
                 f"allowed: {sorted(self.PLACEHOLDERS)} (write $$ for a literal $)"
             )
+
+    @property
+    def placeholders(self) -> set[str]:
+        """The placeholders the body uses."""
+        return {
+            name
+            for m in string.Template.pattern.finditer(self.body)
+            if not m.group("escaped") and (name := m.group("named") or m.group("braced"))
+        }
+
+    def with_bank(
+        self, bank: Any, exemplars_per_prompt: int = 3, exclude_datasets: Any = ()
+    ) -> PromptTemplate:
+        """This template with ``$exemplars`` filled from ``bank`` (raises :class:`TemplateError` when
+        the body has no ``$exemplars``)."""
+        if "exemplars" not in self.placeholders:
+            raise TemplateError(
+                f"exemplar_bank is set but the prompt template {self.source or self.name!r} has no $exemplars "
+                "placeholder: use strategy meta_cognitive, add $exemplars to your template, or unset exemplar_bank"
+            )
+        return replace(self, bank=bank, exemplars_per_prompt=exemplars_per_prompt,
+                       bank_excludes=None if exclude_datasets is None else tuple(exclude_datasets))
+
+    @property
+    def bank_version(self) -> str | None:
+        """The exemplar bank version in use (``None``: no bank)."""
+        return self.bank.version if self.bank is not None else None
+
+    def generator_version(self, base: str) -> str:
+        """``base`` (the medgr2 version), plus ``+bank.<version>`` when an exemplar bank is in use."""
+        return f"{base}+bank.{self.bank_version}" if self.bank is not None else base
+
+    def exemplars(self, item: SeedItem) -> str:
+        """The ``$exemplars`` text for ``item`` (empty without a bank or exemplars of its modality)."""
+        if self.bank is None:
+            return ""
+        from medgr2_generation.exemplars import parse_question_types, render_exemplars
+
+        chosen = self.bank.for_item(
+            item.modality,
+            parse_question_types(item.labels.get("question_types")),
+            k=self.exemplars_per_prompt,
+            exclude_datasets=self.bank_excludes,
+        )
+        return render_exemplars(chosen, item.modality.label)
 
     @classmethod
     def from_file(cls, path: str | Path) -> PromptTemplate:
@@ -115,10 +164,14 @@ class PromptTemplate:
             modalities=", ".join(m.value for m in Modality),
             question_types=", ".join(q.value for q in QuestionType),
             schema=json.dumps(SAMPLE_SCHEMA, indent=1),
+            exemplars=self.exemplars(item),
         )
 
     def hash(self, rendered: str) -> str:
-        """The template hash recorded in provenance: over the strategy, version and rendered prompt."""
+        """The template hash recorded in provenance: over the strategy, version and rendered prompt
+        (and the exemplar bank version, when one is in use)."""
+        if self.bank is not None:
+            return stable_hash(self.name, rendered, self.bank_version)
         return stable_hash(self.name, rendered)
 
 
