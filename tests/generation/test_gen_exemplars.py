@@ -29,7 +29,7 @@ from medgr2.data import (
     VQASample,
 )
 from medgr2.interfaces import StageContext
-from medgr2.testing.fake_servers import FakeOpenAIServer, default_reply
+from medgr2.testing.fake_servers import FakeGeminiServer, FakeOpenAIServer, default_reply
 
 DD, AI, LG = QuestionType.DISEASE_DIAGNOSIS, QuestionType.ANATOMY_IDENTIFICATION, QuestionType.LESION_GRADING
 
@@ -222,17 +222,22 @@ def test_bank_versions_are_new_requests_and_recorded_in_provenance(gen_registry,
     assert (v1.version, v2.version) == ("v001", "v002")
 
 
-def test_same_prompt_under_a_new_bank_version_is_still_asked_again(gen_registry, items_factory, tmp_path):
+@pytest.mark.parametrize("backend", ["openai", "gemini"])
+def test_same_prompt_under_a_new_bank_version_is_still_asked_again(
+    backend, gen_registry, items_factory, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
     bank = tmp_path / "bank"
     update_bank(CYCLE1, bank, per_cell=2)
     update_bank([sample("m-a", 6.0, modality=Modality.MRI)], bank, per_cell=2)  # X-ray exemplars unchanged
     items = items_factory(2)
-    with FakeOpenAIServer() as server:
+    with {"openai": FakeOpenAIServer, "gemini": FakeGeminiServer}[backend]() as server:
         for version in ("v001", "v002"):
-            gen = gen_registry.create("generator", "openai", {
+            gen = gen_registry.create("generator", backend, {
                 "base_url": server.base_url, **FAST, "exemplar_bank": str(bank / version),
                 "cache_path": str(tmp_path / "requests.jsonl")})
-            gen.generate(items, StageContext(work_dir=tmp_path / version, registry=gen_registry))
+            result = gen.generate(items, StageContext(work_dir=tmp_path / version, registry=gen_registry))
+            assert len(result.samples) == 2 and result.ledger.extra["exemplar_bank"] == version
         assert server.attempts == 4 and len({a.prompt_key for a in server.log}) == 2  # same 2 prompts, asked twice
 
 
