@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medgr2.data import ImageRef, Modality, Provenance, QuestionType, VQASample, stable_hash
+from medgr2.data import LETTERS, ImageRef, Modality, Provenance, QuestionType, VQASample, stable_hash
 from medgr2.interfaces import SeedSet
 from medgr2_datasets.common import (
     DEFAULT_FRACTIONS,
@@ -47,7 +47,6 @@ from medgr2_datasets.common import (
 
 _SPLIT_NAMES = {"train": "train", "training": "train", "validation": "val", "valid": "val", "val": "val",
                 "dev": "val", "test": "test", "testing": "test"}
-_LETTERS = "ABCDEFGH"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -238,8 +237,8 @@ class HFSource:
         if text.lower() in lowered:
             return lowered[text.lower()]
         m = re.fullmatch(r"\(?([A-H])\)?[.):]?", text)
-        if m and _LETTERS.index(m.group(1)) < len(options):
-            return options[_LETTERS.index(m.group(1))]
+        if m and LETTERS.index(m.group(1)) < len(options):
+            return options[LETTERS.index(m.group(1))]
         if text.isdigit() and int(text) < len(options):  # a 0-based index written as text
             return options[int(text)]
         raise ValueError(f"answer {text!r} is not one of the options {list(options)}")

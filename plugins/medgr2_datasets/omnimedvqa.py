@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from medgr2.data import ImageRef, Modality, Provenance, QuestionType, Reject, VQASample
+from medgr2.data import LETTERS, ImageRef, Modality, Provenance, QuestionType, Reject, VQASample
 from medgr2.images import UnsafePathError
 from medgr2.interfaces import SeedSet
 from medgr2.stages.seed import keep_every_question
@@ -40,7 +40,7 @@ from medgr2_datasets.loaders import ImageTooLargeError
 from medgr2_datasets.options import MedR1Options, OmniMedVQAOptions
 from medgr2_datasets.probe import checked_ref
 
-OPTION_KEYS = tuple(f"option_{c}" for c in "ABCDEFGH")
+OPTION_KEYS = tuple(f"option_{c}" for c in LETTERS)
 ACCESS_FOLDERS = ("Open-access", "Restricted-access")
 
 
@@ -261,7 +261,7 @@ def parse_problem(problem: str) -> tuple[str, list[str]]:
     question = problem[: m.start()].strip()
     found = _OPTION_RE.findall(problem[m.start() :].strip())
     letters = [letter for letter, _ in found]
-    if letters != list("ABCDEFGH"[: len(letters)]):
+    if letters != list(LETTERS[: len(letters)]):
         raise ValueError(f"options are not lettered A, B, C ... in order: {letters}")
     return question, [text.strip().rstrip(",").strip() for _, text in found]
 
@@ -270,8 +270,8 @@ def parse_solution(solution: str, options: list[str]) -> str:
     """The answer option text from ``"<answer> C </answer>"`` (a letter or the option text)."""
     m = _ANSWER_RE.search(solution)
     value = (m.group(1) if m else solution).strip().strip(".").strip()
-    if len(value) == 1 and value.upper() in "ABCDEFGH":
-        index = "ABCDEFGH".index(value.upper())
+    if len(value) == 1 and value.upper() in LETTERS:
+        index = LETTERS.index(value.upper())
         if index < len(options):
             return options[index]
     matched = _match_answer(value, options)

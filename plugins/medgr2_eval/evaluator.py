@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from medgr2.data import EvalReport, Prediction, VQASample
+from medgr2.data import LETTERS, EvalReport, Prediction, VQASample
 from medgr2.interfaces import StageContext
 from medgr2.store import JsonlAppender, atomic_write_text, read_jsonl, write_jsonl
 from medgr2_eval.options import VQAEvaluatorOptions
@@ -49,7 +49,7 @@ def medgr2_prompt(sample: Any) -> str:
 
 def med_r1_prompt(sample: Any) -> str:
     """Med-R1's evaluation prompt (its ``QUESTION_TEMPLATE``) over the question and lettered options."""
-    listed = "\n".join(f"{chr(65 + i)}) {o}" for i, o in enumerate(sample.options))
+    listed = "\n".join(f"{letter}) {o}" for letter, o in zip(LETTERS, sample.options))
     return (
         f"{sample.question.strip()}\n{listed} Provide the correct single-letter choice (A, B, C, D,...) "
         "inside <answer>...</answer> tags."
@@ -88,7 +88,7 @@ def option_targets(sample: VQASample, fmt: str, prompt: str = "format") -> list[
     if prompt == "medgr2":
         return list(sample.options)
     if prompt == "med-r1":
-        return [f"<answer>{chr(65 + i)}</answer>" for i in range(len(sample.options))]
+        return [f"<answer>{letter}</answer>" for letter in LETTERS[: len(sample.options)]]
     from medgr2.answers import target_text
 
     kind = "letter" if fmt == "letter" else "text"
