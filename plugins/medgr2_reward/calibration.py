@@ -19,28 +19,18 @@ import numpy as np
 from medgr2.store import atomic_write_text
 
 
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank (like ``scipy.stats.rankdata``)."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=float)
-    sx = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sx[j + 1] == sx[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman rank correlation (NaN when either side is constant or has < 2 values)."""
+    """Spearman rank correlation by ``scipy.stats.spearmanr`` (average ranks for ties); NaN when
+    either side is constant or has fewer than 2 values (checked here, so scipy is not asked and
+    raises no ``ConstantInputWarning``)."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(x) != len(y):
+        raise ValueError(f"spearman needs two sequences of one length (got {len(x)} and {len(y)})")
     if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return float("nan")
-    rx, ry = rankdata(x), rankdata(y)
-    return float(np.corrcoef(rx, ry)[0, 1])
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
 
 
 def _pair_accuracy(high: np.ndarray, low: np.ndarray) -> tuple[float, int]:

@@ -15,7 +15,8 @@ from medgr2.config import dump_yaml
 from medgr2.testing import fake_config_data
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = ("torch", "transformers", "trl", "accelerate", "peft", "datasets", "openai", "nltk", "google.genai")
+HEAVY = ("torch", "transformers", "trl", "accelerate", "peft", "datasets", "openai", "nltk", "google.genai", "sklearn",
+         "scipy")
 """Modules that ``--help``, ``plugins list`` and every plugin.py must not import."""
 
 
