@@ -77,6 +77,10 @@ class GeneratorSpec(ComponentSpec):
     kind: ClassVar[str] = "generator"
 
 
+class GeneratorUpdaterSpec(ComponentSpec):
+    kind: ClassVar[str] = "generator_updater"
+
+
 class RewardModelSpec(ComponentSpec):
     kind: ClassVar[str] = "reward_model"
 
@@ -110,6 +114,9 @@ class GenerationSection(Section):
     generator: GeneratorSpec = Field(default_factory=lambda: GeneratorSpec(name="labels"),
                                      description="The generator backend and its options.")
     limit: int | None = Field(default=None, ge=1, description="Stop after this many seed items.")
+    update: GeneratorUpdaterSpec | None = Field(
+        default=None, description="Evolve the generator each cycle from its top-reward kept samples (Algorithm 1, "
+                                  "l. 14), e.g. {name: exemplar-bank} for the API generators; None: G stays fixed.")
 
 
 class RewardSection(Section):

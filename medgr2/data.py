@@ -382,6 +382,8 @@ class CycleLedger(Frozen):
                                                         "v0's judge seeding at reward-init).")
     judge_cost_usd: float = 0.0
     generation: Ledger | None = None
+    generator_version: str = Field(default="", description="The generator version that wrote this cycle's samples.")
+    generator_next: str = Field(default="", description="The version generator-update made for the next cycle.")
     funnel: dict[str, Any] = Field(default_factory=dict)
     optimizer_steps: dict[str, int] = Field(default_factory=dict)
     train_s: dict[str, float] = Field(default_factory=dict)

@@ -135,6 +135,21 @@ class Generator(Protocol):
 
 
 @runtime_checkable
+class GeneratorUpdater(Protocol):
+    """Updates the generator from a cycle's high-reward samples (Algorithm 1, line 14: "evolve G").
+
+    ``update`` returns ``{"version": str, "options": {...}, ...}``: the options are merged into the
+    generator's options from the next cycle on (e.g. a new exemplar bank, or a distilled model folder);
+    the version goes into the cycle ledger and the report. ``context.work_dir`` is a run-level folder
+    kept across cycles, so an updater can build on its previous versions.
+    """
+
+    def update(self, kept: Sequence[VQASample], context: StageContext) -> dict[str, Any]:
+        """The next generator version from ``kept`` (scored samples the filters kept this cycle)."""
+        ...
+
+
+@runtime_checkable
 class RewardModel(Protocol):
     """R_φ: scores (image, question, answer[, rationale]) on the paper's scale [−6, 10].
 
@@ -261,6 +276,10 @@ class Judge(Protocol):
 
     last_ledger: Ledger | None
     """Requests, tokens and cost of the last ``complete_json`` call (for the run's ledger)."""
+
+    def screen(self, samples: Sequence[VQASample]) -> list[str | None]:
+        """Why each sample must not be sent to this judge (restricted data to an external API), else ``None``."""
+        ...
 
     def complete_json(self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any],
                       context: StageContext) -> list[dict[str, Any] | Reject]:

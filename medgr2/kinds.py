@@ -52,6 +52,15 @@ KINDS: tuple[Kind, ...] = (
          "validates every sample and returns invalid ones as `Reject`s with a reason, is resumable (calling it "
          "again with the same `context.work_dir` does only the missing work) and honours `context.stop`. A "
          "generator that also has `complete_json` satisfies `medgr2.interfaces.Judge` and can be `reward.judge`."),
+    Kind("generator_updater", "medgr2_register_generator_updaters", "GeneratorUpdater", True,
+         "updates the generator from high-reward data",
+         "A target builds a `medgr2.interfaces.GeneratorUpdater`: `update(kept, context) -> {\"version\": str, "
+         "\"options\": {...}}` turns a cycle's kept, scored samples into the next version of the generator "
+         "(Algorithm 1, line 14): the returned options are merged into `generation.generator.options` from the "
+         "next cycle on, and the version is recorded in the cycle ledger. `context.work_dir` is a run-level "
+         "folder kept across cycles. The built-in `exemplar-bank` keeps a versioned bank of top-reward exemplars "
+         "per modality × question type for the API generators' meta-cognitive prompt. Chosen by "
+         "`generation.update`."),
     Kind("reward_model", "medgr2_register_reward_models", "RewardModel", True, "R_φ",
          "A target builds a `medgr2.interfaces.RewardModel`: `score(inputs, context=None) -> list[float]` on "
          "the paper's scale [−6, 10], independent of batch size and order; `train(examples, context, "

@@ -29,6 +29,7 @@ its record matches, and redone otherwise, so a changed config re-runs only what 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import shutil
@@ -114,6 +115,8 @@ class RunState:
     d_high: list[VQASample] = field(default_factory=list)
     baseline: EvalReport | None = None
     evaluation: EvalReport | None = None
+    generator_options: dict[str, Any] = field(default_factory=dict)
+    generator_version: str = ""
 
 
 def _spec_hash(*specs: Any) -> str:
@@ -283,9 +286,12 @@ class Loop:
 
     def generate(self, t: int, state: RunState) -> None:
         cfg = self.config
+        spec = cfg.generation.generator
+        if state.generator_options:  # the generator as evolved by earlier cycles' generator-update
+            spec = spec.model_copy(update={"options": {**spec.options, **state.generator_options}})
 
         def body(ctx: StageContext) -> dict:
-            result = generate(self.create(cfg.generation.generator), state.items, ctx)
+            result = generate(self.create(spec), state.items, ctx)
             ledger: Ledger = result.ledger
             outputs = {"samples": len(result.samples), "rejects": len(result.rejects), "requests": ledger.requests,
                        "cost_usd": ledger.cost_usd}
@@ -299,8 +305,8 @@ class Loop:
                     "are cached: continue with --resume to ask for the rest"))
             return outputs
 
-        self.stage(t, "generate", hash_data([i.id for i in state.items]), _spec_hash(cfg.generation, cfg.seed),
-                   body, keyed_cache=True)
+        self.stage(t, "generate", hash_data([i.id for i in state.items]),
+                   _spec_hash(cfg.generation, cfg.seed, state.generator_options), body, keyed_cache=True)
         state.candidates = read_jsonl(self._dir(t, "generate") / a.SAMPLES, VQASample)
 
     def score(self, t: int, state: RunState) -> None:
@@ -331,6 +337,26 @@ class Loop:
                       f"{self._dir(t, 'filter') / a.FUNNEL}); training uses D_gen from earlier cycles only")
         state.d_gen = _union(state.d_gen, state.d_high)
         write_jsonl(self._dir(t, "dgen") / a.DGEN, state.d_gen)
+
+    def generator_update(self, t: int, state: RunState) -> None:
+        spec = self.config.generation.update
+        if spec is None:
+            return
+        bank = self.store.root / "generator"  # kept across cycles: each version builds on the previous ones
+        kept = state.d_high
+
+        def body(ctx: StageContext) -> dict:
+            update = dict(self.create(spec).update(kept, dataclasses.replace(ctx, work_dir=bank)))
+            if not update.get("version") or not isinstance(update.get("options"), dict):
+                raise StageFailed(self.store.key(t, "generator-update"), f"the {spec.name!r} updater returned "
+                                  f"{sorted(update)}; it must return a version and the generator options")
+            return {"version": str(update["version"]), "options": update["options"],
+                    **{k: v for k, v in update.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+
+        out = self.stage(t, "generator-update", hash_data([s.id for s in kept]),
+                         _spec_hash(spec, self.config.seed), body)
+        state.generator_options = dict(out["options"])
+        state.generator_version = out["version"]
 
     def sft(self, t: int, state: RunState) -> None:
         state.policy = self._train(t, "sft", self.config.policy.sft, state.d_gen, state)
@@ -438,6 +464,8 @@ class Loop:
             generated=(gen.successes + sum(gen.rejects.values())) if gen else 0,
             valid=out("generate").get("samples", 0), kept=out("filter").get("kept", 0),
             requests=gen.requests if gen else 0, cost_usd=gen.cost_usd if gen else 0.0, generation=gen,
+            generator_version=str(gen.extra.get("generator_version", "")) if gen else "",
+            generator_next=str(out("generator-update").get("version", "")),
             judge_requests=int(sum(o.get("judge_requests", 0) for o in judged)),
             judge_cost_usd=sum(o.get("judge_cost_usd", 0.0) for o in judged),
             funnel=read_json(funnel_path) if funnel_path.exists() else {},

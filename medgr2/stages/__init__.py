@@ -68,6 +68,8 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("score", "cycle", "R_φ scores the candidates", (a.SCORED,), "score", "one score per candidate"),
     StageSpec("filter", "cycle", "threshold / top-K, dedup, overlap with D_gen, contamination → D_high",
               (a.KEPT, a.DECISIONS, a.FUNNEL), "filter", "one decision per candidate per step"),
+    StageSpec("generator-update", "cycle", "high-reward kept samples update the generator for the next cycle "
+              "(generation.update; skipped when unset)", (), None, "a new generator version recorded"),
     StageSpec("sft", "cycle", "SFT on D_gen ∪ D_high", (f"{a.POLICY_DIR}/{a.TRAIN_RESULT}",), "sft",
               "≥ 1 optimizer step"),
     StageSpec("grpo", "cycle", "GRPO with α·R_φ + β·match on D_high", (f"{a.POLICY_DIR}/{a.TRAIN_RESULT}",), "grpo",

@@ -343,7 +343,7 @@ class FakeTrainerOptions(_Options):
 
 
 class FakeTrainer:
-    """A :class:`~medgr2.interfaces.PolicyTrainer` that writes ``policy.json`` (the samples' ids)."""
+    """A :class:`~medgr2.interfaces.PolicyTrainer` that writes ``policy.json`` (the samples' ids) and a ``config.json``."""
 
     def __init__(self, options: FakeTrainerOptions | None = None):
         self.options = options or FakeTrainerOptions()
@@ -357,6 +357,7 @@ class FakeTrainer:
         output_dir = Path(output_dir)
         write_json(output_dir / "policy.json", {"base": str(model_path), "steps": self.options.steps,
                                                 "samples": [s.id for s in samples]})
+        write_json(output_dir / "config.json", {"model_type": FAKE_NAME})  # a policy folder the next cycle starts from
         history = tuple({"step": i + 1, "loss": 1.0 / (i + 1)} for i in range(self.options.steps))
         return TrainResult(checkpoint=str(output_dir), version=f"fake-policy-{len(samples)}",
                            metrics={"loss": history[-1]["loss"], "samples": float(len(samples))}, history=history)

@@ -329,6 +329,22 @@ class ApiGenerator(abc.ABC):
                             template=template, prompt=prompt, context=context)
 
     # ------------------------------------------------------------------ generic structured calls
+    def screen(self, samples: Sequence[Any]) -> list[str | None]:
+        """Why each sample must not be sent to this backend as a judge (``None``: it may), by the same rule as
+        generation: an external backend never receives restricted data unless ``allow_restricted`` is set
+        (a sample tagged ``restricted``, or one from a dataset in ``restricted_datasets``)."""
+        if not self.external or self.options.allow_restricted:
+            return [None] * len(samples)
+        out: list[str | None] = []
+        for s in samples:
+            if "restricted" in s.tags:
+                out.append(f"sample {s.id} is tagged restricted")
+            elif s.provenance.source_dataset in self.options.restricted_datasets:
+                out.append(f"dataset {s.provenance.source_dataset!r} is listed in restricted_datasets")
+            else:
+                out.append(None)
+        return out
+
     def complete_json(
         self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any], context: StageContext
     ) -> list[dict[str, Any] | Reject]:

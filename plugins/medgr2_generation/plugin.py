@@ -8,6 +8,14 @@ _OPTS = "medgr2_generation.options"
 
 
 @hookimpl
+def medgr2_register_generator_updaters(registry):
+    """``exemplar-bank``: Algorithm 1's generator update for the API generators (a versioned exemplar bank)."""
+    registry.add("exemplar-bank", "medgr2_generation.exemplars:ExemplarBankUpdater",
+                 config="medgr2_generation.options:ExemplarUpdaterOptions",
+                 description="Top-reward kept samples per modality × question type as few-shot exemplars, versioned")
+
+
+@hookimpl
 def medgr2_register_generators(registry):
     """``gemini`` (google-genai), ``openai`` (OpenAI-compatible servers), ``local`` (transformers)."""
     registry.add(

@@ -26,8 +26,22 @@ def judge_samples(judge: Any, samples: Sequence[VQASample], context: StageContex
 
     if answers is not None and len(answers) != len(samples):
         raise ValueError(f"{len(answers)} answers for {len(samples)} samples")
-    inputs = [RewardInput.from_sample(s, None if answers is None else answers[i]) for i, s in enumerate(samples)]
-    return judge_examples(judge, inputs, context, group_ids=[s.subject_id or s.id for s in samples])
+    sendable, refused = screened(judge, samples)
+    inputs = [RewardInput.from_sample(samples[i], None if answers is None else answers[i]) for i in sendable]
+    examples, rejects = judge_examples(judge, inputs, context,
+                                       group_ids=[samples[i].subject_id or samples[i].id for i in sendable])
+    return examples, [*refused, *rejects]
+
+
+def screened(judge: Any, samples: Sequence[VQASample]) -> tuple[list[int], list[Any]]:
+    """The indices of the samples the judge may receive, and a ``restricted_source`` reject for each other one
+    (the judge's ``screen``: an external API never gets restricted data unless allowed)."""
+    from medgr2.data import Reject
+
+    reasons = judge.screen(samples) if hasattr(judge, "screen") else [None] * len(samples)
+    refused = [Reject(stage="judge", id=s.subject_id or s.id, reason="restricted_source", detail=why)
+               for s, why in zip(samples, reasons) if why]
+    return [i for i, why in enumerate(reasons) if not why], refused
 
 
 def _norm(text: str) -> str:
@@ -83,6 +97,12 @@ def label_policy_samples(
     preds = read_jsonl(out_dir / "predictions.jsonl", Prediction)
     by_id = {s.id: s for s in samples}
     answered = [(by_id[p.question_id], p.model_answer) for p in preds if p.question_id in by_id]
+    if method == "judge" and judge is not None:
+        sendable, refused = screened(judge, [s for s, _ in answered])
+        answered = [answered[i] for i in sendable]
+        if refused:
+            (context.work_dir / "judge-refused.json").write_text(
+                json.dumps([r.model_dump(mode="json") for r in refused], indent=2), encoding="utf-8")
     if method == "match":
         return [GradedExample(**inputs[s.id].model_copy(update={"answer": a or "(no answer)"}).model_dump(),
                               target=10.0 if answer_matches(s, a) else -6.0, grade=0,

@@ -210,4 +210,4 @@ def test_plugins_list_by_kind():
     assert proc.returncode == 0, proc.stderr
     assert [(r["kind"], r["name"]) for r in json.loads(proc.stdout)] == [("filter", "fake")]
     proc = run_cli("plugins", "list", "--kind", "generators")
-    assert proc.returncode == 2 and "Did you mean 'generator'?" in proc.stderr
+    assert proc.returncode == 2 and "Did you mean 'generator'" in proc.stderr

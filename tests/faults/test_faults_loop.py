@@ -25,6 +25,7 @@ from medgr2.config import load_config
 from medgr2.data import GradedExample, TrainResult
 from medgr2.testing.fake_servers import FakeOpenAIServer
 from medgr2.loop import Loop, RunState
+from medgr2.plugins import load_registry
 from medgr2.progress import SilentReporter
 from medgr2.stages import StageFailed
 from medgr2.stages.reward import update_reward_model
@@ -219,3 +220,33 @@ def test_the_report_has_a_warnings_section(tmp_path):
     ledger = read_json(result.run_dir / "cycle-001" / "ledger.json")
     assert ledger["warnings"] == [] and ledger["kept"] > 0
     assert json.loads((result.run_dir / "warnings.json").read_text()) == []
+
+
+def test_the_generator_evolves_between_cycles(tmp_path, monkeypatch):
+    """generation.update (Algorithm 1, l. 14): cycle 1's top-reward kept samples become cycle 2's exemplar bank;
+    the generator version changes, and cycle 2's prompts (new, not cached) carry the exemplars."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    prompts: list[str] = []
+    from medgr2.testing.fake_servers import default_reply
+
+    def reply(prompt: str) -> str:
+        prompts.append(prompt)
+        return json.dumps(default_reply(prompt))
+
+    with FakeOpenAIServer(reply=reply) as server:
+        path = _config(tmp_path, server.base_url, generation={
+            "generator": {"name": "openai", "options": {"strategy": "meta_cognitive", "base_url": server.base_url,
+                                                        "concurrency": 2, **FAST}},
+            "update": {"name": "exemplar-bank", "options": {"per_cell": 2}}}, cycles=2)
+        data = yaml.safe_load(path.read_text())
+        registry = load_registry(["medgr2.testing"])
+        result = Loop(load_config(data=data, registry=registry), registry, SilentReporter()).run()
+        first, second = (c.ledger for c in result.cycles)
+        assert first.requests == second.requests == 15  # cycle 2 asked again: its prompts changed
+    assert first.generator_next and second.generator_version.endswith(f"bank.{first.generator_next}")
+    assert second.generator_next != first.generator_next
+    bank = json.loads((result.run_dir / "generator" / first.generator_next / "bank.json").read_text())
+    assert sum(bank["counts"].values()) > 0
+    marker = "Examples of high-quality questions written earlier"
+    assert not any(marker in p for p in prompts[:15])
+    assert sum(marker in p for p in prompts[15:]) == 15  # every cycle-2 prompt carries its modality's exemplars
