@@ -74,3 +74,26 @@ def test_reward_init_trains_on_judge_scores_and_grades(tmp_path, monkeypatch):
     assert result["metrics"]["heldout_judge_n"] == len([e for e in held if e.origin == "judge"])
     checkpoint = result["checkpoint"]
     assert read_json(f"{checkpoint}/by-origin/judge/calibration.json")["model_version"] == result["version"]
+
+
+def test_the_judge_never_receives_restricted_data(tmp_path, monkeypatch):
+    """The judge obeys the generation's gate: an external judge gets no sample tagged restricted (or from a
+    dataset in restricted_datasets); those come back as restricted_source rejects, and no request is sent."""
+    from medgr2_reward.labellers import judge_samples
+
+    from medgr2.testing import make_context, make_sample
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-judge")
+    samples = [make_sample(f"Question {i}?", rationale="normal", subject_id=f"p{i}") for i in range(3)]
+    samples[1] = samples[1].model_copy(update={"tags": ("restricted",)})
+    registry = load_registry(["medgr2.testing"])  # the fake image loader of make_sample's images
+    with FakeOpenAIServer(reply=verdict) as server:
+        judge = registry.create("generator", "openai", {"base_url": server.base_url, "model": "fake-judge",
+                                                        "restricted_datasets": ["secret-ds"]})
+        examples, rejects = judge_samples(judge, samples, make_context(tmp_path, registry))
+        assert server.attempts == 2
+    assert [e.group_id for e in examples] == ["p0", "p2"]
+    assert [(r.id, r.reason) for r in rejects] == [("p1", "restricted_source")]
+    allowed = registry.create("generator", "openai", {"base_url": "http://127.0.0.1:9/v1", "model": "m",
+                                                      "allow_restricted": True})
+    assert allowed.screen(samples) == [None, None, None]
