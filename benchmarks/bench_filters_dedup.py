@@ -10,7 +10,8 @@ t(100k) / t(50k) <= 2.3.
 
 Timings are the best of three runs (exact) or two runs (near): the machine may be shared.
 
-Run: ``.venv/bin/python benchmarks/bench_filters_dedup.py [--sizes 50000 100000]``.
+Run: ``.venv/bin/python benchmarks/bench_filters_dedup.py [--sizes 50000 100000] [--shingle-hash sha1]``
+(``sha1``: datasketch's default shingle hash instead of the filter's CRC-32, for the side-by-side).
 """
 
 from __future__ import annotations
@@ -31,16 +32,16 @@ from medgr2.interfaces import StageContext
 from medgr2.registry import Registry
 
 TEMPLATES = [
-    "Based on this {mod} image of a {age}-year-old {sex} presenting with {sym}, what is the most likely "
-    "diagnosis?",
+    ("Based on this {mod} image of a {age}-year-old {sex} presenting with {sym}, what is the most likely "
+     "diagnosis?"),
     "Which anatomical structure is highlighted in this {mod} scan of the {organ}, acquired during {phase}?",
     "What abnormality can be seen in the {organ} on this {mod} image, given a history of {sym}?",
     "How would you grade the {finding} visible in this {mod} image of a patient with {sym}?",
     "Is there evidence of {finding} in the {organ} on this {mod} study, and if so, which side is affected?",
     "In this {mod} image, which finding best explains the patient's {sym} and the reported {finding}?",
     "What imaging modality was used to acquire this picture of the {organ}?",
-    "Considering the {phase} and the appearance of the {organ}, which of the following is most consistent "
-    "with this {mod} image?",
+    ("Considering the {phase} and the appearance of the {organ}, which of the following is most consistent "
+     "with this {mod} image?"),
 ]
 VOCAB = {
     "mod": ["CT", "MRI", "X-ray", "ultrasound", "dermoscopy", "fundus", "OCT", "microscopy"],
@@ -210,7 +211,14 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs=2, default=[50_000, 100_000], metavar=("N1", "N2"))
+    parser.add_argument("--shingle-hash", choices=["crc32", "sha1"], default="crc32",
+                        help="MinHash shingle hash: CRC-32 (the filter's) or datasketch's default SHA-1")
     args = parser.parse_args(argv)
+    if args.shingle_hash == "sha1":
+        import medgr2_filters.dedup
+
+        medgr2_filters.dedup.SHINGLE_HASH = None
+    print(f"MinHash shingle hash: {args.shingle_hash}")
     from medgr2.plugins import load_registry
 
     registry = load_registry()

@@ -3,6 +3,15 @@
 Pixels are decoded through :func:`medgr2.images.open_image`, so any registered image loader
 (PNG/JPEG files, DICOM, NIfTI slices ...) works. A hash is a 64-bit integer; near-identical
 images (re-encoded, resized, lightly noised) differ in a few bits.
+
+Hand-written on purpose rather than the ``imagehash`` package (``benchmarks/bench_libraries.py``
+compares them): ``imagehash`` converts every image to 8-bit ``L`` first, which clips 16-bit medical
+images (DICOM, NIfTI slices, 16-bit PNG) at 255, so 30 unrelated CT-like images with stored values
+500-2540 all hash alike there (435 of 435 pairs within 5 bits, none here). It is also slower on
+large images, which it resizes whole with Lanczos (1024x1024: 4.1 ms against 0.6 ms here, about
+7x; equal at 64x64). Both keep a lightly noised copy within 5 bits (540 of 540 images). The two
+give different bits for the same image (box against Lanczos resampling), so hashes are not
+interchangeable between them.
 """
 
 from __future__ import annotations
