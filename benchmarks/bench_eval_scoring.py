@@ -6,7 +6,7 @@ scores so AUROC is computed), then times, side by side in one run:
 
 * scoring + every metric (``score_predictions``) from in-memory predictions, per scorer;
 * reading the JSONL file + scoring under ``medgr2`` (the ``medgr2 eval score`` path);
-* the metrics alone (vectorised numpy: per-group accuracy, F1, balanced acc., AUROC, bootstrap).
+* the metrics alone (per-group accuracy; F1, balanced acc. and AUROC by scikit-learn; binomial bootstrap).
 
 Run: ``.venv/bin/python benchmarks/bench_eval_scoring.py [N]``
 """
