@@ -64,7 +64,8 @@ def test_cli_sft_then_grpo(tiny_qwen, tmp_path, capsys, files):
     assert code == 0, err[-3000:]
     checkpoint = json.loads(out)["checkpoint"]
     code, out, err = _main(_cli("grpo", config, samples, Path(checkpoint), tmp_path / "grpo", "max_steps=1",
-                                "per_device_train_batch_size=4", "max_completion_length=6", "num_threads=1")[2:],
+                                "per_device_train_batch_size=4", "num_generations=4", "max_completion_length=6",
+                                "num_threads=1")[2:],
                            capsys)
     assert code == 0, err[-3000:]
     assert json.loads(out)["metrics"]["global_step"] == 1

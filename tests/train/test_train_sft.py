@@ -77,4 +77,4 @@ def test_device_aware_defaults(gpu, monkeypatch, train_context):
     forced = common.training_defaults(SFTOptions(bf16=False, gradient_checkpointing=False, learning_rate=1e-4,
                                                  report_to="tensorboard"), train_context, tiny)
     assert not forced["bf16"] and not forced["activation_checkpointing"]
-    assert forced["learning_rate"] == 1e-4 and forced["report_to"] == "tensorboard"
+    assert forced["learning_rate"] == 1e-4 and forced["report_to"] == ["tensorboard"]
