@@ -111,7 +111,9 @@ class DataSection(Section):
 class GenerationSection(Section):
     """Step 1: the generator G."""
 
-    generator: GeneratorSpec = Field(default_factory=lambda: GeneratorSpec(name="labels"),
+    generator: GeneratorSpec = Field(default_factory=lambda: GeneratorSpec(name="labels", options={"defects": {
+        "wrong_confusable": 0.2, "contradicting_rationale": 0.05, "unanswerable": 0.05, "bad_rationale": 0.05,
+        "bad_options": 0.05}}),
                                      description="The generator backend and its options.")
     limit: int | None = Field(default=None, ge=1, description="Stop after this many seed items.")
     update: GeneratorUpdaterSpec | None = Field(
@@ -123,7 +125,8 @@ class RewardSection(Section):
     """Step 2a and 4: the reward model R_φ and its graded training data."""
 
     model: RewardModelSpec = Field(default_factory=lambda: RewardModelSpec(
-        name="minilm", options={"epochs": 20, "freeze_layers": 4, "lr": 1e-4, "head_lr": 3e-3}),
+        name="minilm", options={"epochs": 4, "max_train_examples": 1200, "freeze_layers": 4, "lr": 1e-4,
+                                "head_lr": 3e-3, "threads": 1}),
                                    description="The reward model and its options.")
     grade_sources: list[DatasetSpec] = Field(
         default_factory=list,
@@ -164,8 +167,9 @@ class FilterSection(Section):
     """Step 2b: which scored samples are kept."""
 
     steps: list[FilterSpec] = Field(
-        default_factory=lambda: [FilterSpec(name="threshold", options={"tau": 5.0}), FilterSpec(name="dedup"),
-                                 FilterSpec(name="overlap")],
+        default_factory=lambda: [FilterSpec(name="top_k", options={"fraction": 0.5,
+                                                                   "stratify_by": ["dataset", "question_type"]}),
+                                 FilterSpec(name="dedup"), FilterSpec(name="overlap")],
         description="Filters applied in order; a sample is kept only if every step keeps it.",
     )
     allow_overlap: bool = Field(default=False, description="Keep samples already in D_gen (Algorithm 1, l. 6-8).")
@@ -193,20 +197,24 @@ class PolicySection(Section):
                            description="The tiny starting policy (kind tiny_policy: qwen2_5_vl, llava) when model is None.")
     answer_format: Literal["letter", "text", "think"] = Field(
         default="text", description="How the policy answers: option letter, option text, or <think>/<answer>.")
-    sft: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="sft", options={"num_train_epochs": 40}),
+    sft: TrainerSpec | None = Field(default_factory=lambda: TrainerSpec(name="sft", options={
+        "max_steps": 500, "per_device_train_batch_size": 16, "num_threads": 1}),
                                     description="SFT trainer.")
     launcher: LauncherSection | None = Field(
         default=None, description="Launch SFT and GRPO through `accelerate launch` (several processes); None: in the "
                                   "loop's own process.")
     grpo: TrainerSpec | None = Field(
-        default_factory=lambda: TrainerSpec(name="grpo", options={"max_steps": 6, "max_completion_length": 24}),
+        default_factory=lambda: TrainerSpec(name="grpo", options={
+            "max_steps": 20, "num_generations": 8, "per_device_train_batch_size": 16, "max_completion_length": 16,
+            "num_threads": 1}),
         description="GRPO trainer.")
 
 
 class EvaluationSection(Section):
     """Evaluation of the policy after each cycle."""
 
-    evaluator: EvaluatorSpec | None = Field(default_factory=lambda: EvaluatorSpec(name="vqa"),
+    evaluator: EvaluatorSpec | None = Field(default_factory=lambda: EvaluatorSpec(name="vqa",
+                                                                               options={"mode": "likelihood"}),
                                             description="The evaluator; None skips evaluation.")
     scorer: str = Field(default="medgr2", description="The scoring protocol (see `medgr2 eval scorers`).")
     question_builder: GeneratorSpec = Field(
