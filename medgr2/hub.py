@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medgr2 import artifacts
 from medgr2.data import VQASample
 
 CARD_FILE = "README.md"
@@ -43,12 +44,12 @@ SOURCE_LICENCES: dict[str, str] = {
 """Licences of the source datasets as published (``../shared/data/README.md``), by lower-case name prefix."""
 
 RUN_SETS: dict[str, tuple[str, str]] = {
-    "seed": ("seed", "samples.jsonl"),
-    "eval": ("eval-set", "samples.jsonl"),
-    "generated": ("generate", "samples.jsonl"),
-    "scored": ("score", "scored.jsonl"),
-    "kept": ("filter", "kept.jsonl"),
-    "dgen": ("dgen", "dgen.jsonl"),
+    "seed": ("seed", artifacts.SAMPLES),
+    "eval": ("eval-set", artifacts.SAMPLES),
+    "generated": ("generate", artifacts.SAMPLES),
+    "scored": ("score", artifacts.SCORED),
+    "kept": ("filter", artifacts.KEPT),
+    "dgen": ("dgen", artifacts.DGEN),
 }
 """The sample sets a run writes: name → (stage folder, file). ``seed`` and ``eval`` live in ``cycle-000``."""
 
@@ -390,7 +391,7 @@ def resolve_reward_folder(path: str | os.PathLike[str]) -> Path:
         return p
     if (p / "latest.json").is_file():
         return resolve_reward_folder(json.loads((p / "latest.json").read_text(encoding="utf-8"))["path"])
-    manifest = p / "manifest.json"
+    manifest = p / artifacts.MANIFEST
     if manifest.is_file():
         stages = json.loads(manifest.read_text(encoding="utf-8")).get("stages", {})
         for key in sorted(stages, reverse=True):
@@ -477,7 +478,7 @@ def write_reward_card(folder: str | os.PathLike[str], *, examples: int | None = 
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{folder} is not a saved reward model (no {REWARD_CONFIG})")
     config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    cal_file = folder / "calibration.json"
+    cal_file = folder / artifacts.CALIBRATION
     calibration = json.loads(cal_file.read_text(encoding="utf-8")) if cal_file.is_file() else None
     path = folder / CARD_FILE
     if int(os.environ.get("RANK", "0")) == 0:

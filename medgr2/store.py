@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from medgr2.artifacts import MANIFEST
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -215,7 +217,7 @@ class RunStore:
     def __init__(self, run_dir: str | os.PathLike[str]):
         self.root = Path(run_dir)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.manifest_path = self.root / "manifest.json"
+        self.manifest_path = self.root / MANIFEST
 
     def stage_dir(self, cycle: int, stage: str) -> Path:
         """``cycle-NNN/<stage>/`` (cycle 0 is for run-level stages such as seeding)."""

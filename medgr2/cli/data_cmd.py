@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medgr2 import artifacts
 from medgr2.commands import JsonOpt, fail, print_json
 
 SourceOpt = Annotated[
@@ -145,7 +146,7 @@ def _run_samples(run: Path, set_name: str, cycle: int | None) -> tuple[list[Any]
     config = run_config(run)
     if set_name in ("kept", "dgen") and isinstance(config.get("filters"), dict):
         facts["filters"] = config["filters"].get("steps", config["filters"])
-    funnel = path.parent / "funnel.json"
+    funnel = path.parent / artifacts.FUNNEL
     if set_name == "kept" and funnel.is_file():
         import json
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medgr2 import artifacts
 from medgr2.commands import ConfigArg, CycleOpt, JsonOpt, SetOpt, fail, load_run_config, print_json, reporter
 
 
@@ -87,7 +88,7 @@ def register(app: typer.Typer) -> None:
             fail(str(e))
         from medgr2.store import read_json
 
-        funnel = read_json(out / "funnel.json")
+        funnel = read_json(out / artifacts.FUNNEL)
         if as_json:
             print_json(funnel)
         else:

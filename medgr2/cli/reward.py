@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medgr2.artifacts import GRADES_HELDOUT, GRADES_TRAIN, RESULT
+from medgr2.artifacts import GRADES_HELDOUT, GRADES_TRAIN, MANIFEST, RESULT
 from medgr2.commands import ConfigArg, CycleOpt, JsonOpt, SetOpt
 
 SamplesOpt = Annotated[Path | None, typer.Option("--samples", help="VQA samples (JSONL).")]
@@ -69,7 +69,7 @@ def _latest_checkpoint(config: Any) -> Path | None:
     from medgr2.store import RunStore, read_json
 
     store = RunStore(config.run_dir)
-    records = store.manifest()["stages"] if (config.run_dir / "manifest.json").exists() else {}
+    records = store.manifest()["stages"] if (config.run_dir / MANIFEST).exists() else {}
     for key in sorted(records, reverse=True):
         rec = records[key]
         if key.endswith(("/reward-update", "/reward-init")) and not rec.get("partial"):

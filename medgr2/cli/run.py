@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from medgr2 import artifacts
 from medgr2.commands import ConfigArg, SetOpt, fail, load_run_config, reporter
 from medgr2.cli.generate import RetryRejectsOpt, retry_rejects_override
 
@@ -69,6 +70,6 @@ def register(app: typer.Typer) -> None:
         from medgr2.plugins import get_registry
         from medgr2.report import write_report
 
-        if not (run_dir / "manifest.json").exists():
+        if not (run_dir / artifacts.MANIFEST).exists():
             fail(f"{run_dir} is not a run directory (no manifest.json): pass runs/<name>")
         typer.echo(f"report: {write_report(run_dir, registry=get_registry(), out=out)}")

@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from medgr2 import artifacts
 from medgr2.artifacts import CYCLE_LEDGER, POLICY_DIR, TRAIN_RESULT
 from medgr2.data import CycleLedger, EvalReport, FilterDecision, VQASample
 from medgr2.report import svg
@@ -121,8 +122,8 @@ def _history_curves(result_path: Path, title: str) -> str:
 
 
 def _funnel(cycle_dir: Path) -> str:
-    path = cycle_dir / "filter" / "funnel.json"
-    gen_ledger = cycle_dir / "generate" / "ledger.json"
+    path = cycle_dir / "filter" / artifacts.FUNNEL
+    gen_ledger = cycle_dir / "generate" / artifacts.GENERATION_LEDGER
     stages: list[tuple[str, int]] = []
     if gen_ledger.exists():
         led = read_json(gen_ledger)
@@ -143,15 +144,15 @@ def _funnel(cycle_dir: Path) -> str:
 
 
 def _galleries(cycle_dir: Path, registry: Any, n: int = 8) -> str:
-    scored = read_jsonl(cycle_dir / "score" / "scored.jsonl", VQASample)
+    scored = read_jsonl(cycle_dir / "score" / artifacts.SCORED, VQASample)
     if not scored:
         return ""
-    decisions = read_jsonl(cycle_dir / "filter" / "decisions.jsonl", FilterDecision)
+    decisions = read_jsonl(cycle_dir / "filter" / artifacts.DECISIONS, FilterDecision)
     dropped: dict[str, str] = {}
     for d in decisions:
         if not d.keep and d.sample_id not in dropped:
             dropped[d.sample_id] = f"{d.filter}: {d.reason}"
-    kept_ids = {s.id for s in read_jsonl(cycle_dir / "filter" / "kept.jsonl", VQASample)}
+    kept_ids = {s.id for s in read_jsonl(cycle_dir / "filter" / artifacts.KEPT, VQASample)}
     accepted = sorted((s for s in scored if s.id in kept_ids), key=lambda s: -(s.reward.total if s.reward else 0))[:n]
     rejected = sorted((s for s in scored if s.id not in kept_ids), key=lambda s: s.reward.total if s.reward else 0)[:n]
     by_mod: dict[str, list[float]] = defaultdict(list)
@@ -211,7 +212,7 @@ def build_html(run_dir: Path, registry: Any = None) -> str:
 
     sections = _plugin_sections(run_dir, registry)
     body.insert(2, _warnings(run_dir, sections))
-    base = run_dir / "cycle-000" / "evaluate-baseline" / "report.json"
+    base = run_dir / "cycle-000" / "evaluate-baseline" / artifacts.EVAL_REPORT
     for sec in sections:
         body.append(f"<h2>{_e(sec.title)}</h2>{sec.html}")
 
@@ -228,7 +229,7 @@ def build_html(run_dir: Path, registry: Any = None) -> str:
                   for s in ("sft", "grpo")]
         if any(curves):
             body.append("<h3>Training</h3><div class='charts'>" + "".join(curves) + "</div>")
-        rep = cycle_dir / "evaluate" / "report.json"
+        rep = cycle_dir / "evaluate" / artifacts.EVAL_REPORT
         if rep.exists():
             body.append(_eval_section(read_json(rep, EvalReport), "Evaluation"))
 

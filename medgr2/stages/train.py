@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medgr2 import artifacts
 from medgr2.data import TrainResult, VQASample
 from medgr2.interfaces import PolicyTrainer, StageContext
 
@@ -101,7 +102,7 @@ def launch_training(stage: str, config_path: str | os.PathLike[str], samples: Se
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    samples_path = output_dir.parent / "samples.jsonl"
+    samples_path = output_dir.parent / artifacts.SAMPLES
     write_jsonl(samples_path, samples)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(launcher.num_processes)]
     if launcher.config_file:

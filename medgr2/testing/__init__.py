@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from medgr2 import artifacts
 from medgr2.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -392,7 +393,7 @@ class FakeEvaluator:
             preds.append(Prediction(question_id=s.id, question=s.question, options=s.options, gt_answer=s.answer,
                                     model_answer=s.answer if right else wrong, modality=s.modality.value,
                                     question_type=s.question_type.value, dataset=s.provenance.source_dataset))
-        write_jsonl(Path(output_dir) / "predictions.jsonl", preds)
+        write_jsonl(Path(output_dir) / artifacts.PREDICTIONS, preds)
         by_mod: dict[str, list[Prediction]] = {}
         for p in preds:
             by_mod.setdefault(str(p.modality), []).append(p)
@@ -457,7 +458,7 @@ class FakeCalibrator:
         ordered = sum(1.0 if scores[a] > scores[b] else 0.5 if scores[a] == scores[b] else 0.0 for a, b in pairs)
         metrics = {"spearman": 0.0, "mse": sum((x - y) ** 2 for x, y in zip(scores, targets)) / max(1, len(scores)),
                    "pairwise_accuracy": ordered / len(pairs) if pairs else 0.0, "model_version": version}
-        write_json(Path(folder) / "calibration.json", metrics)
+        write_json(Path(folder) / artifacts.CALIBRATION, metrics)
         return metrics
 
 

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from medgr2 import artifacts
 from medgr2.data import LETTERS, EvalReport, Prediction, VQASample
 from medgr2.interfaces import StageContext
 from medgr2.store import JsonlAppender, atomic_write_text, read_jsonl, write_jsonl
@@ -325,7 +326,7 @@ class VQAEvaluator:
         partial = output_dir / "predictions.partial.jsonl"
         preds = self.predict(samples, Path(model_path), context, partial=partial)
         wall = time.perf_counter() - started
-        write_jsonl(output_dir / "predictions.jsonl", preds)
+        write_jsonl(output_dir / artifacts.PREDICTIONS, preds)
         if len(preds) == len(samples):  # complete: the resume cache is no longer needed
             partial.unlink(missing_ok=True)
             partial.with_suffix(".key").unlink(missing_ok=True)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from medgr2 import artifacts
 from medgr2.data import EvalReport, GroupMetrics
 from medgr2.store import atomic_write_text, write_json
 
@@ -69,7 +70,7 @@ def write_report(report: EvalReport, output_dir: str | Path) -> dict[str, Path]:
     """Write ``report.json`` and ``report.md`` into ``output_dir``; returns their paths."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "md": out / "report.md"}
+    paths = {"json": out / artifacts.EVAL_REPORT, "md": out / "report.md"}
     write_json(paths["json"], report)
     atomic_write_text(paths["md"], report_markdown(report))
     return paths

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from medgr2 import artifacts
 from medgr2.data import EvalReport, Prediction, VQASample
 from medgr2.interfaces import Evaluator, PolicyTrainer, StageContext
 from medgr2.store import read_json, read_jsonl, write_json
@@ -97,7 +98,7 @@ def run_transfer(
             context,
             scorer,
         )
-        preds[g] = read_jsonl(cell / "eval" / "predictions.jsonl", Prediction)
+        preds[g] = read_jsonl(cell / "eval" / artifacts.PREDICTIONS, Prediction)
     cols = sorted({group_of(s, by) for s in eval_samples})
     return transfer_matrix(preds, by, scorer, groups=cols)
 

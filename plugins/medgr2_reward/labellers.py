@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medgr2 import artifacts
 from medgr2.data import GradedExample, Prediction, RewardInput, VQASample
 from medgr2.interfaces import LabelTools, StageContext
 from medgr2.registry import NoOptions
@@ -94,7 +95,7 @@ def label_policy_samples(
     evaluator.evaluate(samples, Path(policy), out_dir, context)
     from medgr2.store import read_jsonl
 
-    preds = read_jsonl(out_dir / "predictions.jsonl", Prediction)
+    preds = read_jsonl(out_dir / artifacts.PREDICTIONS, Prediction)
     by_id = {s.id: s for s in samples}
     answered = [(by_id[p.question_id], p.model_answer) for p in preds if p.question_id in by_id]
     if method == "judge" and judge is not None:
