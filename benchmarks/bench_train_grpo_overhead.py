@@ -113,7 +113,7 @@ def run_medgr2(args, model_path: Path, samples, context, out: Path):
     """medgr2's grpo trainer with the same settings (checkpointing off like the bare run)."""
     from unittest import mock
 
-    from medgr2_trl import common
+    from medgr2_trl import training
     from medgr2_trl.grpo import GRPOPolicyTrainer
     from medgr2_trl.options import GRPOOptions, RewardTermSpec
 
@@ -124,8 +124,8 @@ def run_medgr2(args, model_path: Path, samples, context, out: Path):
                        collapse_guard=None,  # its probes are an opt-out feature, not framework overhead
                        reward=[RewardTermSpec(term="reward_model", weight=0.8),
                                RewardTermSpec(term="answer_match", weight=0.2)])
-    original = common.make_callbacks
-    with mock.patch.object(common, "make_callbacks", lambda *a: [*original(*a), timer]):
+    original = training.make_callbacks
+    with mock.patch.object(training, "make_callbacks", lambda *a: [*original(*a), timer]):
         GRPOPolicyTrainer(opts).train(samples, model_path, out, context)
     return timer
 

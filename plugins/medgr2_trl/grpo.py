@@ -21,7 +21,7 @@ from typing import Any
 from medgr2.answers import build_prompt
 from medgr2.data import TrainResult, VQASample
 from medgr2.interfaces import StageContext
-from medgr2_trl import common
+from medgr2_trl import training
 from medgr2_trl.options import GRPOOptions, RewardTermSpec
 from medgr2_trl.rewards import answer_match, completion_text
 
@@ -29,7 +29,7 @@ from medgr2_trl.rewards import answer_match, completion_text
 def grpo_rows(samples: Sequence[VQASample], fmt: str, context: StageContext) -> list[dict[str, Any]]:
     """Rows for TRL's GRPO: a conversational prompt, the images, and the columns the terms read."""
     return [{
-        "images": common.sample_images(s, context),
+        "images": training.sample_images(s, context),
         "prompt": [{"role": "user", "content": build_prompt(s, fmt)}],
         "answer": s.answer,
         "options": list(s.options),
@@ -173,7 +173,7 @@ def _make_guard(opts: GRPOOptions, samples: Sequence[VQASample], fmt: str, proce
     spec = opts.collapse_guard
     assert spec is not None
     probe = probe_samples(samples, spec.probe_size)
-    images = [common.sample_images(s, context) for s in probe]
+    images = [training.sample_images(s, context) for s in probe]
     tokens = spec.max_new_tokens or opts.max_completion_length
     scorer = spec.scorer if spec.scorer != "auto" else getattr(context, "scorer", None)
     judge = answer_judge(fmt, None if scorer == "extract" else scorer, context.registry)
@@ -204,7 +204,7 @@ class GRPOPolicyTrainer:
                 f"grpo: per_device_train_batch_size × gradient_accumulation_steps = {batch} is not a multiple of "
                 f"num_generations = {opts.num_generations}; e.g. set per_device_train_batch_size to "
                 f"{opts.num_generations * max(1, batch // opts.num_generations)}")
-        if opts.use_vllm and not common.on_gpu():
+        if opts.use_vllm and not training.on_gpu():
             raise ValueError("grpo: use_vllm needs a GPU; set use_vllm: false on CPU")
 
     def train(self, samples: Sequence[VQASample], model_path: Path, output_dir: Path,
@@ -217,17 +217,17 @@ class GRPOPolicyTrainer:
         from datasets import Dataset
         from trl import GRPOConfig, GRPOTrainer
 
-        common.set_threads(self.options)
+        training.set_threads(self.options)
         output_dir = Path(output_dir)
-        fmt = common.answer_format(self.options, context)
+        fmt = training.answer_format(self.options, context)
         terms, weights = build_terms(self.options.reward, context, self.options.num_generations)
-        model, processor = common.load_policy(Path(model_path), bf16=common.use_bf16(self.options))
-        opts = self.options.resolved(common.model_params(model))  # learning rate and beta for this size
+        model, processor = training.load_policy(Path(model_path), bf16=training.use_bf16(self.options))
+        opts = self.options.resolved(training.model_params(model))  # learning rate and beta for this size
         if opts.beta > 0 and opts.lora is None:
             # The reference model reloads from the policy's folder: it must be the saved starting point.
             model.config._name_or_path = str(Path(model_path).resolve())
         dataset = Dataset.from_list(grpo_rows(samples, fmt, context))
-        kwargs = common.training_defaults(opts, context, model)
+        kwargs = training.training_defaults(opts, context, model)
         kwargs.update(
             num_generations=opts.num_generations, max_completion_length=opts.max_completion_length,
             temperature=opts.temperature, beta=opts.beta, loss_type=opts.loss_type,
@@ -238,18 +238,18 @@ class GRPOPolicyTrainer:
         for note in notes:
             context.reporter.log(f"[yellow]{note}[/]")
         history: list[dict[str, Any]] = []
-        callbacks = common.make_callbacks(output_dir, history, context)
+        callbacks = training.make_callbacks(output_dir, history, context)
         guard = None
         if opts.collapse_guard is not None:
             write = functools.partial(callbacks[0].write, once=True)  # a resume re-probes its first step
             guard = _make_guard(opts, samples, fmt, processor, output_dir, write, context)
             callbacks.append(guard)
         trainer = GRPOTrainer(model=model, reward_funcs=terms, args=config, train_dataset=dataset,
-                              processing_class=processor, peft_config=common.lora_config(opts),
+                              processing_class=processor, peft_config=training.lora_config(opts),
                               callbacks=callbacks)
         if guard is not None:
             guard.trainer = trainer
-        result = common.run_training(
+        result = training.run_training(
             trainer, opts, output_dir, history, processor, context, started, guard=guard, warnings_=notes,
             metrics={"beta": float(opts.beta), "per_device_train_batch_size": float(config.per_device_train_batch_size),
                      "prompts_per_step": float(config.generation_batch_size // config.num_generations

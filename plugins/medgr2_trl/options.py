@@ -1,7 +1,7 @@
 """Options of the TRL trainers and reward terms (light: pydantic only, no torch).
 
 ``None`` means "not set": the trainer picks a device- and model-aware default (see
-:func:`medgr2_trl.common.training_defaults`). The model-size defaults (learning rate, GRPO's KL
+:func:`medgr2_trl.training.training_defaults`). The model-size defaults (learning rate, GRPO's KL
 weight) resolve to concrete values through :meth:`CommonOptions.resolved` (at training time, from the
 model's parameter count) and :meth:`CommonOptions.resolve_for_run` (for ``config show --resolved``,
 from ``policy.model``'s weight files or the tiny model the run builds), so what is printed is what

@@ -10,7 +10,7 @@ from typing import Any
 from medgr2.answers import build_prompt, target_text
 from medgr2.data import TrainResult, VQASample
 from medgr2.interfaces import StageContext
-from medgr2_trl import common
+from medgr2_trl import training
 from medgr2_trl.options import SFTOptions
 
 
@@ -26,7 +26,7 @@ def sft_rows(samples: Sequence[VQASample], fmt: str, with_rationale: bool,
              context: StageContext) -> list[dict[str, Any]]:
     """Prompt-completion rows (conversational, images in ``images``) for TRL's vision collator."""
     return [{
-        "images": common.sample_images(s, context),
+        "images": training.sample_images(s, context),
         "prompt": [{"role": "user", "content": build_prompt(s, fmt)}],
         "completion": [{"role": "assistant", "content": sft_target(s, fmt, with_rationale)}],
     } for s in samples]
@@ -48,12 +48,12 @@ class SFTPolicyTrainer:
         from trl import SFTConfig, SFTTrainer
 
         opts = self.options
-        common.set_threads(opts)
+        training.set_threads(opts)
         output_dir = Path(output_dir)
-        fmt = common.answer_format(opts, context)
-        model, processor = common.load_policy(Path(model_path), bf16=common.use_bf16(opts))
+        fmt = training.answer_format(opts, context)
+        model, processor = training.load_policy(Path(model_path), bf16=training.use_bf16(opts))
         dataset = Dataset.from_list(sft_rows(samples, fmt, opts.with_rationale, context))
-        kwargs = common.training_defaults(opts, context, model)
+        kwargs = training.training_defaults(opts, context, model)
         kwargs.update(max_length=opts.max_length, completion_only_loss=True, packing=False,
                       dataset_kwargs={"skip_prepare_dataset": True})
         kwargs.update(opts.trl_args)
@@ -65,9 +65,9 @@ class SFTPolicyTrainer:
                 "lower per_device_train_batch_size or drop dataloader_drop_last from trl_args")
         history: list[dict[str, Any]] = []
         trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor,
-                             peft_config=common.lora_config(opts),
-                             callbacks=common.make_callbacks(output_dir, history, context))
-        result = common.run_training(trainer, opts, output_dir, history, processor, context, started)
+                             peft_config=training.lora_config(opts),
+                             callbacks=training.make_callbacks(output_dir, history, context))
+        result = training.run_training(trainer, opts, output_dir, history, processor, context, started)
         from medgr2_hf.cards import write_training_card  # the model card (README.md) of the saved folder
 
         write_training_card(result, samples=samples, base_model=model_path, method="SFT",

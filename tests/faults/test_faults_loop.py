@@ -24,7 +24,7 @@ from medgr2 import hookimpl
 from medgr2.config import load_config
 from medgr2.data import GradedExample, TrainResult
 from medgr2.testing.fake_servers import FakeOpenAIServer
-from medgr2.loop import Loop, RunState
+from medgr2.loop import Loop
 from medgr2.plugins import load_registry
 from medgr2.progress import SilentReporter
 from medgr2.stages import StageFailed

@@ -170,7 +170,7 @@ def test_grpo_that_cannot_fit_one_sample_refuses_with_the_fix(tiny, tmp_path, co
 def test_a_training_that_ends_with_0_steps_is_an_error_not_a_saved_model(tmp_path, context):
     from types import SimpleNamespace
 
-    from medgr2_trl import common
+    from medgr2_trl import training
 
     class NoStepTrainer:  # what TRL did with 1 sample and batch 8: returns at once, global_step 0
         state = SimpleNamespace(global_step=0)
@@ -188,8 +188,8 @@ def test_a_training_that_ends_with_0_steps_is_an_error_not_a_saved_model(tmp_pat
             self.saved = True
 
     trainer = NoStepTrainer()
-    with pytest.raises(common.ZeroStepsError, match=r"0 optimiser steps \(1 rows, per_device_train_batch_size 8"):
-        common.run_training(trainer, SFTOptions(), tmp_path / "out", [], None, context, 0.0)
+    with pytest.raises(training.ZeroStepsError, match=r"0 optimiser steps \(1 rows, per_device_train_batch_size 8"):
+        training.run_training(trainer, SFTOptions(), tmp_path / "out", [], None, context, 0.0)
     assert not trainer.saved
 
 

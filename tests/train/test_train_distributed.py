@@ -96,7 +96,7 @@ def test_kill_mid_run_then_resume_from_the_checkpoint(tiny_qwen, tmp_path, files
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    from medgr2_trl.common import checkpoint_step, last_complete_checkpoint
+    from medgr2_trl.training import checkpoint_step, last_complete_checkpoint
 
     killed_at = checkpoint_step(last_complete_checkpoint(out))
     assert 2 <= killed_at < 12

@@ -66,15 +66,15 @@ def test_sft_refuses_empty_data(tiny_qwen, train_context, tmp_path):
 @pytest.mark.parametrize("gpu", [False, True])
 def test_device_aware_defaults(gpu, monkeypatch, train_context):
     import torch
-    from medgr2_trl import common
+    from medgr2_trl import training
 
-    monkeypatch.setattr(common, "on_gpu", lambda: gpu)
+    monkeypatch.setattr(training, "on_gpu", lambda: gpu)
     tiny, big = torch.nn.Linear(10, 10), torch.nn.Linear(4000, 4000)
-    got = common.training_defaults(SFTOptions(), train_context, tiny)
+    got = training.training_defaults(SFTOptions(), train_context, tiny)
     assert got["use_cpu"] is (not gpu) and got["bf16"] is gpu and got["activation_checkpointing"] is gpu
     assert got["report_to"] == "none" and got["learning_rate"] == 2e-3
-    assert common.training_defaults(SFTOptions(), train_context, big)["learning_rate"] == 1e-5
-    forced = common.training_defaults(SFTOptions(bf16=False, gradient_checkpointing=False, learning_rate=1e-4,
+    assert training.training_defaults(SFTOptions(), train_context, big)["learning_rate"] == 1e-5
+    forced = training.training_defaults(SFTOptions(bf16=False, gradient_checkpointing=False, learning_rate=1e-4,
                                                  report_to="tensorboard"), train_context, tiny)
     assert not forced["bf16"] and not forced["activation_checkpointing"]
     assert forced["learning_rate"] == 1e-4 and forced["report_to"] == ["tensorboard"]
