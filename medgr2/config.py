@@ -125,7 +125,7 @@ class RewardSection(Section):
     """Step 2a and 4: the reward model R_φ and its graded training data."""
 
     model: RewardModelSpec = Field(default_factory=lambda: RewardModelSpec(
-        name="minilm", options={"epochs": 4, "max_train_examples": 1200, "freeze_layers": 4, "lr": 1e-4,
+        name="minilm", options={"epochs": 6, "max_train_examples": 1200, "freeze_layers": 4, "lr": 1e-4,
                                 "head_lr": 3e-3, "threads": 1}),
                                    description="The reward model and its options.")
     grade_sources: list[DatasetSpec] = Field(

@@ -39,7 +39,7 @@ _SOURCES = (
         "demo",
         "volumes:DemoSource",
         "DemoOptions",
-        "Offline demo corpus from pydicom, pydicom-data, scikit-image",
+        "Offline demo corpus: embedded PneumoniaMNIST + TotalSegmentator images, pydicom, scikit-image files",
     ),
 )
 
