@@ -154,7 +154,7 @@ def bare_setup() -> tuple[Any, dict[str, Any]]:
     template = string.Template(body_t.safe_substitute(
         modalities=", ".join(m.value for m in Modality),
         question_types=", ".join(q.value for q in QuestionType),
-        schema=json.dumps(SAMPLE_SCHEMA, indent=1), report=""))
+        schema=json.dumps(SAMPLE_SCHEMA, indent=1), report="", exemplars=""))
     fmt = {"type": "json_schema", "json_schema": {"name": "reply", "schema": SAMPLE_SCHEMA, "strict": False}}
     return template, fmt
 
