@@ -298,9 +298,25 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def _ids(node: Any) -> set[int]:
+    """The ids of every dict and list inside ``node`` (itself included)."""
+    if isinstance(node, dict):
+        return {id(node)}.union(*(_ids(v) for v in node.values()))
+    if isinstance(node, list):
+        return {id(node)}.union(*(_ids(v) for v in node))
+    return set()
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply dotted overrides to a copy of ``data`` (numeric parts index lists)."""
+    """Apply dotted overrides to a copy of ``data`` (numeric parts index lists).
+
+    Where an override reaches into a section the data does not have, the section's defaults are
+    filled in first. When an override renames a default component, the default's options are
+    dropped (they belong to the default component); options that overrides set are kept.
+    """
     out = _unshared_copy(data)
+    from_defaults: set[int] = set()  # containers filled in from the defaults
+    user_keys: dict[int, set[str]] = {}  # keys that overrides set, per container
     for item in overrides:
         path, value = parse_override(item)
         node: Any = out
@@ -317,13 +333,18 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
                     node[idx] = value
                 else:
                     node = node[idx]
+            elif last:
+                options = node.get("options")
+                if part == "name" and value != node.get("name") and isinstance(options, dict) \
+                        and id(options) in from_defaults:
+                    node["options"] = {k: v for k, v in options.items() if k in user_keys.get(id(options), ())}
+                node[part] = value
+                user_keys.setdefault(id(node), set()).add(part)
             else:
-                if last:
-                    node[part] = value
-                else:
-                    if not isinstance(node.get(part), (dict, list)):
-                        node[part] = _default_subtree(path[: i + 1])
-                    node = node[part]
+                if not isinstance(node.get(part), (dict, list)):
+                    node[part] = _default_subtree(path[: i + 1])
+                    from_defaults |= _ids(node[part])
+                node = node[part]
     return out
 
 

@@ -79,9 +79,9 @@ def test_data_mapping_sits_between_file_and_overrides(tmp_path):
 
 
 def test_override_into_a_list_of_defaults_by_index():
-    cfg = load_config(overrides=["filters.steps.0.options.tau=7", "data.sources.0.name=other"])
+    cfg = load_config(overrides=["filters.steps.0.options.fraction=0.25", "data.sources.0.name=other"])
     default = RunConfig()
-    assert cfg.filters.steps[0].options == {"tau": 7}
+    assert cfg.filters.steps[0].options == {**default.filters.steps[0].options, "fraction": 0.25}
     assert [s.name for s in cfg.filters.steps] == [s.name for s in default.filters.steps]
     assert cfg.data.sources[0].name == "other"
 
@@ -93,8 +93,21 @@ def test_override_replaces_a_whole_list():
 
 def test_override_deep_into_options_keeps_the_default_name():
     cfg = load_config(overrides=["generation.generator.options.n_options=3"])
-    assert cfg.generation.generator.name == RunConfig().generation.generator.name
-    assert cfg.generation.generator.options == {"n_options": 3}
+    default = RunConfig().generation.generator
+    assert cfg.generation.generator.name == default.name
+    assert cfg.generation.generator.options == {**default.options, "n_options": 3}
+
+
+@pytest.mark.parametrize("overrides, options", [
+    (["generation.generator.name=gemini"], {}),
+    (["generation.generator.options.model=m", "generation.generator.name=gemini"], {"model": "m"}),
+    (["generation.generator.name=gemini", "generation.generator.options.model=m"], {"model": "m"}),
+])
+def test_renaming_a_default_component_drops_the_defaults_options(overrides, options):
+    """The default generator's options (the quickstart's defect rates) do not fit another generator."""
+    assert RunConfig().generation.generator.options  # the default has options of its own
+    cfg = load_config(overrides=overrides)
+    assert (cfg.generation.generator.name, cfg.generation.generator.options) == ("gemini", options)
 
 
 @pytest.mark.parametrize("item, path, value", [
@@ -376,5 +389,5 @@ def test_override_under_options_does_not_merge_the_default_components_options():
     cfg = load_config(data={"policy": {"sft": {"name": "sft"}}}, overrides=["policy.sft.options.max_steps=3"])
     assert cfg.policy.sft.options == {"max_steps": 3}
     # without a file section, the defaults of the section (the quickstart's) are kept and updated
-    cfg = load_config(overrides=["policy.sft.options.max_steps=3"])
-    assert cfg.policy.sft.options["max_steps"] == 3 and "num_train_epochs" in cfg.policy.sft.options
+    cfg = load_config(overrides=["policy.sft.options.max_steps=5"])
+    assert cfg.policy.sft.options == {**RunConfig().policy.sft.options, "max_steps": 5}

@@ -87,4 +87,4 @@ def test_score_and_filter_commands_match_the_loop(parity):
     invoke(["filter", str(path), "--samples", str(tmp / "scored.jsonl"), "--eval-samples", str(tmp / "eval.jsonl"),
             "--out", str(tmp / "cli-filter"), "-q"])
     kept = read_jsonl(tmp / "cli-filter" / a.KEPT, VQASample)
-    assert [s.id for s in kept] == [s.id for s in state.d_high] and len(kept) == 3
+    assert [s.id for s in kept] == [s.id for s in state.d_high] and 1 <= len(kept) <= 3  # top_k 3, then dedup
