@@ -41,15 +41,15 @@ def main() -> None:
     t0 = time.perf_counter()
     registry.create("dataset", "csv", {**spec["options"], "verify": "none"}).load()
     index_noverify = time.perf_counter() - t0
-    import medgr2_datasets.common as common
+    from medgr2_datasets import source_support
     import medgr2_datasets.probe as probe
 
-    common._HASH_CACHE.clear()
+    source_support._HASH_CACHE.clear()
     probe.clear_cache()
     t0 = time.perf_counter()
     registry.create("dataset", "csv", {**spec["options"], "verify": "header"}).load()
     index_header = time.perf_counter() - t0
-    common._HASH_CACHE.clear()
+    source_support._HASH_CACHE.clear()
     probe.clear_cache()
     t0 = time.perf_counter()
     registry.create("dataset", "csv", spec["options"]).load()

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from medgr2.data import ImageRef, Modality, Reject, SeedItem
-from medgr2_datasets.common import bytes_sha256, item_id, reject
+from medgr2_datasets.source_support import bytes_sha256, item_id, reject
 
 CORPUS_DIR = Path(__file__).resolve().parent / "demo_corpus"
 """Where the embedded corpus lives (package data)."""

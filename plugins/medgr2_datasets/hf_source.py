@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medgr2.data import LETTERS, ImageRef, Modality, Provenance, QuestionType, VQASample, stable_hash
 from medgr2.interfaces import SeedSet
-from medgr2_datasets.common import (
+from medgr2_datasets.source_support import (
     DEFAULT_FRACTIONS,
     benchmark_seed_items,
     bytes_sha256,
@@ -177,7 +177,7 @@ class HFSource:
         if isinstance(value, str):
             p = Path(value)
             if not p.is_absolute() and not p.is_file() and Path(self.options.path).is_dir():
-                from medgr2_datasets.common import safe_path
+                from medgr2_datasets.source_support import safe_path
 
                 p = safe_path(self.options.path, value, record=value)
             return p.read_bytes()

@@ -4,7 +4,7 @@ Registered under ``ImageRef.loader``: ``file`` (anything PIL reads), ``dicom`` (
 ``nifti`` (nibabel; ``frame`` is the axial slice), ``npz`` (MedMNIST arrays; path
 ``file.npz#array``, ``frame`` the index) and ``pkg`` (images bundled with installed packages,
 ``pkg://skimage/retina.jpg``). Every path goes through :func:`medgr2.images.resolve_inside`
-(via :func:`medgr2_datasets.common.safe_path`, which also checks decoded forms); images with
+(via :func:`medgr2_datasets.source_support.safe_path`, which also checks decoded forms); images with
 more than ``max_pixels`` pixels are refused before their pixels are decoded.
 
 Windowing to 8 bits: CT uses a window (the file's own WindowCenter/Width for DICOM, else
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from medgr2.data import ImageRef, Modality
-from medgr2_datasets.common import safe_path
+from medgr2_datasets.source_support import safe_path
 
 DEFAULT_MAX_PIXELS = 40_000_000
 """Largest image (width × height × frames decoded) any loader accepts."""

@@ -9,7 +9,7 @@ text. The raw strings are kept in ``provenance.raw``. Questions of one image sha
 
 Both sources also yield one :class:`~medgr2.data.SeedItem` per distinct train-split image (option
 ``seed_items``), labelled with what its questions reveal, so the generators write new questions from
-the benchmark's images (:func:`~medgr2_datasets.common.benchmark_seed_items`); images of val/test
+the benchmark's images (:func:`~medgr2_datasets.source_support.benchmark_seed_items`); images of val/test
 questions never become items.
 """
 
@@ -26,7 +26,7 @@ from medgr2.data import LETTERS, ImageRef, Modality, Provenance, QuestionType, R
 from medgr2.images import UnsafePathError
 from medgr2.interfaces import SeedSet
 from medgr2.stages.seed import keep_every_question
-from medgr2_datasets.common import (
+from medgr2_datasets.source_support import (
     benchmark_seed_items,
     file_sha256,
     grouped_splits,

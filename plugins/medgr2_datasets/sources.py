@@ -19,7 +19,7 @@ import numpy as np
 
 from medgr2.data import ImageRef, Modality, Reject, SeedItem
 from medgr2.interfaces import SeedSet
-from medgr2_datasets.common import (
+from medgr2_datasets.source_support import (
     assign_splits,
     bytes_sha256,
     clean_labels,

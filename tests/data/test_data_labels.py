@@ -8,7 +8,7 @@ import pytest
 
 from medgr2.data import ImageRef, Modality, QuestionType, SeedItem
 from medgr2.interfaces import StageContext
-from medgr2_datasets.common import assign_splits, grouped_splits
+from medgr2_datasets.source_support import assign_splits, grouped_splits
 
 
 def item(i, dataset="HAM10000", modality=Modality.DERMOSCOPY, **labels):
