@@ -1,4 +1,5 @@
-"""Evaluation metrics (scikit-learn, and a binomial bootstrap in numpy) and the :class:`~medgr2.data.EvalReport` builder.
+"""Evaluation metrics (scikit-learn; a binomial bootstrap in numpy) and the
+:class:`~medgr2.data.EvalReport` builder.
 
 Per group (all, each modality, question type, source dataset):
 
