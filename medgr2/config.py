@@ -390,19 +390,20 @@ def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _spec_types(annotation: Any) -> tuple[type[ComponentSpec] | None, bool]:
-    """(ComponentSpec subclass, is_list) for a field annotation, else (None, False)."""
+def _typed_field(annotation: Any, base: type) -> tuple[Any, bool]:
+    """(the subclass of ``base`` a field annotation names, is_list), else (None, False): ``X``, ``X | None``,
+    ``list[X]`` ... A ``base`` subclass without a ``kind`` (a base class itself) does not count."""
     origin = get_origin(annotation)
-    if origin in (list, Sequence):
-        inner, _ = _spec_types(get_args(annotation)[0])
+    if origin in (list, tuple, Sequence):
+        inner, _ = _typed_field(get_args(annotation)[0], base)
         return inner, inner is not None
     if origin is Union or origin is types.UnionType:
         for arg in get_args(annotation):
-            t, is_list = _spec_types(arg)
+            t, is_list = _typed_field(arg, base)
             if t is not None:
                 return t, is_list
         return None, False
-    if isinstance(annotation, type) and issubclass(annotation, ComponentSpec):
+    if isinstance(annotation, type) and issubclass(annotation, base) and annotation.kind:
         return annotation, False
     return None, False
 
@@ -415,7 +416,7 @@ def iter_component_specs(model: type[BaseModel], raw: Any, loc: str = "") -> Ite
         if name not in raw:
             continue
         value, where = raw[name], f"{loc}{name}"
-        spec_type, is_list = _spec_types(field.annotation)
+        spec_type, is_list = _typed_field(field.annotation, ComponentSpec)
         if spec_type is not None:
             items = list(enumerate(value)) if is_list and isinstance(value, list) else [(None, value)]
             for idx, item in items:
@@ -482,27 +483,10 @@ def _name_problems(raw: Mapping[str, Any], registry: Registry) -> list[str]:
     return problems
 
 
-def _ref_type(annotation: Any) -> tuple[type[ComponentRef] | None, bool]:
-    """(ComponentRef subclass, is_list) for an options field annotation, else (None, False)."""
-    origin = get_origin(annotation)
-    if origin in (list, tuple, Sequence):
-        inner, _ = _ref_type(get_args(annotation)[0])
-        return inner, inner is not None
-    if origin is Union or origin is types.UnionType:
-        for arg in get_args(annotation):
-            t, is_list = _ref_type(arg)
-            if t is not None:
-                return t, is_list
-        return None, False
-    if isinstance(annotation, type) and issubclass(annotation, ComponentRef) and annotation.kind:
-        return annotation, False
-    return None, False
-
-
 def _nested_specs(model: type[BaseModel], options: Mapping[str, Any], loc: str) -> Iterator[tuple[str, str, Any]]:
     """``(location, kind, {"name", "options"})`` for every component named inside ``options``."""
     for field_name, f in model.model_fields.items():
-        ref, is_list = _ref_type(f.annotation)
+        ref, is_list = _typed_field(f.annotation, ComponentRef)
         if ref is None or field_name not in options:
             continue
         value = options[field_name]
