@@ -19,7 +19,7 @@ offline: :class:`FakeDatasetSource`, :class:`FakeGenerator`, :class:`FakeRewardM
 :func:`fake_reward_term`, the scorer :func:`fake_scorer` and the image loader
 :func:`fake_image_loader`, all registered by this module's hooks (so
 ``medgr2 --plugin medgr2.testing ...`` runs the CLI on fakes). Builders: :func:`make_image_ref`,
-:func:`make_seed_item`, :func:`make_sample`, :func:`make_context`.
+:func:`make_seed_item`, :func:`make_sample`, :func:`make_png_samples`, :func:`make_context`.
 
 Importing this module is cheap (pytest loads it in every session): it imports pydantic and
 pluggy, nothing heavy; data objects are imported when first used.
@@ -164,6 +164,30 @@ def fake_config_data() -> dict[str, Any]:
         section, _, key = loc.partition(".")
         data[section][key] = FAKE_NAME
     return data
+
+
+def make_png_samples(root: str | Path, n: int = 8, **fields: Any) -> list[VQASample]:
+    """``n`` two-class chest X-ray samples with real PNG files under ``root`` whose answer is the image colour
+    (red: pneumonia, blue: normal), so a tiny policy can learn it; ``fields`` go into every sample (``split`` ...).
+    Needs pillow."""
+    from PIL import Image
+
+    from medgr2.data import ImageRef, Modality, VQASample
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        sick = i % 2 == 0
+        name = f"img{i}.png"
+        Image.new("RGB", (64, 64), (200, 40, 40) if sick else (40, 40, 200)).save(root / name)
+        options = ("pneumonia", "normal") if i % 4 < 2 else ("normal", "pneumonia")
+        out.append(VQASample(
+            images=(ImageRef(path=name, root=str(root), loader="file", modality=Modality.XRAY),),
+            question=f"Case {i}: what does this chest X-ray show?", options=options,
+            answer="pneumonia" if sick else "normal", rationale="The lungs look " + ("opaque." if sick else "clear."),
+            modality=Modality.XRAY, **fields))
+    return out
 
 
 def make_context(work_dir: str | Path, registry: Registry | None = None, **fields: Any) -> StageContext:

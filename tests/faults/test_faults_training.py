@@ -29,7 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-from medgr2.data import ImageRef, Modality, VQASample  # noqa: E402
+from medgr2.data import ImageRef, VQASample  # noqa: E402
+from medgr2.testing import make_png_samples  # noqa: E402
 from medgr2.interfaces import StageContext  # noqa: E402
 from medgr2_trl.options import (  # noqa: E402
     CollapseGuardOptions,
@@ -59,19 +60,7 @@ def _file_loader(ref):
 
 def make_samples(root: Path, n: int) -> list[VQASample]:
     """Two-class samples whose answer is the image colour (red: pneumonia)."""
-    from PIL import Image
-
-    root.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        sick = i % 2 == 0
-        Image.new("RGB", (64, 64), (200, 40, 40) if sick else (40, 40, 200)).save(root / f"img{i}.png")
-        options = ("pneumonia", "normal") if i % 4 < 2 else ("normal", "pneumonia")
-        out.append(VQASample(
-            images=(ImageRef(path=f"img{i}.png", root=str(root), loader="file", modality=Modality.XRAY),),
-            question=f"Case {i}: what does this chest X-ray show?", options=options,
-            answer="pneumonia" if sick else "normal", modality=Modality.XRAY))
-    return out
+    return make_png_samples(root, n)
 
 
 @pytest.fixture(autouse=True)
