@@ -181,33 +181,42 @@ def bare_sample(reply: dict[str, Any], item: Any) -> str:
     return json.dumps({"id": item.id, **sample}) + "\n"
 
 
+async def bounded(items: LazyItems, c: int, one: Any) -> None:
+    """Run ``one(item)`` for every item with at most ``c`` in flight (semaphore taken before each task starts)."""
+    sem = asyncio.Semaphore(c)
+
+    async def guarded(item: Any) -> None:
+        try:
+            await one(item)
+        finally:
+            sem.release()
+
+    tasks: set[asyncio.Task] = set()
+    for item in items:
+        await sem.acquire()
+        task = asyncio.create_task(guarded(item))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*list(tasks))
+
+
 async def bare_httpx(url: str, items: LazyItems, c: int, out_path: Path) -> None:
     """httpx + semaphore: the same body medgr2 sends, the reply checked, one JSON line per sample."""
     import httpx
 
     template, fmt = bare_setup()
     images: dict[str, str] = {}
-    sem = asyncio.Semaphore(c)
     limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
     with open(out_path, "w") as out:
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120,
                                      headers={"Authorization": "Bearer k"}) as client:
 
             async def one(item: Any) -> None:
-                try:
-                    r = await client.post("/chat/completions", json=bare_body(item, template, fmt, images))
-                    r.raise_for_status()
-                    out.write(bare_sample(r.json(), item))
-                finally:
-                    sem.release()
+                r = await client.post("/chat/completions", json=bare_body(item, template, fmt, images))
+                r.raise_for_status()
+                out.write(bare_sample(r.json(), item))
 
-            tasks: set[asyncio.Task] = set()
-            for item in items:
-                await sem.acquire()
-                task = asyncio.create_task(one(item))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            await asyncio.gather(*list(tasks))
+            await bounded(items, c, one)
 
 
 async def bare_streams(url: str, items: LazyItems, c: int, out_path: Path) -> None:
@@ -222,7 +231,6 @@ async def bare_streams(url: str, items: LazyItems, c: int, out_path: Path) -> No
             "Authorization: Bearer k\r\nContent-Length: ")
     images: dict[str, str] = {}
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    sem = asyncio.Semaphore(c)
 
     async def post(body: bytes) -> dict[str, Any]:
         reader, writer = idle.pop() if idle else await asyncio.open_connection(host, port)
@@ -241,19 +249,10 @@ async def bare_streams(url: str, items: LazyItems, c: int, out_path: Path) -> No
     with open(out_path, "w") as out:
 
         async def one(item: Any) -> None:
-            try:
-                reply = await post(json.dumps(bare_body(item, template, fmt, images)).encode())
-                out.write(bare_sample(reply, item))
-            finally:
-                sem.release()
+            reply = await post(json.dumps(bare_body(item, template, fmt, images)).encode())
+            out.write(bare_sample(reply, item))
 
-        tasks: set[asyncio.Task] = set()
-        for item in items:
-            await sem.acquire()
-            task = asyncio.create_task(one(item))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        await asyncio.gather(*list(tasks))
+        await bounded(items, c, one)
     for _, writer in idle:
         writer.close()
 
