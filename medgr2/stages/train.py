@@ -115,7 +115,8 @@ def launch_training(stage: str, config_path: str | os.PathLike[str], samples: Se
         cmd += ["--reward-model", str(reward_model)]
     context.reporter.log(f"{stage}: accelerate launch on {launcher.num_processes} process(es) -> {output_dir}")
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
-    env.pop("RANK", None), env.pop("WORLD_SIZE", None), env.pop("LOCAL_RANK", None)
+    for inherited in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # this process is no rank of the launched job
+        env.pop(inherited, None)
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=launcher.timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:

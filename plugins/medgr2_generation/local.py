@@ -271,6 +271,10 @@ class LocalGenerator:
         return build_sample(item, fields, reply, generator=self.name, model=self.options.model_path,
                             template=template, prompt=prompt, context=context)
 
+    def screen(self, samples: Sequence[Any]) -> list[str | None]:
+        """Every sample may be judged: a local model sends nothing off the machine."""
+        return [None] * len(samples)
+
     def complete_json(
         self, prompts: Sequence[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any], context: StageContext
     ) -> list[dict[str, Any] | Reject]:

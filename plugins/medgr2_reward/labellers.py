@@ -39,7 +39,9 @@ def screened(judge: Any, samples: Sequence[VQASample]) -> tuple[list[int], list[
     (the judge's ``screen``: an external API never gets restricted data unless allowed)."""
     from medgr2.data import Reject
 
-    reasons = judge.screen(samples) if hasattr(judge, "screen") else [None] * len(samples)
+    if not hasattr(judge, "screen"):
+        raise TypeError(f"{type(judge).__name__} cannot judge: it has no screen(samples) (medgr2.interfaces.Judge)")
+    reasons = judge.screen(samples)
     refused = [Reject(stage="judge", id=s.subject_id or s.id, reason="restricted_source", detail=why)
                for s, why in zip(samples, reasons) if why]
     return [i for i, why in enumerate(reasons) if not why], refused

@@ -81,6 +81,10 @@ class FakeJudge:
 
     def __init__(self):
         self.calls = []
+        self.last_ledger = None
+
+    def screen(self, samples):
+        return [None] * len(samples)
 
     def complete_json(self, prompts, schema, context):
         self.calls.append((prompts, schema))
