@@ -42,7 +42,7 @@ from typing import Any
 from medgr2 import __version__
 from medgr2 import artifacts as a
 from medgr2.config import ComponentSpec, ConfigError, RunConfig, load_config, resolved_dict
-from medgr2.data import CycleLedger, EvalReport, GradedExample, Ledger, SeedItem, TrainResult, VQASample
+from medgr2.data import CycleLedger, EvalReport, GradedExample, Ledger, SeedItem, VQASample
 from medgr2.interfaces import SeedSet, StageContext
 from medgr2.progress import Reporter, SilentReporter
 from medgr2.registry import Registry
@@ -438,7 +438,7 @@ class Loop:
             if steps is not None and steps < 1:
                 raise StageFailed(self.store.key(t, name), f"0 optimizer steps on {len(samples)} samples: nothing "
                                   "was trained (see the trainer's batch size and max_steps)")
-            for w in _result_warnings(result):
+            for w in result.warnings:
                 self.warn(f"{self.store.key(t, name)}: {w}")
             return {"checkpoint": result.checkpoint, "train_s": result.wall_s,
                     **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}}
@@ -517,11 +517,6 @@ WARNINGS_FILE = "warnings.json"
 
 def _method(stage: str) -> str:
     return stage.replace("-", "_")
-
-
-def _result_warnings(result: TrainResult) -> list[str]:
-    warnings = getattr(result, "warnings", None)
-    return list(warnings or [])
 
 
 def _cap(seq: Sequence[Any], n: int | None, seed: int) -> list[Any]:

@@ -41,17 +41,13 @@ def escape(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
-_e = escape
-
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
     """An HTML table (floats to 3 decimals, ``None`` as "–"), for report sections."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
-
-_table = table
 
 
 def _fmt(v: Any) -> str:
@@ -77,24 +73,24 @@ def _thumb(sample: VQASample, registry: Any, size: int = 96) -> str:
 
 def _card(s: VQASample, registry: Any, reason: str = "") -> str:
     src = _thumb(s, registry)
-    img = f'<img src="{src}" alt="{_e(s.modality.value)} image">' if src else '<div class="muted">no image</div>'
-    opts = "".join(f'<li class="{"ok" if o == s.answer else ""}">{_e(o)}</li>' for o in s.options)
+    img = f'<img src="{src}" alt="{escape(s.modality.value)} image">' if src else '<div class="muted">no image</div>'
+    opts = "".join(f'<li class="{"ok" if o == s.answer else ""}">{escape(o)}</li>' for o in s.options)
     score = f"r = {s.reward.total:.2f}" if s.reward else "unscored"
-    why = f'<div class="no">{_e(reason)}</div>' if reason else ""
-    return (f'<div class="card">{img}<div class="q">{_e(s.question)}</div><div class="muted">{_e(s.modality.value)} · '
-            f'{_e(s.question_type.label)} · {score}</div><ol type="A">{opts}</ol>{why}</div>')
+    why = f'<div class="no">{escape(reason)}</div>' if reason else ""
+    return (f'<div class="card">{img}<div class="q">{escape(s.question)}</div><div class="muted">{escape(s.modality.value)} · '
+            f'{escape(s.question_type.label)} · {score}</div><ol type="A">{opts}</ol>{why}</div>')
 
 
 def _eval_section(report: EvalReport, title: str) -> str:
-    parts = [f"<h3>{_e(title)} — scorer <code>{_e(report.scorer)}</code></h3>"]
+    parts = [f"<h3>{escape(title)} — scorer <code>{escape(report.scorer)}</code></h3>"]
     o = report.overall
-    parts.append(_table(["", "n", "accuracy", "95% CI", "valid-only acc.", "invalid", "macro F1", "bal. acc.", "AUROC"],
+    parts.append(table(["", "n", "accuracy", "95% CI", "valid-only acc.", "invalid", "macro F1", "bal. acc.", "AUROC"],
                         [["overall", o.n, o.accuracy, _ci(o.ci95), o.accuracy_valid_only, o.invalid, o.macro_f1,
                           o.balanced_accuracy, o.auroc]]))
     for label, groups in (("modality", report.by_modality), ("question type", report.by_question_type),
                           ("dataset", report.by_dataset)):
         if groups:
-            parts.append(_table([label, "n", "accuracy", "95% CI", "invalid", "macro F1"],
+            parts.append(table([label, "n", "accuracy", "95% CI", "invalid", "macro F1"],
                                 [[k, g.n, g.accuracy, _ci(g.ci95), g.invalid, g.macro_f1]
                                  for k, g in sorted(groups.items())]))
     return "".join(parts)
@@ -139,7 +135,7 @@ def _funnel(cycle_dir: Path) -> str:
                          ", ".join(f"{k}: {v}" for k, v in (st.get("dropped_by_reason") or {}).items())])
     out = svg.funnel(stages, title="funnel") if stages else ""
     if rows:
-        out += _table(["step", "in", "kept", "dropped by reason"], rows)
+        out += table(["step", "in", "kept", "dropped by reason"], rows)
     return out
 
 
@@ -196,12 +192,12 @@ def build_html(run_dir: Path, registry: Any = None) -> str:
     versions = read_json(run_dir / "versions.json") if (run_dir / "versions.json").exists() else {}
     ledger_path = run_dir / CYCLE_LEDGER
     ledgers = [CycleLedger.model_validate(c) for c in read_json(ledger_path)] if ledger_path.exists() else []
-    body = [f"<h1>MedGR2 run <code>{_e(run_dir.name)}</code></h1>",
-            f'<p class="sub">medgr2 {_e(versions.get("medgr2", "?"))} · {len(ledgers)} cycle(s)</p>']
+    body = [f"<h1>MedGR2 run <code>{escape(run_dir.name)}</code></h1>",
+            f'<p class="sub">medgr2 {escape(versions.get("medgr2", "?"))} · {len(ledgers)} cycle(s)</p>']
 
     if ledgers:
         body.append("<h2>Ledger</h2>")
-        body.append(_table(
+        body.append(table(
             ["cycle", "generated", "valid", "kept", "requests", "tokens in/out", "cost $", "SFT steps", "GRPO steps",
              "SFT s", "GRPO s", "RM version", "RM promoted", "accuracy"],
             [[c.cycle, c.generated, c.valid, c.kept, c.requests,
@@ -214,7 +210,7 @@ def build_html(run_dir: Path, registry: Any = None) -> str:
     body.insert(2, _warnings(run_dir, sections))
     base = run_dir / "cycle-000" / "evaluate-baseline" / artifacts.EVAL_REPORT
     for sec in sections:
-        body.append(f"<h2>{_e(sec.title)}</h2>{sec.html}")
+        body.append(f"<h2>{escape(sec.title)}</h2>{sec.html}")
 
     if base.exists():
         body.append("<h2>Evaluation before training</h2>")
@@ -223,7 +219,7 @@ def build_html(run_dir: Path, registry: Any = None) -> str:
     for cycle_dir in sorted(run_dir.glob("cycle-[0-9][0-9][0-9]")):
         if cycle_dir.name == "cycle-000":
             continue
-        body.append(f"<h2>{_e(cycle_dir.name)}</h2><h3>Funnel</h3>{_funnel(cycle_dir)}")
+        body.append(f"<h2>{escape(cycle_dir.name)}</h2><h3>Funnel</h3>{_funnel(cycle_dir)}")
         body.append(_galleries(cycle_dir, registry))
         curves = [_history_curves(cycle_dir / s / POLICY_DIR / TRAIN_RESULT, f"{s.upper()} curves")
                   for s in ("sft", "grpo")]
@@ -233,9 +229,9 @@ def build_html(run_dir: Path, registry: Any = None) -> str:
         if rep.exists():
             body.append(_eval_section(read_json(rep, EvalReport), "Evaluation"))
 
-    body.append(f"<h2>Config</h2><pre>{_e(cfg)}</pre>")
-    body.append(f"<h2>Versions</h2><pre>{_e(json.dumps(versions, indent=2))}</pre>")
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>MedGR2 run {_e(run_dir.name)}"
+    body.append(f"<h2>Config</h2><pre>{escape(cfg)}</pre>")
+    body.append(f"<h2>Versions</h2><pre>{escape(json.dumps(versions, indent=2))}</pre>")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>MedGR2 run {escape(run_dir.name)}"
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
 
 
