@@ -29,6 +29,7 @@ from medgr2_generation.engine import (
 from medgr2.interfaces import StageContext
 from medgr2_generation.backend_support import (
     EncodedImage,
+    ImageCache,
     Outcomes,
     check_reply,
     content_error_reject,
@@ -72,6 +73,7 @@ class ApiGenerator(abc.ABC):
         self.last_ledger = None
         self._retried = 0
         self._bank_version: str | None = None
+        self._images: ImageCache | None = None
 
     # ------------------------------------------------------------------ backend hooks
     @abc.abstractmethod
@@ -81,6 +83,11 @@ class ApiGenerator(abc.ABC):
     @abc.abstractmethod
     def payload(self, prompt: str, images: Sequence[EncodedImage], schema: dict[str, Any] | None) -> Any:
         """The arguments of one SDK call."""
+
+    def request_body(self, prompt: str, images: Sequence[EncodedImage], schema: dict[str, Any] | None) -> Any:
+        """What the transport is given for one request, built once per request (retries reuse it):
+        :meth:`payload` unless a backend sends it pre-encoded."""
+        return self.payload(prompt, images, schema)
 
     # ------------------------------------------------------------------ shared machinery
     def params(self) -> dict[str, Any]:
@@ -157,25 +164,19 @@ class ApiGenerator(abc.ABC):
         return ResponseCache(path)
 
     def _encoder(self, refs: Sequence[ImageRef], context: StageContext) -> Callable[[], Any]:
-        """A lazy, memoised async image encoder for one job (runs in a worker thread)."""
-        o, box = self.options, {}
+        """The lazy async image encoder of one job: each image through the run's :class:`ImageCache`
+        (encoded once per run, in a worker thread), only when a request is sent."""
+        images = self._images
+        if images is None or images.registry is not context.registry:
+            o = self.options
+            images = self._images = ImageCache(
+                lambda ref: encode_image(ref, max_side=o.max_image_side, max_pixels=o.max_image_pixels,
+                                         max_bytes=o.max_image_bytes, fmt=o.image_format, registry=context.registry),
+                context.registry,
+            )
 
         async def encoded() -> list[EncodedImage]:
-            if "v" not in box:
-                box["v"] = await asyncio.to_thread(
-                    lambda: [
-                        encode_image(
-                            r,
-                            max_side=o.max_image_side,
-                            max_pixels=o.max_image_pixels,
-                            max_bytes=o.max_image_bytes,
-                            fmt=o.image_format,
-                            registry=context.registry,
-                        )
-                        for r in refs
-                    ]
-                )
-            return box["v"]
+            return [await images.get(r) for r in refs]
 
         return encoded
 
@@ -203,7 +204,7 @@ class ApiGenerator(abc.ABC):
                 self._retried += 1
 
         async def build() -> Any:
-            return self.payload(prompt, await images(), sent_schema)
+            return self.request_body(prompt, await images(), sent_schema)
 
         return await engine.request(key, build, est, use_cache=use_cache)
 
@@ -235,13 +236,31 @@ class ApiGenerator(abc.ABC):
     # ------------------------------------------------------------------ Generator
     def generate(self, items: Sequence[SeedItem], context: StageContext) -> GenerationResult:
         """Generate one sample per seed item (see the class docstring)."""
+        out = Outcomes(len(items))
+        ledger = self.generate_to(items, context, None, _out=out)
+        return GenerationResult(samples=tuple(out.samples()), rejects=tuple(out.rejects()), ledger=ledger)
+
+    def generate_to(
+        self,
+        items: Sequence[SeedItem],
+        context: StageContext,
+        sink: Callable[[VQASample | Reject], None] | None,
+        *,
+        _out: Outcomes | None = None,
+    ) -> Any:
+        """Generate like :meth:`generate`, but hand each result (sample or reject) to ``sink`` in input
+        order as soon as it and every one before it are done, keeping none: memory stays flat in the
+        number of items (``items`` may be a lazy sequence). Returns the run's :class:`~medgr2.data.Ledger`."""
         template = resolve_template(self.options.strategy, self.options.template_path, context.registry)
         template = self._with_bank(template)
         self._bank_version = template.bank_version
+        items = items if isinstance(items, Sequence) else list(items)
+        out = _out if _out is not None else Outcomes(len(items), sink=sink)
         try:
-            return run_sync(self._generate(list(items), context, template))
+            return run_sync(self._generate(items, context, template, out))
         finally:
             self._bank_version = None
+            self._images = None
 
     def _with_bank(self, template: PromptTemplate) -> PromptTemplate:
         """``template`` with the ``exemplar_bank`` option's exemplars (unchanged without one)."""
@@ -254,8 +273,8 @@ class ApiGenerator(abc.ABC):
         return template.with_bank(load_bank(o.exemplar_bank), o.exemplars_per_prompt, excludes)
 
     async def _generate(
-        self, items: list[SeedItem], context: StageContext, template: PromptTemplate
-    ) -> GenerationResult:
+        self, items: Sequence[SeedItem], context: StageContext, template: PromptTemplate, out: Outcomes
+    ) -> Any:
         cache = self._cache(context)
         assert context.reporter is not None
         started = time.perf_counter()
@@ -264,7 +283,8 @@ class ApiGenerator(abc.ABC):
             async with self.open_transport() as transport:
                 engine = self._engine(transport, context, cache)
                 with context.reporter.task(f"generate ({self.name})", total=len(items)) as task:
-                    out = Outcomes(len(items), task)
+                    out.task = task
+                    s = engine.stats
 
                     async def job(index: int) -> VQASample | Reject:
                         return await self._one(engine, items[index], template, context)
@@ -272,7 +292,6 @@ class ApiGenerator(abc.ABC):
                     def done(index: int, result: Any) -> None:
                         if isinstance(result, BaseException):
                             result = reject(items[index].id, "error", f"{type(result).__name__}: {result}")
-                        s = engine.stats
                         rate = s.requests / max(time.perf_counter() - started, 1e-9)
                         out.add(
                             index,
@@ -283,12 +302,16 @@ class ApiGenerator(abc.ABC):
                             cost=f"${engine.cost(s.input_tokens, s.output_tokens):.4f}",
                         )
 
-                    finished = await engine.run_jobs(range(len(items)), job, done)
+                    try:
+                        finished = await engine.run_jobs(range(len(items)), job, done)
+                    finally:
+                        out.task = None
+                        out.finish()
         finally:
             cache.close()
         ledger = engine.ledger(
             "generate",
-            successes=len(out.samples()),
+            successes=out.successes,
             rejects=out.reasons,
             items=len(items),
             completed=finished,
@@ -300,7 +323,7 @@ class ApiGenerator(abc.ABC):
             **out.causes(),
         )
         self.last_ledger = ledger
-        return GenerationResult(samples=tuple(out.samples()), rejects=tuple(out.rejects()), ledger=ledger)
+        return ledger
 
     async def _one(
         self, engine: RequestEngine, item: SeedItem, template: PromptTemplate, context: StageContext
@@ -351,7 +374,10 @@ class ApiGenerator(abc.ABC):
         """One JSON object per ``(prompt, images)`` that satisfies ``schema``, or a Reject (stage
         ``complete_json``, id ``prompt-<i>``) with the reason. Cached and resumable like
         :meth:`generate`; images go through the same guard-free encoder (callers decide what to send)."""
-        return run_sync(self._complete_json(list(prompts), schema, context))
+        try:
+            return run_sync(self._complete_json(list(prompts), schema, context))
+        finally:
+            self._images = None
 
     async def _complete_json(
         self, prompts: list[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any], context: StageContext

@@ -3,12 +3,15 @@ reply into a sample or a reject, and the per-run bookkeeping (results in order, 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
-from collections import Counter
-from collections.abc import Sequence
+from base64 import b64encode
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from medgr2.data import Provenance, Reject, SeedItem, VQASample
@@ -27,6 +30,16 @@ class EncodedImage:
     mime: str
     width: int
     height: int
+
+    @cached_property
+    def base64(self) -> str:
+        """The bytes in base64 (computed once per image, however many requests send it)."""
+        return b64encode(self.data).decode("ascii")
+
+    @cached_property
+    def data_url(self) -> str:
+        """``data:<mime>;base64,...`` (computed once per image)."""
+        return f"data:{self.mime};base64,{self.base64}"
 
 
 def encode_image(
@@ -57,6 +70,50 @@ def encode_image(
             quality -= 15
         else:
             scale *= 0.75
+
+
+class ImageCache:
+    """The encoded images of one run, by image key (:attr:`medgr2.data.ImageRef.key`): each image is
+    encoded once per run however many items, re-asks or retries send it (concurrent requests for the
+    same image share one encoding), and the most recently used are kept under ``max_bytes``.
+
+    ``encode(ref) -> EncodedImage`` runs in a worker thread; its error (an unreadable image) reaches
+    every request of that image and is not kept.
+    """
+
+    def __init__(self, encode: Any, registry: Any = None, *, max_bytes: int = 32 * 1024 * 1024):
+        self.encode, self.registry, self.max_bytes = encode, registry, max_bytes
+        self._done: OrderedDict[str, EncodedImage] = OrderedDict()
+        self._running: dict[str, asyncio.Future[EncodedImage]] = {}
+        self._bytes = 0
+        self.encoded = 0
+        """Images encoded so far (a measure of reuse)."""
+
+    async def get(self, ref: Any) -> EncodedImage:
+        key = ref.key
+        img = self._done.get(key)
+        if img is not None:
+            self._done.move_to_end(key)
+            return img
+        task = self._running.get(key)
+        if task is None:  # one encoding per image; a waiter's cancellation does not cancel it
+            task = self._running[key] = asyncio.ensure_future(self._encode(key, ref))
+        return await asyncio.shield(task)
+
+    async def _encode(self, key: str, ref: Any) -> EncodedImage:
+        try:
+            img = await asyncio.to_thread(self.encode, ref)
+        finally:
+            del self._running[key]
+        self.encoded += 1
+        size = len(img.data) * 7 // 3  # the bytes and their base64
+        if size <= self.max_bytes:
+            self._done[key] = img
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, old = self._done.popitem(last=False)
+                self._bytes -= len(old.data) * 7 // 3
+        return img
 
 
 def restricted_reason(item: SeedItem, restricted_datasets: Sequence[str]) -> str | None:
@@ -125,37 +182,73 @@ def reject(item_id: str, reason: str, detail: str = "", stage: str = "generate")
 
 @dataclass
 class Outcomes:
-    """Results of one run, kept in input order, with the progress task updated as they arrive."""
+    """Results of one run, handed on in input order, with the progress task updated as they arrive.
+
+    With a ``sink``, each result goes to ``sink(result)`` as soon as it and every result before it are
+    done, and nothing is kept but the counts and the results that finished ahead of an earlier one (a
+    window of about the concurrency): memory stays flat in the number of items. Without one, results
+    are collected for :meth:`samples` and :meth:`rejects`.
+    """
 
     n: int
     task: Any = None
-    results: dict[int, VQASample | Reject] = field(default_factory=dict)
+    sink: Callable[[VQASample | Reject], None] | None = None
     reasons: Counter[str] = field(default_factory=Counter)
+    successes: int = 0
+    content_rejects: int = 0
+    transport_failures: int = 0
+    _ahead: dict[int, VQASample | Reject] = field(default_factory=dict)
+    _next: int = 0
+    _samples: list[VQASample] = field(default_factory=list)
+    _rejects: list[Reject] = field(default_factory=list)
 
     def add(self, index: int, result: VQASample | Reject, **fields: Any) -> None:
-        self.results[index] = result
         if isinstance(result, Reject):
             self.reasons[result.reason] += 1
+            failed = not is_final(result.reason)
+            self.transport_failures += failed
+            self.content_rejects += not failed
+            step = {"failed": 1} if failed else {"rejected": 1}
+        else:
+            self.successes += 1
+            step = {"done": 1}
         if self.task is not None:
-            failed = isinstance(result, Reject) and not is_final(result.reason)
-            rejected = isinstance(result, Reject) and not failed
-            self.task.advance(
-                1, **({"failed": 1} if failed else {"rejected": 1} if rejected else {"done": 1})
-            )
+            self.task.advance(1, **step)
             if fields:
                 self.task.update(**fields)
+        if index != self._next:
+            self._ahead[index] = result
+            return
+        self._hand_on(result)
+        self._next += 1
+        while self._ahead and self._next in self._ahead:
+            self._hand_on(self._ahead.pop(self._next))
+            self._next += 1
+
+    def _hand_on(self, result: VQASample | Reject) -> None:
+        if self.sink is not None:
+            self.sink(result)
+        elif isinstance(result, Reject):
+            self._rejects.append(result)
+        else:
+            self._samples.append(result)
+
+    def finish(self) -> None:
+        """Hand on the results still waiting for an earlier one that never came (a stopped run)."""
+        for index in sorted(self._ahead):
+            self._hand_on(self._ahead.pop(index))
 
     def samples(self) -> list[VQASample]:
-        return [r for _, r in sorted(self.results.items()) if isinstance(r, VQASample)]
+        self.finish()
+        return self._samples
 
     def rejects(self) -> list[Reject]:
-        return [r for _, r in sorted(self.results.items()) if isinstance(r, Reject)]
+        self.finish()
+        return self._rejects
 
     def causes(self) -> dict[str, int]:
         """Rejects by cause: ``content_rejects`` (final) and ``transport_failures`` (asked again next run)."""
-        rejects = self.rejects()
-        final = sum(is_final(r.reason) for r in rejects)
-        return {"content_rejects": final, "transport_failures": len(rejects) - final}
+        return {"content_rejects": self.content_rejects, "transport_failures": self.transport_failures}
 
 
 def content_error_reject(item_id: str, exc: ContractError, reasked: bool, stage: str = "generate") -> Reject:

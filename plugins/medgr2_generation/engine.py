@@ -42,13 +42,15 @@ Nothing here imports an SDK: the module is part of the light core.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,7 +71,7 @@ from medgr2_generation.errors import (
     redact,
     redact_data,
 )
-from medgr2.store import JsonlAppender, read_jsonl
+from medgr2.store import JsonlAppender
 
 __all__ = [
     "RETRYABLE_STATUS",
@@ -287,11 +289,20 @@ class TpmLimiter:
 def _redacted(reply: Reply) -> Reply:
     """``reply`` with secrets redacted from its text (the same object when there are none)."""
     text = redact(reply.text)
-    return reply if text == reply.text else Reply(**{**asdict(reply), "text": text})
+    return reply if text == reply.text else Reply(**{**vars(reply), "text": text})
+
+
+def _record(key: str, reply: Reply) -> bytes:
+    """One cache line (the format every version of the cache wrote: ``{"key": ..., "reply": {...}}``)."""
+    return (json.dumps({"key": key, "reply": vars(reply)}, default=str, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 class ResponseCache:
     """Append-only JSONL of successful replies by key (durable before use; torn last line ignored).
+
+    Memory stays flat in the number of replies: only an index is held (a 64-bit hash of each key ->
+    the byte offset of its line); a hit reads its line back from the file (the page cache, in practice),
+    and the full key on that line is checked, so a hash collision never serves the wrong reply.
 
     From async code, :meth:`put` hands records to one writer thread that *group-commits*: every
     record waiting when a write starts is written, then fsync'd once, then all their ``put``
@@ -302,45 +313,133 @@ class ResponseCache:
     def __init__(self, path: str | Path, *, fsync: bool = True):
         self.path = Path(path)
         self._fsync = fsync
-        self.entries: dict[str, Reply] = {}
-        for rec in read_jsonl(self.path):
-            if isinstance(rec, dict) and "key" in rec and "reply" in rec:
-                self.entries[rec["key"]] = Reply(**rec["reply"])
-        self._appender: JsonlAppender | None = None
+        self._index: dict[int, int] = {}  # hash(key) -> offset of its newest line
+        self._exact: dict[str, int] = {}  # keys whose hash collides with another key's (almost never used)
+        self._file: Any = None  # append handle (binary)
+        self._reader: Any = None  # read handle (binary)
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[tuple[str, Reply, asyncio.Future[None]]] = []
         self._flushing = False
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as f:
+            data = f.read()
+        offset, size = 0, len(data)
+        while offset < size:
+            end = data.find(b"\n", offset)
+            last = end == -1
+            end = size if last else end
+            line = data[offset:end]
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    if not last:
+                        raise ValueError(f"{self.path}: line at byte {offset} is not JSON; the reply cache is "
+                                         "corrupt (delete it to ask every request again)") from None
+                    break  # a torn last line (kill -9 mid-write): dropped, cut before the next append
+                if isinstance(rec, dict) and "key" in rec and "reply" in rec:
+                    self._remember(str(rec["key"]), offset)
+            offset = end + 1
+
+    _hash = staticmethod(hash)  # str hashes: 64 bits, salted per process (the index lives in memory only)
+
+    def _remember(self, key: str, offset: int) -> None:
+        if key in self._exact:
+            self._exact[key] = offset
+            return
+        h = self._hash(key)
+        old = self._index.get(h)
+        if old is None or self._key_at(old) == key:
+            self._index[h] = offset
+        else:  # another key has the same hash: this one is looked up by its full key
+            self._exact[key] = offset
+
+    def _line_at(self, offset: int) -> dict[str, Any] | None:
+        if self._reader is None:
+            if not self.path.exists():
+                return None
+            self._reader = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        self._reader.seek(offset)
+        try:
+            rec = json.loads(self._reader.readline())
+        except ValueError:
+            return None
+        return rec if isinstance(rec, dict) else None
+
+    def _key_at(self, offset: int) -> str | None:
+        rec = self._line_at(offset)
+        return None if rec is None else rec.get("key")
 
     def get(self, key: str) -> Reply | None:
-        """The cached reply for ``key``, if any."""
-        return self.entries.get(key)
+        """The cached reply for ``key``, if any (read from the file)."""
+        offset = self._exact.get(key) if self._exact else None
+        if offset is None:
+            offset = self._index.get(self._hash(key))
+            if offset is None:
+                return None
+        rec = self._line_at(offset)
+        if rec is None or rec.get("key") != key:
+            return None
+        return Reply(**rec["reply"])
 
     def __contains__(self, key: str) -> bool:
-        return key in self.entries
+        return self.get(key) is not None
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self._index) + len(self._exact)
 
-    def _write(self, records: list[tuple[str, Reply]]) -> None:
-        if self._appender is None:
-            self._appender = JsonlAppender(self.path, fsync=self._fsync)
-        self._appender.append_many({"key": k, "reply": asdict(r)} for k, r in records)
+    def keys(self) -> list[str]:
+        """Every cached key (reads the file: for tests and tools, not the request path)."""
+        out = [self._key_at(o) for o in (*self._index.values(), *self._exact.values())]
+        return [k for k in out if k is not None]
 
-    def add(self, key: str, reply: Reply) -> None:
-        """Persist ``reply`` now, from synchronous code (returns once it is on disk)."""
+    @property
+    def entries(self) -> dict[str, Reply]:
+        """Every cached reply by key (reads the whole file: for tests and tools, not the request path)."""
+        return {k: r for k in self.keys() if (r := self.get(k)) is not None}
+
+    def _open(self) -> Any:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            JsonlAppender(self.path, fsync=False).close()  # cuts a torn last line before we append
+            self._file = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+        return self._file
+
+    def _write(self, records: list[tuple[str, Reply]]) -> list[int]:
+        """Append ``records`` (one flush + fsync); returns each record's offset."""
+        f = self._open()
+        offsets = []
+        for key, reply in records:
+            offsets.append(f.tell())
+            f.write(_record(key, reply))
+        f.flush()
+        if self._fsync:
+            os.fsync(f.fileno())
+        return offsets
+
+    def add(self, key: str, reply: Reply) -> Reply:
+        """Persist ``reply`` now, from synchronous code (returns it as stored, once it is on disk)."""
         reply = _redacted(reply)
-        self._write([(key, reply)])
-        self.entries[key] = reply
+        (offset,) = self._write([(key, reply)])
+        self._remember(key, offset)
+        return reply
 
-    async def put(self, key: str, reply: Reply) -> None:
-        """Persist ``reply`` (group commit on the writer thread; returns once it is on disk)."""
+    async def put(self, key: str, reply: Reply) -> Reply:
+        """Persist ``reply`` (group commit on the writer thread); returns it as stored (secrets
+        redacted) once it is on disk."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._pending.append((key, _redacted(reply), done))
+        stored = _redacted(reply)
+        self._pending.append((key, stored, done))
         if not self._flushing:
             self._flushing = True
             loop.create_task(self._flush())
         await done
+        return stored
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -350,14 +449,14 @@ class ResponseCache:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    await loop.run_in_executor(self._writer, self._write, [(k, r) for k, r, _ in batch])
+                    offsets = await loop.run_in_executor(self._writer, self._write, [(k, r) for k, r, _ in batch])
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the disk error
                     for _, _, done in batch:
                         if not done.done():
                             done.set_exception(exc)
                     continue
-                for key, reply, done in batch:
-                    self.entries[key] = reply
+                for (key, _, done), offset in zip(batch, offsets):
+                    self._remember(key, offset)
                     if not done.done():
                         done.set_result(None)
         finally:
@@ -368,9 +467,11 @@ class ResponseCache:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
-        if self._appender is not None:
-            self._appender.close()
-            self._appender = None
+        for attr in ("_file", "_reader"):
+            handle = getattr(self, attr)
+            if handle is not None:
+                handle.close()
+                setattr(self, attr, None)
 
 
 @dataclass
@@ -599,8 +700,7 @@ class RequestEngine:
                     self.stats.output_tokens += reply.output_tokens
                     if self.cache is not None:
                         # still holding the slot: a kill loses at most `concurrency` paid replies
-                        await self.cache.put(key, reply)
-                        reply = self.cache.get(key) or reply  # as stored (secrets redacted)
+                        reply = await self.cache.put(key, reply)  # as stored (secrets redacted)
                     return reply
             finally:
                 await self._gate.release()

@@ -122,6 +122,11 @@ class OpenAIOptions(ApiOptions):
         default="OPENAI_API_KEY",
         description="Environment variable holding the key (optional for local servers).",
     )
+    transport: Literal["auto", "lean", "sdk"] = Field(
+        default="auto",
+        description="How requests are sent: lean (medgr2's own HTTP/1.1 client, a fraction of the SDK's CPU per "
+        "request), sdk (the openai SDK + httpx), auto (lean unless a proxy variable applies to base_url).",
+    )
 
 
 class LocalOptions(PromptOptions):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import string
 from dataclasses import dataclass, replace
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -151,21 +152,54 @@ class PromptTemplate:
         return f"{self.strategy}@{self.version}"
 
     def render(self, item: SeedItem) -> str:
-        """The prompt for one seed item."""
+        """The prompt for one seed item (what ``string.Template(body).substitute(...)`` gives, with the
+        parts that are the same for every item filled in once per template: see :meth:`_parts`)."""
         labels = (
             "\n".join(f"- {k}: {v}" for k, v in sorted(item.labels.items()) if k != "restricted")
             or "- (none)"
         )
-        return string.Template(self.body).substitute(
-            dataset=item.dataset,
-            modality=item.modality.label,
-            labels=labels,
-            report=f"\nReport text:\n{item.text}\n" if item.text else "",
-            modalities=", ".join(m.value for m in Modality),
-            question_types=", ".join(q.value for q in QuestionType),
-            schema=json.dumps(SAMPLE_SCHEMA, indent=1),
-            exemplars=self.exemplars(item),
-        )
+        values = {
+            "dataset": item.dataset,
+            "modality": item.modality.label,
+            "labels": labels,
+            "report": f"\nReport text:\n{item.text}\n" if item.text else "",
+        }
+        if self._uses_exemplars:
+            values["exemplars"] = self.exemplars(item)
+        return "".join(part if kind else values[part] for kind, part in self._parts)
+
+    @cached_property
+    def _uses_exemplars(self) -> bool:
+        return "exemplars" in self.placeholders
+
+    @cached_property
+    def _parts(self) -> tuple[tuple[bool, str], ...]:
+        """The body as ``(is_literal, text_or_placeholder)`` parts, the constant placeholders
+        (``$modalities``, ``$question_types``, ``$schema``) already filled in; parsed with
+        :class:`string.Template`'s own pattern, so ``$$`` and ``${name}`` mean what they mean there
+        (an invalid ``$`` raises the same ValueError, at the first render)."""
+        constants = {"modalities": ", ".join(m.value for m in Modality),
+                     "question_types": ", ".join(q.value for q in QuestionType), "schema": _schema_text()}
+        parts: list[tuple[bool, str]] = []
+        pos = 0
+        for m in string.Template.pattern.finditer(self.body):
+            parts.append((True, self.body[pos:m.start()]))
+            name = m.group("named") or m.group("braced")
+            if m.group("escaped") is not None:
+                parts.append((True, string.Template.delimiter))
+            elif name is not None:
+                parts.append((True, constants[name]) if name in constants else (False, name))
+            else:  # the invalid group: string.Template raises the same error
+                string.Template(self.body).substitute({n: "" for n in self.PLACEHOLDERS})
+            pos = m.end()
+        parts.append((True, self.body[pos:]))
+        merged: list[tuple[bool, str]] = []
+        for kind, text in parts:
+            if kind and merged and merged[-1][0]:
+                merged[-1] = (True, merged[-1][1] + text)
+            elif text or not kind:
+                merged.append((kind, text))
+        return tuple(merged)
 
     def hash(self, rendered: str) -> str:
         """The template hash recorded in provenance: over the strategy, version and rendered prompt
@@ -173,6 +207,12 @@ class PromptTemplate:
         if self.bank is not None:
             return stable_hash(self.name, rendered, self.bank_version)
         return stable_hash(self.name, rendered)
+
+
+@lru_cache(maxsize=1)
+def _schema_text() -> str:
+    """``$schema``: the sample schema as JSON (rendered once per process)."""
+    return json.dumps(SAMPLE_SCHEMA, indent=1)
 
 
 def builtin(strategy: str) -> PromptTemplate:

@@ -1,0 +1,167 @@
+"""Work done once per run and memory flat in N: images encoded once per run, results streamed in input
+order (``generate_to``), and a reply cache that keeps an index, not the replies."""
+
+from __future__ import annotations
+
+import json
+import random
+import tracemalloc
+
+from medgr2.data import ImageRef, Modality, Reject, SeedItem, VQASample
+from medgr2.interfaces import StageContext
+from medgr2.testing.fake_servers import FakeOpenAIServer, FaultPlan
+from medgr2_generation.engine import Reply, ResponseCache
+
+FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0, "model": "fake-model"}
+
+
+def shared_image_items(items_factory, n, images=2):
+    """``n`` items with distinct labels over ``images`` image files."""
+    base = items_factory(images)
+    return [SeedItem(id=f"it-{i}", dataset="demo", modality=Modality.XRAY, split="train",
+                     image=base[i % images].image, labels={"diagnosis": f"d{i}"}) for i in range(n)]
+
+
+def test_each_image_is_encoded_once_per_run(gen_registry, items_factory, tmp_path, monkeypatch):
+    import medgr2_generation.api as api
+
+    calls: list[str] = []
+    real = api.encode_image
+    monkeypatch.setattr(api, "encode_image", lambda ref, **kw: calls.append(ref.key) or real(ref, **kw))
+    items = shared_image_items(items_factory, 12)
+    plan = FaultPlan(per_prompt=["500"], rates={"malformed": 0.3}, seed=1)  # retries and re-asks too
+    with FakeOpenAIServer(faults=plan) as server:
+        gen = gen_registry.create("generator", "openai", {"base_url": server.base_url, **FAST, "concurrency": 4})
+        result = gen.generate(items, StageContext(work_dir=tmp_path / "w", registry=gen_registry))
+        assert server.attempts > 24  # every prompt failed once; some were re-asked
+        assert server.bodies["images"] == server.attempts
+    assert len(result.samples) + len(result.rejects) == 12
+    assert sorted(calls) == sorted({i.image.key for i in items})  # 2 encodings for 12 items and ~30 requests
+    calls.clear()
+    gen.generate(items, StageContext(work_dir=tmp_path / "w2", registry=gen_registry))
+    assert len(calls) == 2  # a new run encodes again (the files may have changed)
+
+
+def test_an_unreadable_shared_image_rejects_every_item_that_uses_it(gen_registry, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    ref = ImageRef(path="broken.png", root=str(tmp_path))
+    items = [SeedItem(id=f"b{i}", dataset="demo", modality=Modality.CT, image=ref, labels={"d": str(i)})
+             for i in range(3)]
+    with FakeOpenAIServer() as server:
+        gen = gen_registry.create("generator", "openai", {"base_url": server.base_url, **FAST})
+        result = gen.generate(items, StageContext(work_dir=tmp_path / "w", registry=gen_registry))
+        assert server.attempts == 0
+    assert [r.reason for r in result.rejects] == ["image_unreadable"] * 3
+
+
+def test_generate_to_streams_results_in_input_order(gen_registry, items_factory, tmp_path):
+    items = items_factory(40)
+    plan = FaultPlan(rates={"malformed": 0.15, "wrong_answer": 0.1}, seed=4)
+    rng = random.Random(0)
+    with FakeOpenAIServer(latency=lambda r: rng.uniform(0.0, 0.05), faults=plan) as server:
+        gen = gen_registry.create("generator", "openai", {"base_url": server.base_url, **FAST, "concurrency": 8})
+        seen: list[VQASample | Reject] = []
+        ledger = gen.generate_to(items, StageContext(work_dir=tmp_path / "a", registry=gen_registry), seen.append)
+        whole = gen.generate(items, StageContext(work_dir=tmp_path / "b", registry=gen_registry))
+    ids = [r.provenance.source_id if isinstance(r, VQASample) else r.id for r in seen]
+    assert ids == [i.id for i in items]  # one result per item, in input order, whatever order they finished in
+    samples = [r for r in seen if isinstance(r, VQASample)]
+    assert ledger.successes == len(samples) and sum(ledger.rejects.values()) == 40 - len(samples)
+    assert ledger.extra["content_rejects"] == 40 - len(samples) and ledger.extra["completed"] is True
+    assert [s.id for s in whole.samples] == [s.id for s in samples]  # the same run, collected
+
+
+def test_generate_to_takes_a_lazy_sequence(gen_registry, items_factory, tmp_path):
+    base = items_factory(3)
+
+    class Lazy:
+        made = 0
+
+        def __len__(self):
+            return 30
+
+        def __getitem__(self, i):
+            if not 0 <= i < 30:
+                raise IndexError(i)
+            Lazy.made += 1
+            return base[i % 3].model_copy(update={"id": f"lazy-{i}", "labels": {"diagnosis": f"x{i}"}})
+
+    from collections.abc import Sequence
+
+    Sequence.register(Lazy)
+    with FakeOpenAIServer() as server:
+        gen = gen_registry.create("generator", "openai", {"base_url": server.base_url, **FAST})
+        out: list = []
+        gen.generate_to(Lazy(), StageContext(work_dir=tmp_path / "w", registry=gen_registry), out.append)
+    assert len(out) == 30 and all(isinstance(r, VQASample) for r in out) and Lazy.made >= 30
+
+
+class Colliding(ResponseCache):
+    """Every key has the same hash: lookups must still find each key's own reply."""
+
+    _hash = staticmethod(lambda key: 7)
+
+
+def test_the_cache_index_survives_hash_collisions(tmp_path):
+    path = tmp_path / "c.jsonl"
+    cache = Colliding(path)
+    for k in ("k1", "k2", "k3"):
+        cache.add(k, Reply(text=f"text {k}"))
+    cache.add("k2", Reply(text="newer k2"))
+    assert [cache.get(k).text for k in ("k1", "k2", "k3")] == ["text k1", "newer k2", "text k3"]
+    assert cache.get("k4") is None and len(cache) == 3 and "k3" in cache and "k4" not in cache
+    cache.close()
+    again = Colliding(path)
+    assert [again.get(k).text for k in ("k1", "k2", "k3")] == ["text k1", "newer k2", "text k3"]
+    assert sorted(again.keys()) == ["k1", "k2", "k3"] and again.entries["k2"].text == "newer k2"
+    again.close()
+    plain = ResponseCache(path)
+    assert plain.get("k2").text == "newer k2" and len(plain) == 3
+    plain.close()
+
+
+def test_the_cache_holds_an_index_not_the_replies(tmp_path):
+    """20,000 replies of 2 kB (40 MB of text) cost the cache under 8 MB (about 100 bytes each)."""
+    text = "x" * 2000
+    cache = ResponseCache(tmp_path / "c.jsonl", fsync=False)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(20_000):
+        cache.add(f"{i:032x}", Reply(text=text, input_tokens=i))
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 8_000_000, grown
+    assert cache.get(f"{12345:032x}").input_tokens == 12345
+    cache.close()
+    lines = (tmp_path / "c.jsonl").read_text().splitlines()
+    assert len(lines) == 20_000 and json.loads(lines[7])["key"] == f"{7:032x}"
+
+
+def reference_render(template, item):
+    """The prompt as ``string.Template.substitute`` gives it (how render worked before it was compiled)."""
+    import string
+
+    from medgr2.data import QuestionType
+    from medgr2_generation.contract import SAMPLE_SCHEMA
+
+    labels = "\n".join(f"- {k}: {v}" for k, v in sorted(item.labels.items()) if k != "restricted") or "- (none)"
+    return string.Template(template.body).substitute(
+        dataset=item.dataset, modality=item.modality.label, labels=labels,
+        report=f"\nReport text:\n{item.text}\n" if item.text else "",
+        modalities=", ".join(m.value for m in Modality), question_types=", ".join(q.value for q in QuestionType),
+        schema=json.dumps(SAMPLE_SCHEMA, indent=1), exemplars=template.exemplars(item))
+
+
+def test_compiled_templates_render_what_string_template_renders(items_factory):
+    import pytest
+
+    from medgr2_generation.prompts import PromptTemplate, builtin
+
+    item = items_factory(1)[0]
+    with_text = item.model_copy(update={"text": "Costs $5; see ${dataset}.", "labels": {"restricted": "no"}})
+    custom = PromptTemplate("c", "1", "$$5 ${dataset}$modality-$$$labels$$\n$schema$report$$exemplars")
+    for template in (*(builtin(s) for s in ("direct", "step_by_step", "meta_cognitive")), custom):
+        for it in (item, with_text):
+            assert template.render(it) == reference_render(template, it)
+    with pytest.raises(ValueError, match="Invalid placeholder"):
+        PromptTemplate("bad", "1", "costs $ 5 for $dataset").render(item)
