@@ -108,13 +108,14 @@ class CandidateMaker:
     """Label-built candidates over PNG variants of the demo corpus, with planted duplicates."""
 
     def __init__(self, root: Path, seed: int = 0, dup_share: float = 0.04, dgen_copy_share: float = 0.01):
+        from medgr2_datasets.corpus import corpus_items
+        from medgr2_datasets.labels import LabelsGenerator
+        from medgr2_datasets.options import LabelsOptions
+
         from medgr2.config import RunConfig
         from medgr2.images import open_image
         from medgr2.interfaces import StageContext
         from medgr2.progress import SilentReporter
-        from medgr2_datasets.corpus import corpus_items
-        from medgr2_datasets.labels import LabelsGenerator
-        from medgr2_datasets.options import LabelsOptions
 
         self.root, self.seed = root, seed
         self.items, _ = corpus_items()
@@ -218,12 +219,13 @@ class CandidateMaker:
 
 def build_reward_model(maker: CandidateMaker, threads: int, steps: int) -> tuple[Any, float]:
     """The quickstart's MiniLM R_φ, trained ``steps`` steps on a small graded set (right 10, wrong -6)."""
+    from medgr2_reward.model import MiniLMRewardModel
+    from medgr2_reward.options import MiniLMOptions
+
     from medgr2.config import RunConfig
     from medgr2.data import GradedExample
     from medgr2.interfaces import StageContext
     from medgr2.progress import SilentReporter
-    from medgr2_reward.model import MiniLMRewardModel
-    from medgr2_reward.options import MiniLMOptions
 
     opts = dict(RunConfig().reward.model.options)
     opts.update(threads=threads, max_steps=steps)
@@ -402,24 +404,24 @@ def main(argv: list[str] | None = None) -> int:
         instrument(rm, timers)
         ctx = StageContext(work_dir=root / "score", registry=registry)
         scored: list[Any] = []
-        score_s = 0.0
-        cpu0 = time.process_time()
+        score_s = score_cpu = 0.0
         last = time.perf_counter()
         for chunk in maker.chunks(n, dgen):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             scored += score_samples(rm, chunk, ctx)
             score_s += time.perf_counter() - t
+            score_cpu += time.process_time() - c
             if time.perf_counter() - last > 60 or len(scored) >= n:
                 last = time.perf_counter()
                 print(f"  scored {len(scored):>7,} / {n:,}: {len(scored) / score_s:6.1f} samples/s, "
                       f"RSS {rss_mib():.0f} MiB", flush=True)
-        score_cpu = time.process_time() - cpu0 - maker.png_s - maker.generate_s  # roughly: CPU of scoring
         rss_scored = rss_mib()
         images = maker.next_image
         print(f"\nbuilt {n:,} candidates on {images:,} images ({maker.planted:,} planted duplicates): "
               f"PNG writing {maker.png_s:.1f} s, label builder {maker.generate_s:.1f} s (not counted below)")
         print(f"\nSCORE  {n:,} samples in {score_s:.1f} s = {n / score_s:.1f} samples/s "
-              f"(CPU {score_cpu:.0f} s; {1e3 * score_s / n:.2f} ms/sample)")
+              f"(CPU {score_cpu:.0f} s = {n / score_cpu:.1f} samples per CPU-second; on a shared machine "
+              f"the CPU figure is the steadier one)")
         tt = timers.total
         rm_s = tt["rm.score"]
         prep, tok = tt["prepare (all)"], tt["tokenise + match flags"]
@@ -437,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{timers.flops / enc / 1e9:.0f} GFLOP/s against a {peak:.0f} GFLOP/s matrix-product peak "
               f"({args.threads} thread(s), 2048² float32)")
         print(f"  RSS after scoring {rss_scored:.0f} MiB (the {n:,} scored samples are held for the filters); "
-              f"R_φ image cache {len(rm._image_cache):,} images")
+              f"R_φ image cache {len(rm._image_cache):,} images, "
+              f"{sum(v.nbytes for v in rm._image_cache.values()) / 2**20:.0f} MiB")
 
         # ------------------------------------------------------------------ the quickstart's filter chain
         steps = RunConfig().filters.steps
@@ -476,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             ws, cs, drop_s, _ = time_dedup(small, registry, root / "dedup-small")
             wl, cl, drop_l, tl = time_dedup(scored, registry, root / "dedup-large")
             scaling = (len(small), ws, cs, drop_s, wl, cl, drop_l)
-            print(f"\nNEAR-DUP SCALING (dedup alone, mode both, fresh filter each: images decoded again)")
+            print("\nNEAR-DUP SCALING (dedup alone, mode both, fresh filter each: images decoded again)")
             print(f"  n = {len(small):>7,}: {ws:7.2f} s wall, {cs:7.2f} s CPU, dropped {drop_s:,}")
             print(f"  n = {n:>7,}: {wl:7.2f} s wall, {cl:7.2f} s CPU, dropped {drop_l:,}")
             print(f"  ratio t(n)/t(n/4) = {wl / ws:.2f} wall, {cl / cs:.2f} CPU "
@@ -485,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"\nMEMORY  RSS after imports {rss0:.0f} MiB, after scoring {rss_scored:.0f} MiB, after filtering "
               f"{rss_filtered:.0f} MiB; peak {peak_rss_mib():.0f} MiB")
-        print(f"SUMMARY n={n} score={n / score_s:.1f}/s filter={n / filter_s:.0f}/s "
+        print(f"SUMMARY n={n} score={n / score_s:.1f}/s score_cpu={n / score_cpu:.1f}/cpu-s filter={n / filter_s:.0f}/s "
               f"peak_rss={peak_rss_mib():.0f}MiB"
               + (f" dedup_ratio={scaling[4] / scaling[1]:.2f}" if scaling else ""))
     return 0
