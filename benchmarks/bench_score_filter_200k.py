@@ -184,17 +184,17 @@ class CandidateMaker:
 
         kind = j % 3
         if kind == 0:  # exact copy (a generator repeating itself)
-            return s.model_copy(update={"id": f"dup{j}-exact"})
+            return s.model_copy(update={"id": f"dup{j}-exact-{s.id}"})
         if kind == 1:  # one-word edit
             q = s.question
             q = q.replace(" this ", " the ", 1) if " this " in q else q.replace(" the ", " this ", 1)
-            return evolve(s, question=q if q != s.question else q.upper(), id=f"dup{j}-edit")
+            return evolve(s, question=q if q != s.question else q.upper(), id=f"dup{j}-edit-{s.id}")
         t = time.perf_counter()  # the same question on a noised copy of the image
         pixels = np.asarray(Image.open(Path(s.images[0].root) / s.images[0].path), dtype=np.float32)
         b = next((k for k, it in enumerate(self.items) if it.modality == s.modality), 0)
         ref, _ = self._image(b, pixels + np.random.default_rng(j).normal(0, 2.0, pixels.shape))
         self.png_s += time.perf_counter() - t
-        return s.model_copy(update={"id": f"dup{j}-image", "images": (ref,)})
+        return s.model_copy(update={"id": f"dup{j}-image-{s.id}", "images": (ref,)})
 
     def chunks(self, n: int, dgen: list[Any]) -> Iterator[list[Any]]:
         """``n`` candidates in chunks of about ``2 * PER_CHUNK_ITEMS``."""
@@ -327,8 +327,22 @@ def dedup_split(t: Timers, total: float) -> list[tuple[str, float]]:
             ("exact keys, groups, decisions", total - near)]
 
 
-def time_dedup(samples: list[Any], registry: Any, work: Path) -> tuple[float, float, int, Timers]:
-    """A fresh ``dedup`` (defaults) over ``samples``: wall s, CPU s, dropped, time split."""
+def planted_found(samples: list[Any], dropped: set[str]) -> dict[str, tuple[int, int]]:
+    """Per kind of planted duplicate (id ``dup<j>-<kind>-<original id>``): (pairs where the copy or its
+    original was dropped, pairs whose original is among ``samples``)."""
+    ids = {s.id for s in samples}
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for s in samples:
+        if s.id.startswith("dup"):
+            _, kind, original = s.id.split("-", 2)
+            if original in ids:
+                out[kind][1] += 1
+                out[kind][0] += s.id in dropped or original in dropped
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def time_dedup(samples: list[Any], registry: Any, work: Path) -> tuple[float, float, set[str], Timers]:
+    """A fresh ``dedup`` (defaults) over ``samples``: wall s, CPU s, dropped ids, time split."""
     from medgr2.interfaces import StageContext
     from medgr2.progress import SilentReporter
 
@@ -342,7 +356,7 @@ def time_dedup(samples: list[Any], registry: Any, work: Path) -> tuple[float, fl
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         undo()
-    return wall, cpu, sum(not d.keep for d in out), timers
+    return wall, cpu, {d.sample_id for d in out if not d.keep}, timers
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -478,10 +492,13 @@ def main(argv: list[str] | None = None) -> int:
             small = scored[: n // 4]
             ws, cs, drop_s, _ = time_dedup(small, registry, root / "dedup-small")
             wl, cl, drop_l, tl = time_dedup(scored, registry, root / "dedup-large")
-            scaling = (len(small), ws, cs, drop_s, wl, cl, drop_l)
+            scaling = (len(small), ws, cs, len(drop_s), wl, cl, len(drop_l))
             print("\nNEAR-DUP SCALING (dedup alone, mode both, fresh filter each: images decoded again)")
-            print(f"  n = {len(small):>7,}: {ws:7.2f} s wall, {cs:7.2f} s CPU, dropped {drop_s:,}")
-            print(f"  n = {n:>7,}: {wl:7.2f} s wall, {cl:7.2f} s CPU, dropped {drop_l:,}")
+            print(f"  n = {len(small):>7,}: {ws:7.2f} s wall, {cs:7.2f} s CPU, dropped {len(drop_s):,}")
+            print(f"  n = {n:>7,}: {wl:7.2f} s wall, {cl:7.2f} s CPU, dropped {len(drop_l):,}")
+            found = planted_found(scored, drop_l)
+            print("  planted duplicates caught (copy or original dropped): " + ", ".join(
+                f"{k} {a:,}/{b:,}" for k, (a, b) in sorted(found.items())))
             print(f"  ratio t(n)/t(n/4) = {wl / ws:.2f} wall, {cl / cs:.2f} CPU "
                   f"(linear 4, n log n ~{4 * np.log(n) / np.log(n / 4):.1f}, quadratic 16)")
             show_split(f"where dedup's time goes at n = {n:,}:", dedup_split(tl, wl), wl, n)
