@@ -10,6 +10,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import hashlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -43,6 +45,7 @@ from medgr2_generation.options import ApiOptions
 from medgr2_generation.prompts import REASK, PromptTemplate, resolve_template
 
 Transport = Callable[[Any], Any]
+_encode_str = json.encoder.encode_basestring  # a str as json.dumps(..., ensure_ascii=False) writes it
 
 
 class ApiGenerator(abc.ABC):
@@ -104,14 +107,28 @@ class ApiGenerator(abc.ABC):
         }
 
     def _key(self, prompt: str, images: Sequence[ImageRef], schema_version: str) -> str:
-        return request_key(
-            backend=self.name,
-            model=self.options.model,
-            prompt=prompt,
-            images=[i.key for i in images],
-            params=self.params(),
-            schema=schema_version,
-        )
+        """:func:`~medgr2_generation.engine.request_key` over the backend, model, prompt, image keys, params
+        and schema version, exactly, with everything but the prompt and the image keys JSON-encoded once
+        (:meth:`_key_frame`)."""
+        head, mid, tail = self._key_frame(schema_version)
+        blob = f"{head}[{', '.join([_encode_str(i.key) for i in images])}]{mid}{_encode_str(prompt)}{tail}"
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+    def _key_frame(self, schema_version: str) -> tuple[str, str, str]:
+        """The JSON that :func:`~medgr2.data.stable_hash` hashes for a request key, split where the image
+        keys and the prompt go (cached per schema version, options and exemplar bank version)."""
+        memo = self.__dict__.setdefault("_key_memo", {})
+        hit = memo.get(schema_version)
+        if hit is not None and hit[0] is self.options and hit[1] == self._bank_version:
+            return hit[2]
+        images, prompt = "\x00medgr2-images\x00", "\x00medgr2-prompt\x00"
+        parts = {"backend": self.name, "model": self.options.model, "prompt": prompt, "images": images,
+                 "params": self.params(), "schema": schema_version}
+        blob = json.dumps((parts,), sort_keys=True, default=str, ensure_ascii=False)
+        head, _, rest = blob.partition(_encode_str(images))
+        mid, _, tail = rest.partition(_encode_str(prompt))
+        memo[schema_version] = (self.options, self._bank_version, (head, mid, tail))
+        return head, mid, tail
 
     def _engine(self, transport: Transport, context: StageContext, cache: ResponseCache) -> RequestEngine:
         o = self.options
@@ -136,6 +153,12 @@ class ApiGenerator(abc.ABC):
             seed=context.seed,
             explain=self.explain,
         )
+
+    def _workers(self) -> int:
+        """Jobs in flight: the concurrency plus a quarter more. HTTP attempts stay at ``concurrency`` (the
+        engine's gate), but a job whose reply waits for the cache's fsync, or for a retry's backoff, does not
+        keep the next request from starting."""
+        return self.options.concurrency + max(2, self.options.concurrency // 4)
 
     def key_hint(self) -> str:
         """Where this backend reads its API key from (for error messages)."""
@@ -289,21 +312,27 @@ class ApiGenerator(abc.ABC):
                     async def job(index: int) -> VQASample | Reject:
                         return await self._one(engine, items[index], template, context)
 
+                    shown = [0.0]  # when the progress figures were last refreshed
+
                     def done(index: int, result: Any) -> None:
                         if isinstance(result, BaseException):
                             result = reject(items[index].id, "error", f"{type(result).__name__}: {result}")
-                        rate = s.requests / max(time.perf_counter() - started, 1e-9)
+                        now = time.perf_counter()
+                        if now - shown[0] < 0.2 and out.successes + out.content_rejects + out.transport_failures + 1 < len(items):
+                            out.add(index, result)  # the figures are refreshed 5 times a second at most
+                            return
+                        shown[0] = now
                         out.add(
                             index,
                             result,
                             requests=s.requests,
-                            req_s=f"{rate:.1f}",
+                            req_s=f"{s.requests / max(now - started, 1e-9):.1f}",
                             tokens=s.input_tokens + s.output_tokens,
                             cost=f"${engine.cost(s.input_tokens, s.output_tokens):.4f}",
                         )
 
                     try:
-                        finished = await engine.run_jobs(range(len(items)), job, done)
+                        finished = await engine.run_jobs(range(len(items)), job, done, workers=self._workers())
                     finally:
                         out.task = None
                         out.finish()
@@ -424,7 +453,7 @@ class ApiGenerator(abc.ABC):
                         )
                     results[i] = result
 
-                await engine.run_jobs(range(len(prompts)), job, done)
+                await engine.run_jobs(range(len(prompts)), job, done, workers=self._workers())
         finally:
             cache.close()
         self.last_ledger = engine.ledger(

@@ -60,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from medgr2.data import Ledger, stable_hash
 from medgr2_generation.errors import (
     RETRYABLE_STATUS,
+    SECRET_ENV_VARS,
     FatalError,
     PermanentError,
     RequestFailed,
@@ -72,6 +73,7 @@ from medgr2_generation.errors import (
     redact_data,
 )
 from medgr2.store import JsonlAppender
+from medgr2_generation.lean_http import within
 
 __all__ = [
     "RETRYABLE_STATUS",
@@ -209,6 +211,7 @@ class AdaptiveGate:
         self.decreases = 0
         self.paused_s = 0.0
         self._cond = asyncio.Condition()
+        self._waiting = 0  # acquirers inside the slow path (waiting for a slot or for the lock)
 
     def paused(self, now: float) -> float:
         """Seconds left of the shared pause (0: none)."""
@@ -217,17 +220,27 @@ class AdaptiveGate:
     async def acquire(self, check: Callable[[], None]) -> float:
         """Wait for a slot (``check()`` raises to give up); returns the loop time it was admitted."""
         loop = asyncio.get_running_loop()
-        async with self._cond:
-            while self.active >= max(1, int(self.limit)):
-                check()
-                try:
-                    await asyncio.wait_for(self._cond.wait(), 0.25)
-                except (asyncio.TimeoutError, TimeoutError):
-                    pass
-            self.active += 1
+        if not self._waiting and self.active < max(1, int(self.limit)):
+            self.active += 1  # a free slot and nobody ahead: no lock needed on one event loop
+            return loop.time()
+        self._waiting += 1
+        try:
+            async with self._cond:
+                while self.active >= max(1, int(self.limit)):
+                    check()
+                    try:
+                        await asyncio.wait_for(self._cond.wait(), 0.25)
+                    except (asyncio.TimeoutError, TimeoutError):
+                        pass
+                self.active += 1
+        finally:
+            self._waiting -= 1
         return loop.time()
 
     async def release(self) -> None:
+        if not self._waiting:
+            self.active -= 1  # nobody to wake
+            return
         async with self._cond:
             self.active -= 1
             self._cond.notify(max(1, int(self.limit) - self.active))
@@ -286,8 +299,36 @@ class TpmLimiter:
         entry[1] = float(actual)
 
 
+_SECRET_HINTS = ("sk-", "aiza", "bearer", "api", "authorization")
+"""Lower-case substrings that every pattern of :func:`~medgr2_generation.errors.redact` needs to match."""
+
+
+def might_hold_secret(text: str) -> bool:
+    """False only when :func:`~medgr2_generation.errors.redact` would leave ``text`` as it is: none of its
+    patterns' hints appears and no configured key's value does (a cheap test before the regexes)."""
+    low = text.lower()
+    if any(hint in low for hint in _SECRET_HINTS):
+        return True
+    return any(value in text for value in _secret_values())
+
+
+_SECRETS: list[Any] = [float("-inf"), ()]  # [when read, values]
+
+
+def _secret_values() -> tuple[str, ...]:
+    """The values of the key variables (:data:`SECRET_ENV_VARS`), read from the environment at most once a
+    second (reading ``os.environ`` per reply costs more than the rest of the test)."""
+    now = time.monotonic()
+    if now - _SECRETS[0] > 1.0:
+        _SECRETS[1] = tuple(v for n in sorted(SECRET_ENV_VARS) if (v := os.environ.get(n)))
+        _SECRETS[0] = now
+    return _SECRETS[1]
+
+
 def _redacted(reply: Reply) -> Reply:
     """``reply`` with secrets redacted from its text (the same object when there are none)."""
+    if not might_hold_secret(reply.text):
+        return reply
     text = redact(reply.text)
     return reply if text == reply.text else Reply(**{**vars(reply), "text": text})
 
@@ -529,6 +570,9 @@ class RequestEngine:
     ):
         self.transport = transport
         self.options = options or EngineOptions()
+        # a transport that times its attempts out itself (``transport.enforces_timeout = True``, at most
+        # ``timeout_s``) needs no second timer per attempt
+        self._own_timeout = bool(getattr(transport, "enforces_timeout", False))
         self.cache = cache
         self.prices = dict(prices or {})
         self.model = model
@@ -679,7 +723,10 @@ class RequestEngine:
                 self._in_flight += 1
                 self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
                 try:
-                    reply = await asyncio.wait_for(self.transport(payload), opts.timeout_s + 1.0)
+                    if self._own_timeout:
+                        reply = await self.transport(payload)
+                    else:
+                        reply = await within(opts.timeout_s + 1.0, self.transport(payload))
                     error: Exception | None = None
                 except RetryableError as exc:
                     error = exc
@@ -698,12 +745,15 @@ class RequestEngine:
                         self._tpm.settle(entry, reply.input_tokens + reply.output_tokens)
                     self.stats.input_tokens += reply.input_tokens
                     self.stats.output_tokens += reply.output_tokens
-                    if self.cache is not None:
-                        # still holding the slot: a kill loses at most `concurrency` paid replies
-                        reply = await self.cache.put(key, reply)  # as stored (secrets redacted)
-                    return reply
             finally:
                 await self._gate.release()
+            if error is None:
+                if self.cache is not None:
+                    # durable before the request returns, but with the slot already free: the next attempt
+                    # does not wait for this one's fsync. A kill loses at most the replies waiting here (one
+                    # per job in flight: run_jobs' workers)
+                    reply = await self.cache.put(key, reply)  # as stored (secrets redacted)
+                return reply
             self._count_error(error)
             retry_after = getattr(error, "retry_after", None)
             if retry_after is not None:

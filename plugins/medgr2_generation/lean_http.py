@@ -21,18 +21,87 @@ Nothing here knows about the engine, so the module is usable (and testable) on i
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import zlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["HttpResponse", "LeanClient", "ProtocolError", "proxy_for"]
+__all__ = ["Deadlines", "HttpResponse", "LeanClient", "ProtocolError", "proxy_for", "within"]
+
+T = TypeVar("T")
 
 MAX_HEAD = 1 << 20
 """Largest reply head (status line and headers) accepted, in bytes."""
 
 _SMALL_BODY = 64 * 1024  # bodies under this are sent in one write with the head (one copy, one syscall)
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """``await awaitable``, raising :class:`TimeoutError` after ``seconds`` (``asyncio.timeout`` where there
+    is one: Python 3.11+, no extra task per call as ``asyncio.wait_for`` makes)."""
+    if _TIMEOUT is None:
+        return await asyncio.wait_for(awaitable, seconds)
+    async with _TIMEOUT(seconds):
+        return await awaitable
+
+
+_TIMEOUT = getattr(asyncio, "timeout", None)
+
+
+class Deadlines:
+    """Timeouts for many concurrent requests with one timer instead of one per request.
+
+    :meth:`run` records its deadline; while any is recorded, a watchdog wakes every ``tick`` seconds and
+    cancels the task of each overdue one, whose :meth:`run` then raises :class:`TimeoutError`. A request
+    costs a dict insert and delete, not a timer handle pushed on (and cancelled from) the event loop's
+    heap; the price is precision: a timeout fires up to one ``tick`` late.
+    """
+
+    def __init__(self, tick: float = 0.25):
+        self.tick = tick
+        self._open: dict[object, tuple[float, asyncio.Task[Any]]] = {}
+        self._expired: set[object] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def run(self, seconds: float, awaitable: Awaitable[T]) -> T:
+        """``await awaitable``, raising :class:`TimeoutError` once ``seconds`` (plus up to a tick) passed."""
+        task = asyncio.current_task()
+        if task is None:
+            return await within(seconds, awaitable)
+        loop = asyncio.get_running_loop()
+        token = object()
+        self._open[token] = (loop.time() + seconds, task)
+        if self._timer is None:
+            self._timer = loop.call_later(min(self.tick, seconds), self._check, loop)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if token not in self._expired:
+                raise
+            if hasattr(task, "uncancel"):
+                task.uncancel()  # this cancellation was ours: the task is not being cancelled
+            raise TimeoutError(f"timed out after {seconds:g} s") from None
+        finally:
+            del self._open[token]
+            self._expired.discard(token)
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        for token, (deadline, task) in list(self._open.items()):
+            if deadline <= now and token not in self._expired:
+                self._expired.add(token)
+                task.cancel()
+        if self._open:
+            self._timer = loop.call_later(self.tick, self._check, loop)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class ProtocolError(ConnectionError):
@@ -51,6 +120,8 @@ class HttpResponse:
 def proxy_for(url: str) -> str | None:
     """The proxy the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) applies to
     ``url``, or ``None``: the SDK clients honour these, the lean client does not."""
+    if not any(name.lower().endswith("_proxy") and name.lower() != "no_proxy" for name in os.environ):
+        return None  # the common case, without importing urllib.request
     import urllib.request
 
     parts = urlsplit(url)
@@ -92,6 +163,7 @@ class LeanClient:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = host if default_port else f"{host}:{self.port}"
         self.timeout_s = timeout_s
+        self._deadlines = Deadlines(tick=min(0.25, timeout_s / 20))
         self.max_idle = max_idle
         self._fixed = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self._heads: dict[str, bytes] = {}
@@ -110,17 +182,19 @@ class LeanClient:
 
     async def post(self, path: str, body: bytes) -> HttpResponse:
         """POST ``body`` to ``base_path + path``; raises :class:`TimeoutError` past ``timeout_s``."""
-        async with asyncio.timeout(self.timeout_s):
-            while self._idle:
-                conn = self._idle.pop()
-                if conn[0].at_eof() or conn[1].is_closing():
-                    conn[1].close()
-                    continue
-                try:
-                    return await self._exchange(conn, path, body, reused=True)
-                except _Stale:
-                    continue  # the server closed the idle connection before reading the request
-            return await self._exchange(await self._connect(), path, body, reused=False)
+        return await self._deadlines.run(self.timeout_s, self._post(path, body))
+
+    async def _post(self, path: str, body: bytes) -> HttpResponse:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn[0].at_eof() or conn[1].is_closing():
+                conn[1].close()
+                continue
+            try:
+                return await self._exchange(conn, path, body, reused=True)
+            except _Stale:
+                continue  # the server closed the idle connection before reading the request
+        return await self._exchange(await self._connect(), path, body, reused=False)
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         self.opened += 1
@@ -176,6 +250,7 @@ class LeanClient:
 
     async def close(self) -> None:
         """Close the idle connections."""
+        self._deadlines.close()
         idle, self._idle = self._idle, []
         for _, writer in idle:
             writer.close()

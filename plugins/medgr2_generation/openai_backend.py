@@ -70,8 +70,38 @@ class OpenAIGenerator(ApiGenerator):
     def request_body(
         self, prompt: str, images: Sequence[EncodedImage], schema: dict[str, Any] | None
     ) -> bytes:
-        """The request body as the bytes both transports send (encoded once: retries reuse it)."""
-        return encode_json(self.payload(prompt, images, schema))
+        """The request body as the bytes both transports send, ``encode_json(payload(...))`` exactly, made
+        once per request (retries reuse it) from the body's constant JSON, encoded once per schema and
+        image count (:meth:`_body_parts`), with the prompt and the image URLs put in between."""
+        parts = self._body_parts(len(images), schema)
+        out = [parts[0], _encode_str(prompt)]
+        for img, part in zip(images, parts[1:]):
+            out += (part, _encode_str(img.data_url))
+        out.append(parts[-1])
+        return "".join(out).encode("utf-8")
+
+    def _body_parts(self, n_images: int, schema: dict[str, Any] | None) -> tuple[str, ...]:
+        """The JSON of :meth:`payload` split where the prompt and the image URLs go (cached by image count
+        and schema: the schema is JSON-encoded once, not per request)."""
+        memo = self.__dict__.setdefault("_parts_memo", {})
+        key = (n_images, id(schema), id(self.options))
+        hit = memo.get(key)
+        if hit is not None and hit[0] is schema and hit[1] is self.options:
+            return hit[2]
+        slots = [_SLOT % i for i in range(n_images + 1)]
+        images = [EncodedImage(b"", "", 1, 1) for _ in range(n_images)]
+        for img, slot in zip(images, slots[1:]):
+            img.__dict__["data_url"] = slot  # the cached_property, preset
+        text = encode_json(self.payload(slots[0], images, schema)).decode("utf-8")
+        parts: list[str] = []
+        for slot in slots:
+            before, sep, text = text.partition(_encode_str(slot))
+            if not sep:
+                raise AssertionError(f"slot {slot!r} not found in the encoded body")
+            parts.append(before)
+        parts.append(text)
+        memo[key] = (schema, self.options, tuple(parts))
+        return memo[key][2]
 
     def base_url(self) -> str:
         """The server URL: the option, else ``OPENAI_BASE_URL``, else OpenAI's (as the SDK resolves it)."""
@@ -120,7 +150,7 @@ class OpenAIGenerator(ApiGenerator):
             data = body if isinstance(body, bytes) else encode_json(body)
             try:
                 resp = await client.post("/chat/completions", data)
-            except TimeoutError as exc:
+            except (TimeoutError, asyncio.TimeoutError) as exc:
                 raise RetryableError(f"timed out after {client.timeout_s:g} s") from exc
             except (OSError, asyncio.IncompleteReadError, ssl.SSLError, zlib.error) as exc:
                 raise RetryableError(f"connection error: {type(exc).__name__}: {exc}") from exc
@@ -133,6 +163,7 @@ class OpenAIGenerator(ApiGenerator):
                 raise RetryableError(f"unreadable reply body: {exc}") from exc
             return chat_reply(reply)
 
+        transport.enforces_timeout = True  # type: ignore[attr-defined]  # the client's timeout_s (see RequestEngine)
         return closing([client], transport)
 
     def _sdk_transport(self) -> contextlib.AbstractAsyncContextManager[Transport]:
@@ -186,6 +217,8 @@ def encode_json(body: Any) -> bytes:
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_encode_str = json.encoder.encode_basestring  # a str as _ENCODER writes it (the C version when there is one)
+_SLOT = "\x00medgr2-slot-%d\x00"
 
 
 def status_message(status: int, body: bytes) -> str:

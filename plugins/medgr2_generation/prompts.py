@@ -20,6 +20,7 @@ generator's ``template_path`` option at their own file, or by registering the sa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import string
 from dataclasses import dataclass, replace
@@ -31,6 +32,7 @@ from medgr2.data import Modality, QuestionType, SeedItem, stable_hash
 from medgr2_generation.contract import SAMPLE_SCHEMA
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
+_encode_str = json.encoder.encode_basestring  # a str as json.dumps(..., ensure_ascii=False) writes it
 
 REASK = (
     "Your previous reply to the task below was rejected: {error}.\nPrevious reply:\n{reply}\n\n"
@@ -204,9 +206,12 @@ class PromptTemplate:
     def hash(self, rendered: str) -> str:
         """The template hash recorded in provenance: over the strategy, version and rendered prompt
         (and the exemplar bank version, when one is in use)."""
-        if self.bank is not None:
-            return stable_hash(self.name, rendered, self.bank_version)
-        return stable_hash(self.name, rendered)
+        parts = (self.name, rendered, self.bank_version) if self.bank is not None else (self.name, rendered)
+        if not all(isinstance(p, str) for p in parts):
+            return stable_hash(*parts)
+        # stable_hash(*parts) exactly (the JSON of a list of strings), without building an encoder per call
+        blob = "[" + ", ".join([_encode_str(p) for p in parts]) + "]"
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)

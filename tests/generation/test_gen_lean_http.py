@@ -74,6 +74,12 @@ class RawServer:
             ready.set()
             self.loop.run_forever()
             server.close()
+            tasks = asyncio.all_tasks(self.loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self.loop.close()
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
@@ -97,7 +103,8 @@ def ok_reply(body: bytes, extra: str = "") -> bytes:
 
 
 def generator(url, transport, **kw):
-    return OpenAIGenerator(OpenAIOptions(base_url=url, model="fake-model", timeout_s=5, transport=transport, **kw))
+    return OpenAIGenerator(OpenAIOptions(**{"base_url": url, "model": "fake-model", "timeout_s": 5,
+                                            "transport": transport, **kw}))
 
 
 def send(gen, body):
@@ -301,3 +308,47 @@ def test_the_default_base_url_is_the_sdks(monkeypatch):
     assert OpenAIGenerator(OpenAIOptions()).base_url() == "https://api.openai.com/v1"
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     assert OpenAIGenerator(OpenAIOptions()).base_url() == "http://127.0.0.1:9/v1"
+
+
+@pytest.mark.parametrize("n_images", [0, 1, 3])
+@pytest.mark.parametrize("schema", [SAMPLE_SCHEMA, None, {"type": "object", "properties": {"é": {"enum": ["\x00"]}}}])
+def test_the_spliced_body_is_the_encoded_payload(n_images, schema):
+    gen = generator("http://127.0.0.1:9/v1", "lean", temperature=0.3, model="mødel \"x\"")
+    images = [EncodedImage(bytes([i]) * 50, "image/jpeg", 2, 2) for i in range(n_images)]
+    for prompt in ("", "plain", "ctl \x00\x1f \u2028 é \"q\" \\ </b> \U0001f600", "\x00medgr2-slot-0\x00"):
+        from medgr2_generation.openai_backend import encode_json
+
+        assert gen.request_body(prompt, images, schema) == encode_json(gen.payload(prompt, images, schema))
+
+
+def test_deadlines_time_out_only_the_overdue_and_leave_real_cancellation_alone():
+    from medgr2_generation.lean_http import Deadlines
+
+    async def main():
+        deadlines = Deadlines(tick=0.02)
+
+        async def one(delay, limit):
+            try:
+                await deadlines.run(limit, asyncio.sleep(delay))
+                return "ok"
+            except TimeoutError:
+                task = asyncio.current_task()
+                return "timeout" + ("" if not hasattr(task, "cancelling") or task.cancelling() == 0 else "!")
+
+        t = asyncio.get_running_loop().time()
+        out = await asyncio.gather(*(one(d, lim) for d, lim in [(0.01, 0.2), (0.5, 0.1), (0.05, 0.2), (5, 0.15)]))
+        took = asyncio.get_running_loop().time() - t
+        victim = asyncio.ensure_future(deadlines.run(10, asyncio.sleep(10)))
+        await asyncio.sleep(0.05)
+        victim.cancel()
+        try:
+            await victim
+            cancelled = False
+        except asyncio.CancelledError:
+            cancelled = True
+        deadlines.close()
+        return out, took, cancelled, deadlines._open
+
+    out, took, cancelled, left = asyncio.run(main())
+    assert out == ["ok", "timeout", "ok", "timeout"] and took < 0.4
+    assert cancelled and not left

@@ -165,3 +165,57 @@ def test_compiled_templates_render_what_string_template_renders(items_factory):
             assert template.render(it) == reference_render(template, it)
     with pytest.raises(ValueError, match="Invalid placeholder"):
         PromptTemplate("bad", "1", "costs $ 5 for $dataset").render(item)
+
+
+def test_request_keys_are_the_engines_request_key(gen_registry, items_factory):
+    """The generator's request keys (JSON encoded once per run but the prompt and image keys) are
+    exactly request_key's, so caches written before stay valid."""
+    from medgr2_generation.engine import request_key
+
+    items = items_factory(2)
+    for options in ({}, {"temperature": 0.25, "image_format": "png", "model": "mødel"}):
+        gen = gen_registry.create("generator", "openai", {"base_url": "http://127.0.0.1:9/v1", **options})
+        for bank in (None, "v002"):
+            gen._bank_version = bank
+            for prompt in ("", "plain", "é \x00 \u2028 \"q\" \\ \U0001f600"):
+                for refs in ([], [items[0].image], [items[0].image, items[1].image]):
+                    for version in ("vqa-sample/1", "json/abc"):
+                        expected = request_key(backend="openai", model=gen.options.model, prompt=prompt,
+                                               images=[r.key for r in refs], params=gen.params(), schema=version)
+                        assert gen._key(prompt, refs, version) == expected
+
+
+def test_template_hashes_are_stable_hash(tmp_path):
+    from medgr2.data import stable_hash
+    from medgr2_generation.prompts import builtin
+
+    template = builtin("meta_cognitive")
+
+    class Bank:
+        version = "v003"
+
+    for prompt in ("", "x", "é \x00 \u2028 \"q\" \\ \U0001f600"):
+        assert template.hash(prompt) == stable_hash(template.name, prompt)
+    from dataclasses import replace
+
+    banked = replace(template, bank=Bank())
+    assert banked.hash("p é") == stable_hash(banked.name, "p é", "v003")
+
+
+def test_the_secret_pre_check_never_skips_what_redact_would_change(monkeypatch):
+    import medgr2_generation.engine as engine
+    from medgr2_generation.errors import redact, register_secret_env
+
+    monkeypatch.setenv("MY_PROXY_KEY", "plainvalue42")
+    register_secret_env("MY_PROXY_KEY")
+    monkeypatch.setattr(engine, "_SECRETS", [float("-inf"), ()])  # read the environment again
+    secrets = ['{"echo": "Authorization: Bearer sk-abcdefghijklmnop"}', "key AIzaSyA1234567890abcdefghijkl here",
+               "x-goog-api-key: 0123456789abcdef", "API_KEY=abcdef123456", "BEARER tok3n-abcdef12", "apikey: qwertyuiop",
+               "the proxy said plainvalue42 back"]
+    for text in secrets:
+        assert redact(text) != text and engine.might_hold_secret(text), text
+    clean = json.dumps({"question": "What finding is shown?", "options": ["effusion", "normal"],
+                        "rationale": "Blunted costophrenic angle."})
+    assert not engine.might_hold_secret(clean) and redact(clean) == clean
+    assert engine.might_hold_secret("a rapid capillary refill") and redact("a rapid capillary refill") == (
+        "a rapid capillary refill")  # a hint is only a reason to run the full redaction
