@@ -300,7 +300,10 @@ def run_seed(args: argparse.Namespace, seed: int, registry: Any) -> dict[str, An
     root = Path(base["runs_dir"])
     names = condition_names(args.ks, args.grpo_k) if args.conditions is None else \
         ["sft-raw", *[c for c in args.conditions if c != "sft-raw"]]
-    modes = ("likelihood",) if args.no_generate else MODES
+    def modes(cond: str) -> tuple[str, ...]:
+        wanted = not args.no_generate and ("all" in args.generate_for or cond in args.generate_for)
+        return MODES if wanted else ("likelihood",)
+
     out: dict[str, Any] = {"seed": seed, "split": args.split, "conditions": {}, "stage_s": {}}
     run_dirs: dict[str, Path] = {}
     samples: list[Any] = []
@@ -326,9 +329,10 @@ def run_seed(args: argparse.Namespace, seed: int, registry: Any) -> dict[str, An
                                  "dataset": s.provenance.source_dataset, "chance": 1 / len(s.options)}
                                 for s in samples]
             out["conditions"]["zero-shot"] = evaluate_all(
-                base_policy, samples, modes, root / "zero-shot", run_dir, True, args, registry, seed)
+                base_policy, samples, modes("zero-shot"), root / "zero-shot", run_dir, True, args, registry, seed)
         t0 = time.perf_counter()
-        rec = evaluate_all(policy, samples, modes, run_dir / "table2-eval", run_dir, False, args, registry, seed)
+        rec = evaluate_all(policy, samples, modes(name), run_dir / "table2-eval", run_dir, False, args, registry,
+                           seed)
         stages["table2-eval"] = round(time.perf_counter() - t0, 3)
         rec.update(kept=result.cycles[-1].ledger.kept, wall_s=round(time.perf_counter() - started, 1),
                    warnings=list(result.warnings), mix=read_mix(run_dir))
@@ -624,6 +628,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-samples", type=int, default=600, help="held-out questions per seed")
     p.add_argument("--split", choices=["test", "val"], default="test",
                    help="evaluate on test (the final figures) or on val (to choose settings)")
+    p.add_argument("--generate-for", nargs="+", default=["zero-shot", "sft-raw"],
+                   help="conditions also evaluated by generation ('all': every one; costs about as much as "
+                   "the likelihood pass); the rest by likelihood only")
     p.add_argument("--no-generate", action="store_true", help="likelihood evaluation only")
     p.add_argument("--no-defects", action="store_true", help="skip the per-defect measurement")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (CIs)")
@@ -668,7 +675,7 @@ def main(argv: list[str] | None = None) -> None:
         seeds.append(rec)
         (args.out / f"seed-{seed}").mkdir(parents=True, exist_ok=True)
         (args.out / f"seed-{seed}" / "table2.json").write_text(json.dumps(rec), encoding="utf-8")
-        print(f"seed {seed}: {rec['wall_s']:.0f} s", file=sys.stderr)
+        print(f"seed {seed}: {rec['wall_s']:.0f} s; stage seconds: {json.dumps(rec['stage_s'])}", file=sys.stderr)
     (args.out / "table2.json").write_text(json.dumps(seeds), encoding="utf-8")
     print(write_outputs(args.out, seeds, args.bootstrap))
     print(f"\nwritten: {args.out / 'table2.md'}, {args.out / 'table2.json'}, {args.out / 'figure2.csv'}")
