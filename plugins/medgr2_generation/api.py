@@ -277,7 +277,8 @@ class ApiGenerator(abc.ABC):
         template = resolve_template(self.options.strategy, self.options.template_path, context.registry)
         template = self._with_bank(template)
         self._bank_version = template.bank_version
-        items = items if isinstance(items, Sequence) else list(items)
+        if not (hasattr(items, "__len__") and hasattr(items, "__getitem__")):
+            items = list(items)  # an iterator; a sequence (lazy or not) is indexed as the jobs need it
         out = _out if _out is not None else Outcomes(len(items), sink=sink)
         try:
             return run_sync(self._generate(items, context, template, out))

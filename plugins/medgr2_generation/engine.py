@@ -45,6 +45,8 @@ import asyncio
 import json
 import os
 import random
+from array import array
+from bisect import bisect_left
 import threading
 import time
 from collections import deque
@@ -338,11 +340,58 @@ def _record(key: str, reply: Reply) -> bytes:
     return (json.dumps({"key": key, "reply": vars(reply)}, default=str, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+class OffsetIndex:
+    """``hash -> offset`` in about 16 bytes an entry (a dict of ints costs about 100): two sorted
+    ``array('q')`` searched with :func:`bisect.bisect_left`, plus a dict of the newest entries that is
+    merged in (with numpy) once it outgrows an eighth of them. A later entry for a hash replaces the
+    earlier one."""
+
+    def __init__(self) -> None:
+        self._h = array("q")
+        self._o = array("q")
+        self._tail: dict[int, int] = {}
+
+    def _main(self, h: int) -> int | None:
+        i = bisect_left(self._h, h)
+        return self._o[i] if i < len(self._h) and self._h[i] == h else None
+
+    def get(self, h: int) -> int | None:
+        offset = self._tail.get(h)
+        return self._main(h) if offset is None else offset
+
+    def __setitem__(self, h: int, offset: int) -> None:
+        self._tail[h] = offset
+        if len(self._tail) > max(4096, len(self._h) >> 3):
+            self._merge()
+
+    def _merge(self) -> None:
+        import numpy as np
+
+        n = len(self._tail)
+        h = np.concatenate([np.frombuffer(self._h, np.int64), np.fromiter(self._tail.keys(), np.int64, n)])
+        o = np.concatenate([np.frombuffer(self._o, np.int64), np.fromiter(self._tail.values(), np.int64, n)])
+        order = np.argsort(h, kind="stable")  # equal hashes keep their order: the tail's entry comes last
+        h, o = h[order], o[order]
+        last = np.ones(len(h), dtype=bool)
+        last[:-1] = h[:-1] != h[1:]
+        self._h, self._o = array("q"), array("q")
+        self._h.frombytes(h[last].tobytes())
+        self._o.frombytes(o[last].tobytes())
+        self._tail = {}
+
+    def __len__(self) -> int:
+        return len(self._h) + sum(1 for h in self._tail if self._main(h) is None)
+
+    def values(self) -> list[int]:
+        """Every entry's offset."""
+        return [o for h, o in zip(self._h, self._o) if h not in self._tail] + list(self._tail.values())
+
+
 class ResponseCache:
     """Append-only JSONL of successful replies by key (durable before use; torn last line ignored).
 
     Memory stays flat in the number of replies: only an index is held (a 64-bit hash of each key ->
-    the byte offset of its line); a hit reads its line back from the file (the page cache, in practice),
+    the byte offset of its line, 16 bytes a reply: :class:`OffsetIndex`); a hit reads its line back from the file (the page cache, in practice),
     and the full key on that line is checked, so a hash collision never serves the wrong reply.
 
     From async code, :meth:`put` hands records to one writer thread that *group-commits*: every
@@ -354,7 +403,7 @@ class ResponseCache:
     def __init__(self, path: str | Path, *, fsync: bool = True):
         self.path = Path(path)
         self._fsync = fsync
-        self._index: dict[int, int] = {}  # hash(key) -> offset of its newest line
+        self._index = OffsetIndex()  # hash(key) -> offset of its newest line
         self._exact: dict[str, int] = {}  # keys whose hash collides with another key's (almost never used)
         self._file: Any = None  # append handle (binary)
         self._reader: Any = None  # read handle (binary)
