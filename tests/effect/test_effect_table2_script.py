@@ -37,6 +37,16 @@ def test_conditions_and_parents(t2):
             t2.parse_condition(bad)
 
 
+def test_cli_defaults_and_smoke_preset(t2):
+    args = t2.parse_args([])
+    assert (args.seeds, args.ks, args.grpo_k, args.split) == ([0, 1, 2], [25, 50], 50, "test")
+    assert args.generate_for == ["zero-shot", "sft-raw"] and args.threads == 2
+    smoke = t2.parse_args(["--smoke"])
+    assert all(getattr(smoke, k) == v for k, v in t2.SMOKE.items())
+    assert smoke.max_items < args.max_items and smoke.sft_steps < args.sft_steps
+    assert t2.parse_args(["--grpo-k", "-1"]).grpo_k is None
+
+
 def test_cli_rejects_bad_input(t2, capsys):
     with pytest.raises(SystemExit):
         t2.parse_args(["--defects", "{not json"])
