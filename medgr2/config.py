@@ -216,6 +216,12 @@ class EvaluationSection(Section):
     evaluator: EvaluatorSpec | None = Field(default_factory=lambda: EvaluatorSpec(name="vqa",
                                                                                options={"mode": "likelihood"}),
                                             description="The evaluator; None skips evaluation.")
+    also: list[EvaluatorSpec] = Field(
+        default_factory=lambda: [EvaluatorSpec(name="vqa", options={"mode": "generate"})],
+        description="More evaluators run beside `evaluator` at every evaluation (e.g. generated answers beside "
+                    "likelihood): their reports sit in `<stage>/also-<i>/` and the run report shows them side by side. "
+                    "Unset: the vqa evaluator in its other mode (likelihood ↔ generate) beside vqa, nothing beside "
+                    "any other evaluator.")
     scorer: str = Field(default="medgr2", description="The scoring protocol (see `medgr2 eval scorers`).")
     question_builder: GeneratorSpec = Field(
         default_factory=lambda: GeneratorSpec(name="labels"),
@@ -223,6 +229,20 @@ class EvaluationSection(Section):
     sources: list[DatasetSpec] = Field(default_factory=list,
                                        description="Evaluation sets; empty: the test split of data.sources.")
     max_samples: int | None = Field(default=None, ge=1, description="Cap on evaluated samples.")
+
+    @model_validator(mode="after")
+    def _also_goes_with_the_default_evaluator(self) -> EvaluationSection:
+        """Unset ``also`` means "the vqa evaluator's other mode" (both protocols side by side), and nothing
+        beside any other evaluator."""
+        if "also" in self.model_fields_set:
+            return self
+        if self.evaluator is None or self.evaluator.name != "vqa":
+            self.also = []
+        else:
+            mode = self.evaluator.options.get("mode", "generate")
+            other = "generate" if mode == "likelihood" else "likelihood"
+            self.also = [EvaluatorSpec(name="vqa", options={**self.evaluator.options, "mode": other})]
+        return self
 
 
 class RunConfig(Section):

@@ -126,6 +126,12 @@ class ImageRef(Frozen):
         return self.sha256 or stable_hash(self.root, self.path, self.frame)
 
 
+DEFECT_KEY = "defect"
+"""The ``Provenance.raw`` key where a generator that spoils samples on purpose (the ``labels`` defect
+model) records each sample's defect kind (``"none"`` for a clean one). R_φ and the filters never read
+it; the report and ``medgr2_eval.defects`` use it to measure them."""
+
+
 class Provenance(Frozen):
     """Where a sample came from and how it was made."""
 
@@ -392,6 +398,7 @@ class CycleLedger(Frozen):
     rm_promoted: bool | None = None
     policy: str = ""
     evaluation: GroupMetrics | None = None
+    sft_evaluation: GroupMetrics | None = Field(default=None, description="The SFT policy alone, when GRPO followed.")
     warnings: tuple[str, ...] = ()
 
 

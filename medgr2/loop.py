@@ -12,7 +12,9 @@ then, for t = 1..T, the cycle ones::
     generate           G writes candidates from the train items
     score              R_φ scores them
     filter             threshold / top-K, dedup, overlap with D_gen, contamination → D_high
+    generator-update   high-reward kept samples update the generator (generation.update)
     sft                SFT on D_gen ∪ D_high
+    evaluate-sft       the SFT policy on the held-out set, when GRPO follows
     grpo               GRPO with α·R_φ + β·match on D_high
     evaluate           the policy on the held-out set
     reward-update      policy samples are labelled, R_φ is retrained (with replay) and promoted if it holds
@@ -115,6 +117,7 @@ class RunState:
     d_high: list[VQASample] = field(default_factory=list)
     baseline: EvalReport | None = None
     evaluation: EvalReport | None = None
+    sft_evaluation: EvalReport | None = None
     generator_options: dict[str, Any] = field(default_factory=dict)
     generator_version: str = ""
 
@@ -361,6 +364,10 @@ class Loop:
     def sft(self, t: int, state: RunState) -> None:
         state.policy = self._train(t, "sft", self.config.policy.sft, state.d_gen, state)
 
+    def evaluate_sft(self, t: int, state: RunState) -> None:
+        if self.config.policy.sft is not None and self.config.policy.grpo is not None:
+            state.sft_evaluation = self._evaluate(t, "evaluate-sft", state.policy, state.eval_samples)
+
     def grpo(self, t: int, state: RunState) -> None:
         state.policy = self._train(t, "grpo", self.config.policy.grpo, state.d_high or state.d_gen, state)
 
@@ -399,10 +406,16 @@ class Loop:
         def body(ctx: StageContext) -> dict:
             report = evaluate(self.create(cfg.evaluator), eval_samples, policy, ctx.work_dir, ctx, scorer=cfg.scorer)
             write_json(ctx.work_dir / a.EVAL_REPORT, report)
-            return {"accuracy": report.overall.accuracy, "n": report.overall.n}
+            outputs = {"accuracy": report.overall.accuracy, "n": report.overall.n}
+            for i, spec in enumerate(cfg.also):  # beside the main evaluator, each in its own folder
+                folder = ctx.work_dir / f"{a.ALSO_PREFIX}{i}"
+                also = evaluate(self.create(spec), eval_samples, policy, folder, ctx, scorer=cfg.scorer)
+                write_json(folder / a.EVAL_REPORT, also)
+                outputs[f"also_{i}_accuracy"] = also.overall.accuracy
+            return outputs
 
         self.stage(cycle, name, hash_data([str(policy), _tree_hash(policy), [s.id for s in eval_samples]]),
-                   _spec_hash(cfg.evaluator, cfg.scorer, self.config.policy.answer_format), body)
+                   _spec_hash(cfg.evaluator, [x.model_dump(mode="json") for x in cfg.also], cfg.scorer, self.config.policy.answer_format), body)
         return read_json(self._dir(cycle, name) / a.EVAL_REPORT, EvalReport)
 
     def load_rm(self, path: Path) -> Any:
@@ -475,7 +488,8 @@ class Loop:
             stage_s={s.name: out(s.name).get("wall_s") for s in stages("cycle")},
             rm_version=out("reward-update").get("version") or str(state.rm_path),
             rm_promoted=out("reward-update").get("promoted"), policy=str(state.policy),
-            evaluation=state.evaluation.overall if state.evaluation else None, warnings=tuple(warnings))
+            evaluation=state.evaluation.overall if state.evaluation else None,
+            sft_evaluation=state.sft_evaluation.overall if state.sft_evaluation else None, warnings=tuple(warnings))
         write_json(self.store.root / f"cycle-{t:03d}" / a.CYCLE_LEDGER, ledger)
         return ledger
 
@@ -498,7 +512,7 @@ class Loop:
         result.baseline = state.baseline
         for t in range(1, self.config.cycles + 1):
             before = len(self.warnings)
-            state.evaluation = None
+            state.evaluation = state.sft_evaluation = None
             for spec in stages("cycle"):
                 getattr(self, _method(spec.name))(t, state)
             ledger = self.ledger(t, state, self.warnings[before:])

@@ -1,7 +1,8 @@
 """The run report: one self-contained HTML file (inline SVG charts, base64 thumbnails), viewable offline.
 
 ``write_report(run_dir)`` reads only the run directory's artifacts, so it can be rebuilt at any time
-(``medgr2 report RUN_DIR``). Sections: the ledger; warnings (what degenerated, or "none"); the
+(``medgr2 report RUN_DIR``). Sections: "At a glance" (:mod:`medgr2.report.summary`: accuracy before and
+after each training stage, R_φ's calibration, defects before and after filtering, each explained); the ledger; warnings (what degenerated, or "none"); the
 sections plugins contribute (kind ``report_section``: R_φ calibration comes from the reward plugin);
 per cycle the funnel, reward histograms by modality, galleries of accepted and rejected samples,
 training curves and evaluation tables; the config.
@@ -10,7 +11,6 @@ training curves and evaluation tables; the config.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from collections import defaultdict
@@ -21,6 +21,8 @@ from medgr2 import artifacts
 from medgr2.artifacts import CYCLE_LEDGER, POLICY_DIR, TRAIN_RESULT
 from medgr2.data import CycleLedger, EvalReport, FilterDecision, VQASample
 from medgr2.report import svg
+from medgr2.report.markup import escape, table
+from medgr2.report.summary import summary_html
 from medgr2.store import atomic_write_text, read_json, read_jsonl
 
 CSS = """
@@ -34,28 +36,6 @@ th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 .card .q{font-weight:600} .card .ok{color:#2a7} .card .no{color:#c33} .card ol{margin:2px 0;padding-left:18px;clear:both}
 pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px;max-height:400px} .muted{color:#888}
 """
-
-
-def escape(x: Any) -> str:
-    """``x`` as text safe inside HTML (for report sections)."""
-    return html.escape(str(x), quote=True)
-
-
-
-def table(header: list[str], rows: list[list[Any]]) -> str:
-    """An HTML table (floats to 3 decimals, ``None`` as "–"), for report sections."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    if v is None:
-        return "–"
-    return str(v)
 
 
 def _thumb(sample: VQASample, registry: Any, size: int = 96) -> str:
@@ -93,6 +73,18 @@ def _eval_section(report: EvalReport, title: str) -> str:
             parts.append(table([label, "n", "accuracy", "95% CI", "invalid", "macro F1"],
                                 [[k, g.n, g.accuracy, _ci(g.ci95), g.invalid, g.macro_f1]
                                  for k, g in sorted(groups.items())]))
+    return "".join(parts)
+
+
+def _eval_sections(stage_dir: Path, title: str) -> str:
+    """The main evaluator's report of an evaluation stage, then each ``evaluation.also`` report beside it."""
+    parts = []
+    for folder in [stage_dir, *sorted(stage_dir.glob(f"{artifacts.ALSO_PREFIX}*"))]:
+        path = folder / artifacts.EVAL_REPORT
+        if path.exists():
+            report = read_json(path, EvalReport)
+            mode = report.meta.get("mode")
+            parts.append(_eval_section(report, f"{title} ({mode})" if mode else title))
     return "".join(parts)
 
 
@@ -207,14 +199,14 @@ def build_html(run_dir: Path, registry: Any = None) -> str:
              for c in ledgers]))
 
     sections = _plugin_sections(run_dir, registry)
-    body.insert(2, _warnings(run_dir, sections))
+    body[2:2] = [summary_html(run_dir), _warnings(run_dir, sections)]
     base = run_dir / "cycle-000" / "evaluate-baseline" / artifacts.EVAL_REPORT
     for sec in sections:
         body.append(f"<h2>{escape(sec.title)}</h2>{sec.html}")
 
     if base.exists():
         body.append("<h2>Evaluation before training</h2>")
-        body.append(_eval_section(read_json(base, EvalReport), "zero-shot policy"))
+        body.append(_eval_sections(base.parent, "zero-shot policy"))
 
     for cycle_dir in sorted(run_dir.glob("cycle-[0-9][0-9][0-9]")):
         if cycle_dir.name == "cycle-000":
@@ -225,9 +217,8 @@ def build_html(run_dir: Path, registry: Any = None) -> str:
                   for s in ("sft", "grpo")]
         if any(curves):
             body.append("<h3>Training</h3><div class='charts'>" + "".join(curves) + "</div>")
-        rep = cycle_dir / "evaluate" / artifacts.EVAL_REPORT
-        if rep.exists():
-            body.append(_eval_section(read_json(rep, EvalReport), "Evaluation"))
+        body.append(_eval_sections(cycle_dir / "evaluate-sft", "Evaluation after SFT"))
+        body.append(_eval_sections(cycle_dir / "evaluate", "Evaluation"))
 
     body.append(f"<h2>Config</h2><pre>{escape(cfg)}</pre>")
     body.append(f"<h2>Versions</h2><pre>{escape(json.dumps(versions, indent=2))}</pre>")

@@ -11,7 +11,7 @@ library call the same stage functions, which live beside this module:
   ``update_reward_model`` (reward-update);
 - :mod:`medgr2.stages.filter` — ``apply_filters`` (filter);
 - :mod:`medgr2.stages.train` — ``ensure_policy`` (policy-init), ``train_policy`` (sft, grpo);
-- :mod:`medgr2.stages.evaluate` — ``evaluate`` (evaluate-baseline, evaluate).
+- :mod:`medgr2.stages.evaluate` — ``evaluate`` (evaluate-baseline, evaluate-sft, evaluate).
 
 Each takes built components or the config and a registry, and a
 :class:`~medgr2.interfaces.StageContext` whose ``work_dir`` receives the stage's artifacts.
@@ -72,6 +72,9 @@ STAGES: tuple[StageSpec, ...] = (
               "(generation.update; skipped when unset)", (), None, "a new generator version recorded"),
     StageSpec("sft", "cycle", "SFT on D_gen ∪ D_high", (f"{a.POLICY_DIR}/{a.TRAIN_RESULT}",), "sft",
               "≥ 1 optimizer step"),
+    StageSpec("evaluate-sft", "cycle", "the SFT policy on the held-out set, when GRPO follows (so the report "
+              "shows SFT → SFT + GRPO)", (a.PREDICTIONS, a.EVAL_REPORT), "eval run",
+              "every held-out question answered and scored (nothing to do without GRPO or an evaluator)"),
     StageSpec("grpo", "cycle", "GRPO with α·R_φ + β·match on D_high", (f"{a.POLICY_DIR}/{a.TRAIN_RESULT}",), "grpo",
               "≥ 1 optimizer step"),
     StageSpec("evaluate", "cycle", "the policy on the held-out set", (a.PREDICTIONS, a.EVAL_REPORT), "eval run",

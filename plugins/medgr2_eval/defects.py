@@ -23,10 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from medgr2.data import VQASample, stable_hash
+from medgr2.data import DEFECT_KEY, VQASample, stable_hash
 
-DEFECT_KEY = "defect"
-"""The ``provenance.raw`` key of the defect kind (as ``medgr2_datasets.defects.DEFECT_KEY``)."""
 CLEAN = "none"
 ANY = "any"
 
@@ -189,3 +187,45 @@ def format_defect_table(report: Mapping[str, Any]) -> str:
             line += f" {sa} | {r['kept']} of {r['n']} |"
         rows.append(line)
     return "\n".join(rows) + "\n"
+
+
+class DefectsSection:
+    """``defects``: per cycle, how well R_φ's scores separate each defect kind from clean samples (AUROC with
+    its 95 % interval) and each kind's share before and after the filters. Nothing for runs whose generator
+    records no defects."""
+
+    def __init__(self, options: Any = None):
+        self.options = options
+
+    def render(self, run_dir: Any) -> Any:
+        from pathlib import Path
+
+        from medgr2 import artifacts
+        from medgr2.interfaces import ReportSection
+        from medgr2.report import escape, table
+        from medgr2.store import read_jsonl
+
+        parts = []
+        for cycle_dir in sorted(Path(run_dir).glob("cycle-[0-9][0-9][0-9]")):
+            scored_path, kept_path = cycle_dir / "score" / artifacts.SCORED, cycle_dir / "filter" / artifacts.KEPT
+            if not scored_path.exists():
+                continue
+            scored = read_jsonl(scored_path, VQASample)
+            if not scored or any(defect_kind(s) is None or s.reward is None for s in scored):
+                continue
+            kept = read_jsonl(kept_path, VQASample) if kept_path.exists() else None
+            rep = defect_report(scored, kept, bootstrap=200)
+            rows = []
+            for kind, r in rep["kinds"].items():
+                ci = f"[{r['auroc_ci95'][0]:.3f}, {r['auroc_ci95'][1]:.3f}]" if r.get("auroc_ci95") else None
+                rows.append([kind, r["n"], r["auroc"], ci, r["share_before"], r.get("share_after"),
+                             r.get("kept_rate")])
+            parts.append(f"<h3>{escape(cycle_dir.name)}</h3>" + table(
+                ["defect", "n", "AUROC", "95% CI", "share before", "share after", "share of the kind kept"], rows))
+        if not parts:
+            return None
+        intro = ("<p class='muted'>AUROC: the chance that a clean sample scores above a defective one of this kind "
+                 "(1 = R_φ always prefers the clean one, 0.5 = it cannot tell them apart, below 0.5 = it prefers "
+                 "the defect). The defect kinds are recorded by the generator; R_φ and the filters never read "
+                 "them.</p>")
+        return ReportSection(title="Defects found by R_φ and the filters", html=intro + "".join(parts), order=40)

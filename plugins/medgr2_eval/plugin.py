@@ -39,3 +39,10 @@ def medgr2_register_commands(cli) -> None:
     from medgr2_eval.cli import register
 
     register(cli)
+
+
+@hookimpl
+def medgr2_register_report_sections(registry) -> None:
+    """``defects``: R_φ's AUROC per defect kind and the defect shares before and after filtering."""
+    registry.add("defects", "medgr2_eval.defects:DefectsSection",
+                 description="R_φ's AUROC per recorded defect kind; each kind's share before and after the filters")

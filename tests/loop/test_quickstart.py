@@ -55,8 +55,23 @@ def test_reduced_quickstart_runs_end_to_end(tmp_path):
     assert abs(before.accuracy - chance) < 0.2
     assert after.accuracy > before.accuracy + 0.15, (before.accuracy, after.accuracy)
     assert result.warnings == []
+    # SFT alone is evaluated too (GRPO follows), and generated answers beside the likelihood protocol
+    sft = read_json(run_dir / "cycle-001" / "evaluate-sft" / "report.json")
+    assert sft["overall"]["n"] == 60 and sft["meta"]["mode"] == "likelihood"
+    assert result.cycles[0].ledger.sft_evaluation.accuracy == sft["overall"]["accuracy"]
+    for stage in ("evaluate-baseline", "evaluate-sft", "evaluate"):
+        also = read_json(run_dir / ("cycle-000" if stage == "evaluate-baseline" else "cycle-001") / stage
+                         / "also-0" / "report.json")
+        assert also["meta"]["mode"] == "generate" and also["overall"]["n"] == 60, stage
+    # the report opens with the summary a newcomer reads: accuracy per stage, R_φ, defects before -> after
     html = result.report.read_text()
     assert "cycle-001" in html and "<svg" in html
+    glance = html[html.index("At a glance"): html.index("<h2>Warnings")]
+    for line in ("zero-shot (before training)", "cycle 1: after SFT", "cycle 1: after SFT + GRPO", "Chance",
+                 "likelihood", "generate", "Spearman", "defective share"):
+        assert line in glance, line
+    assert html.index("At a glance") < html.index("<h2>Ledger")
+    assert "Defects found by R_φ" in html
 
 
 @pytest.mark.parametrize("name", ["paper.yaml", "shared-data-cpu.yaml"])
