@@ -42,10 +42,9 @@ from medgr2_generation.backend_support import (
 )
 from medgr2_generation.contract import SAMPLE_SCHEMA, SCHEMA_VERSION, ContractError, check_schema, parse_reply
 from medgr2_generation.options import ApiOptions
-from medgr2_generation.prompts import REASK, PromptTemplate, resolve_template
+from medgr2_generation.prompts import REASK, PromptTemplate, json_str as _encode_str, resolve_template
 
 Transport = Callable[[Any], Any]
-_encode_str = json.encoder.encode_basestring  # a str as json.dumps(..., ensure_ascii=False) writes it
 
 
 class ApiGenerator(abc.ABC):

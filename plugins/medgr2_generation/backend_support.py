@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import math
 from base64 import b64encode
 from collections import Counter, OrderedDict
@@ -40,6 +41,11 @@ class EncodedImage:
     def data_url(self) -> str:
         """``data:<mime>;base64,...`` (computed once per image)."""
         return f"data:{self.mime};base64,{self.base64}"
+
+    @cached_property
+    def data_url_json(self) -> str:
+        """:attr:`data_url` as a JSON string (computed once per image)."""
+        return json.encoder.encode_basestring(self.data_url)
 
 
 def encode_image(

@@ -140,6 +140,9 @@ def _plainly_valid(value: Any, sub: dict[str, Any]) -> bool:
     return False
 
 
+_LETTERED = [re.compile(rf"\(?{letter}[).:]\s") for letter in LETTERS[:8]]  # "A. ", "(B) " ...
+
+
 def _match_answer(answer: str, options: list[str]) -> str:
     if answer in options:
         return answer
@@ -171,7 +174,7 @@ def validate_reply(data: dict[str, Any]) -> dict[str, Any]:
     options = [o.strip() for o in data["options"]]
     if any(not o for o in options):
         raise ContractError("bad_options", "every option must be a non-empty string")
-    if all(re.match(rf"\(?{LETTERS[i]}[).:]\s", o) for i, o in enumerate(options[:8])):
+    if all(_LETTERED[i].match(o) for i, o in enumerate(options[:8])):
         options = [re.sub(r"^\(?[A-H][).:]\s+", "", o) for o in options]  # "A. text" -> "text"
     if not 2 <= len(options) <= 8:
         raise ContractError("option_count", f"there must be 2 to 8 options, not {len(options)}")

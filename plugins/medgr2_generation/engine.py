@@ -16,7 +16,7 @@ What the engine guarantees:
 * **Rate limits.** ``rpm``: attempt slots are ``60/rpm`` s apart (plus 1 %), so no 60 s window
   holds more than ``rpm`` attempts; ``tpm``: a 60 s sliding window of
   estimated-then-actual tokens. Even without limits, attempt starts are paced
-  ``min_start_gap_s`` apart (1 ms): a cold start does not flood the client with hundreds of
+  ``min_start_gap_s`` apart (0.2 ms): a cold start does not flood the client with hundreds of
   connects at once, and replies do not come back in synchronized bursts (see
   :class:`StartPacer`).
 * **One retry loop.** Exponential backoff with full jitter, ``Retry-After`` honoured, at most
@@ -135,7 +135,7 @@ class EngineOptions(BaseModel):
     backoff_max_s: float = Field(default=60.0, ge=0, description="Cap on one backoff delay.")
     max_retry_after_s: float = Field(default=600.0, ge=0, description="Cap on a server's Retry-After delay.")
     min_start_gap_s: float = Field(
-        default=0.001,
+        default=0.0002,
         ge=0,
         le=60,
         description="Least time between two attempt starts (0: none); spreads bursts (see StartPacer).",
@@ -166,8 +166,11 @@ class StartPacer:
       connects and request builds, so even the first request leaves late (0.3 s at C = 256 here),
       and with a steady server latency the replies keep coming back in bursts that queue behind
       each other (``benchmarks/bench_engine_throughput.py``, 4 s runs: ratio to ideal 0.79 -> 0.90
-      at C = 256, 0.91 -> 0.97 at C = 64). The floor caps the rate at ``1/gap`` (1000/s at 1 ms),
-      which one Python client cannot reach anyway.
+      at C = 256, 0.91 -> 0.97 at C = 64, measured with the openai SDK at about 2 ms of CPU a request and
+      a 1 ms gap). The floor caps the rate at ``1/gap``. With the lean HTTP transport a request costs
+      about 0.3-0.4 ms of CPU, so the default is 0.2 ms (at most 5000 starts/s): a larger gap makes
+      requests wait on a timer the CPU does not need (about 0.05 ms of CPU a request at 1 ms, and C = 256
+      takes 0.26 s to start its first wave), a smaller one stops spreading the first wave.
     """
 
     RPM_MARGIN = 1.01
@@ -212,44 +215,77 @@ class AdaptiveGate:
         self.last_decrease = float("-inf")
         self.decreases = 0
         self.paused_s = 0.0
-        self._cond = asyncio.Condition()
-        self._waiting = 0  # acquirers inside the slow path (waiting for a slot or for the lock)
+        self._waiters: deque[asyncio.Future[None]] = deque()  # first come, first served
+        self._check: Callable[[], None] | None = None
+        self._poll: asyncio.TimerHandle | None = None
 
     def paused(self, now: float) -> float:
         """Seconds left of the shared pause (0: none)."""
         return max(0.0, self.pause_until - now)
 
     async def acquire(self, check: Callable[[], None]) -> float:
-        """Wait for a slot (``check()`` raises to give up); returns the loop time it was admitted."""
+        """Wait for a slot (``check()`` raises to give up: it is polled every 0.25 s while anyone waits);
+        returns the loop time it was admitted. A freed slot is handed to the longest waiter directly."""
         loop = asyncio.get_running_loop()
-        if not self._waiting and self.active < max(1, int(self.limit)):
-            self.active += 1  # a free slot and nobody ahead: no lock needed on one event loop
+        if not self._waiters and self.active < max(1, int(self.limit)):
+            self.active += 1
             return loop.time()
-        self._waiting += 1
+        check()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(fut)
+        self._check = check
+        if self._poll is None:
+            self._poll = loop.call_later(0.25, self._poll_check, loop)
         try:
-            async with self._cond:
-                while self.active >= max(1, int(self.limit)):
-                    check()
-                    try:
-                        await asyncio.wait_for(self._cond.wait(), 0.25)
-                    except (asyncio.TimeoutError, TimeoutError):
-                        pass
-                self.active += 1
-        finally:
-            self._waiting -= 1
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.release_now()  # handed a slot while being cancelled: pass it on
+            else:
+                try:
+                    self._waiters.remove(fut)
+                except ValueError:
+                    pass
+            raise
         return loop.time()
 
-    async def release(self) -> None:
-        if not self._waiting:
-            self.active -= 1  # nobody to wake
+    def _poll_check(self, loop: asyncio.AbstractEventLoop) -> None:
+        """While anyone waits: give up every wait when ``check()`` raises (a stop, a permanent error)."""
+        self._poll = None
+        if not self._waiters:
             return
-        async with self._cond:
-            self.active -= 1
-            self._cond.notify(max(1, int(self.limit) - self.active))
+        try:
+            if self._check is not None:
+                self._check()
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiter
+            while self._waiters:
+                fut = self._waiters.popleft()
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        self._poll = loop.call_later(0.25, self._poll_check, loop)
+
+    def _wake(self) -> None:
+        while self._waiters and self.active < max(1, int(self.limit)):
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.active += 1
+                fut.set_result(None)
+
+    def release_now(self) -> None:
+        """Free a slot (handed to the longest waiter, if any)."""
+        self.active -= 1
+        if self._waiters:
+            self._wake()
+
+    async def release(self) -> None:
+        self.release_now()
 
     def success(self) -> None:
         if self.adaptive and self.limit < self.ceiling:
             self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+            if self._waiters:
+                self._wake()  # the limit may have grown past a whole slot
 
     def throttle(self, started: float, retry_after: float | None) -> None:
         """A 429/503 for an attempt admitted at ``started`` (loop time)."""
@@ -337,7 +373,10 @@ def _redacted(reply: Reply) -> Reply:
 
 def _record(key: str, reply: Reply) -> bytes:
     """One cache line (the format every version of the cache wrote: ``{"key": ..., "reply": {...}}``)."""
-    return (json.dumps({"key": key, "reply": vars(reply)}, default=str, ensure_ascii=False) + "\n").encode("utf-8")
+    return (_RECORD_JSON({"key": key, "reply": vars(reply)}) + "\n").encode("utf-8")
+
+
+_RECORD_JSON = json.JSONEncoder(default=str, ensure_ascii=False).encode  # json.dumps(..., default=str, ensure_ascii=False)
 
 
 class OffsetIndex:
@@ -399,6 +438,11 @@ class ResponseCache:
     calls return. Each reply is on disk before its request counts as done, yet one fsync serves
     many requests, and the event loop never blocks on the disk.
     """
+
+    commit_window_s = 0.002
+    """How long a group commit waits for more replies before it writes (and fsyncs) them: a fast disk would
+    otherwise fsync once per reply. It delays when a request returns, never when the next one starts (the
+    engine frees the request's slot before it waits for the cache)."""
 
     def __init__(self, path: str | Path, *, fsync: bool = True):
         self.path = Path(path)
@@ -537,6 +581,8 @@ class ResponseCache:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgr2-cache")
         try:
             while self._pending:
+                if self._fsync and self.commit_window_s > 0:
+                    await asyncio.sleep(self.commit_window_s)  # let the replies arriving meanwhile share the fsync
                 batch, self._pending = self._pending, []
                 try:
                     offsets = await loop.run_in_executor(self._writer, self._write, [(k, r) for k, r, _ in batch])
@@ -636,7 +682,7 @@ class RequestEngine:
         self._tpm: TpmLimiter | None = None
         self._in_flight = 0
         self._invalid_streak = 0
-        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._pending: dict[str, asyncio.Future[Reply] | None] = {}
         self._started = time.perf_counter()
 
     def _bind_loop(self) -> None:
@@ -720,22 +766,25 @@ class RequestEngine:
             return hit
         if key in self._pending:
             self.stats.shared += 1
-            return await asyncio.shield(self._pending[key])
+            shared = self._pending[key]
+            if shared is None:  # the first caller made none: a future only when a second one comes
+                shared = self._pending[key] = asyncio.get_running_loop().create_future()
+                shared.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+            return await asyncio.shield(shared)
         self._bind_loop()
-        shared: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        shared.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
-        self._pending[key] = shared
+        self._pending[key] = None
         try:
             reply = await self._send(key, build, est_tokens)
         except asyncio.CancelledError:
-            shared.cancel()
+            if (shared := self._pending.pop(key, None)) is not None:
+                shared.cancel()
             raise
         except BaseException as exc:
-            shared.set_exception(exc)
+            if (shared := self._pending.pop(key, None)) is not None:
+                shared.set_exception(exc)
             raise
-        finally:
-            del self._pending[key]
-        shared.set_result(reply)
+        if (shared := self._pending.pop(key, None)) is not None:
+            shared.set_result(reply)
         return reply
 
     def _fatal(self, exc: FatalError, attempts: int) -> Exception:

@@ -22,6 +22,7 @@ from medgr2_generation.api import ApiGenerator, Transport, closing, is_transport
 from medgr2_generation.backend_support import EncodedImage
 from medgr2_generation.lean_http import LeanClient, proxy_for
 from medgr2_generation.options import OpenAIOptions
+from medgr2_generation.prompts import json_str as _encode_str
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -76,7 +77,7 @@ class OpenAIGenerator(ApiGenerator):
         parts = self._body_parts(len(images), schema)
         out = [parts[0], _encode_str(prompt)]
         for img, part in zip(images, parts[1:]):
-            out += (part, _encode_str(img.data_url))
+            out += (part, img.data_url_json)
         out.append(parts[-1])
         return "".join(out).encode("utf-8")
 
@@ -217,7 +218,6 @@ def encode_json(body: Any) -> bytes:
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_encode_str = json.encoder.encode_basestring  # a str as _ENCODER writes it (the C version when there is one)
 _SLOT = "\x00medgr2-slot-%d\x00"
 
 

@@ -75,7 +75,7 @@ class ApiOptions(PromptOptions):
     backoff_base_s: float = Field(default=1.0, ge=0, description="First retry delay (doubles, with jitter).")
     backoff_max_s: float = Field(default=60.0, ge=0, description="Cap on one retry delay.")
     min_start_gap_s: float = Field(
-        default=0.001,
+        default=0.0002,
         ge=0,
         le=60,
         description="Least time between two request starts (0: none): avoids a thundering herd of "

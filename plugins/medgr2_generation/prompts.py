@@ -32,7 +32,24 @@ from medgr2.data import Modality, QuestionType, SeedItem, stable_hash
 from medgr2_generation.contract import SAMPLE_SCHEMA
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
-_encode_str = json.encoder.encode_basestring  # a str as json.dumps(..., ensure_ascii=False) writes it
+_encode_basestring = json.encoder.encode_basestring
+_last_encoded: tuple[Any, str] = (None, "")  # (a str, its JSON), replaced as a whole (thread-safe)
+
+
+def json_str(text: str) -> str:
+    """``text`` as ``json.dumps(text, ensure_ascii=False)`` writes it. The last long one is remembered (by
+    identity): a prompt goes into its request key, its request body and its template hash in turn."""
+    global _last_encoded
+    last, encoded = _last_encoded
+    if text is last:
+        return encoded
+    encoded = _encode_basestring(text)
+    if len(text) > 256:
+        _last_encoded = (text, encoded)
+    return encoded
+
+
+_encode_str = json_str
 
 REASK = (
     "Your previous reply to the task below was rejected: {error}.\nPrevious reply:\n{reply}\n\n"
@@ -168,7 +185,7 @@ class PromptTemplate:
         }
         if self._uses_exemplars:
             values["exemplars"] = self.exemplars(item)
-        return "".join(part if kind else values[part] for kind, part in self._parts)
+        return "".join([part if kind else values[part] for kind, part in self._parts])
 
     @cached_property
     def _uses_exemplars(self) -> bool:

@@ -1,5 +1,7 @@
 """Kill -9 the generating process at random points, re-run: nothing lost, nothing duplicated,
-at most ``concurrency`` extra requests per kill, and the same final set as an uninterrupted run."""
+at most one extra request per job in flight (``concurrency`` plus a quarter, at least 2: a reply waiting
+for the cache's fsync no longer holds its request slot) per kill, and the same final set as an
+uninterrupted run."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from medgr2.testing.fake_servers import FakeOpenAIServer
 
 WORKER = Path(__file__).with_name("gen_kill_worker.py")
 N, C = 40, 4
+JOBS = C + max(2, C // 4)  # ApiGenerator._workers(): replies a kill can lose (in flight or waiting for the disk)
 
 
 def start(server, work_dir: Path, image_dir: Path) -> subprocess.Popen:
@@ -86,7 +89,7 @@ def test_kill_minus_9_and_resume(tmp_path):
             keys = cached_keys(work)
             sent, kept = server.attempts - before_attempts, len(keys) - before_keys
             assert len(keys) == len(set(keys)), "a reply was cached twice"
-            assert sent - kept <= C, f"kill {kills}: {sent} requests sent but only {kept} kept"
+            assert sent - kept <= JOBS, f"kill {kills}: {sent} requests sent but only {kept} kept"
             assert not (work / "samples.jsonl").exists() or kills > 1
         assert kills >= 2
 
@@ -95,7 +98,7 @@ def test_kill_minus_9_and_resume(tmp_path):
         assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()[-2000:]
         # the last run asked only for what was missing
         assert server.attempts - before_attempts == N - before_keys
-        assert server.attempts - N <= N + C * kills  # all killed runs + the final one, vs the reference's N
+        assert server.attempts - N <= N + JOBS * kills  # all killed runs + the final one, vs the reference's N
 
     result = final_set(work)
     assert len(result) == N and len({r[0] for r in result}) == N
