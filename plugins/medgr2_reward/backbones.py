@@ -39,6 +39,7 @@ class Prepared:
     image: ImageRef | None
     lexical: list[float] | None = None
     match: list[int] | None = None
+    consistency: list[float] | None = None
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -48,16 +49,23 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class TinyCNN(nn.Module):
-    """A small grey-scale image encoder fused beside a text backbone (plus a has-image flag)."""
+    """A small grey-scale image encoder fused beside a text backbone (plus a has-image flag).
 
-    def __init__(self, dim: int = 32):
+    With ``grid > 1`` the last feature map is pooled to a ``grid × grid`` layout and projected to
+    ``dim``, so *where* a pattern sits survives (a consolidation in the lower lobes, not just "some
+    consolidation"); ``grid = 1`` is a global average."""
+
+    def __init__(self, dim: int = 32, grid: int = 1):
         super().__init__()
-        self.net = nn.Sequential(
+        layers: list[nn.Module] = [
             nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(16, dim, 3, stride=2, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
+            nn.AdaptiveAvgPool2d(grid), nn.Flatten(),
+        ]
+        if grid > 1:
+            layers += [nn.Linear(dim * grid * grid, dim), nn.ReLU()]
+        self.net = nn.Sequential(*layers)
         self.out_dim = dim + 1
 
     def forward(self, pixels: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:

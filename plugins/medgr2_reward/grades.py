@@ -2,8 +2,15 @@
 
 From each reference: grade 1 the original (→ 10), grade 2 a WordNet-synonym perturbation (→ 6),
 grade 3 random phrase deletions (→ 0), grade 4 an irrelevant answer (→ −6): the text of another
-study with *different* findings (or, for a share, of another modality); for VQA references a
-wrong option with another sample's rationale.
+study with *different* findings (or, for a share, of another modality). For VQA references grade 4
+takes one of three forms (shares in :class:`~medgr2_reward.options.GradeOptions`):
+
+* *another image's answer*: the answer and rationale written for another image asked the same
+  question, whose answer differs. The text reads well; only the image shows it is wrong, so an
+  image-aware R_φ has to look (image-grounded negatives);
+* *another image's rationale*: the right answer beside the rationale of such an image, which
+  argues for something else;
+* *a wrong option* with another sample's rationale.
 
 Splits are drawn per connected group: references that share a group id or an identical text are
 held together, so no text appears on both sides; grade-4 donors come from the same side.
@@ -86,8 +93,18 @@ class _Donors:
     def __init__(self, refs: Sequence[Reference]):
         self.refs = list(refs)
         self.by_modality: dict[str, list[int]] = defaultdict(list)
+        self.by_question: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(self.refs):
             self.by_modality[r.modality.value].append(i)
+            if r.options:
+                self.by_question[_stem(r.question)].append(i)
+
+    def pick_other_image(self, ref: Reference, rng: random.Random) -> Reference | None:
+        """A reference of another image asked the same question, whose answer is another of
+        ``ref``'s options (so its answer and rationale read as a valid reply to ``ref``)."""
+        pool = [i for i in self.by_question.get(_stem(ref.question), ())
+                if self.refs[i].group_id != ref.group_id and self.refs[i].text != ref.text and self.refs[i].text in ref.options]
+        return self.refs[rng.choice(pool)] if pool else None
 
     def pick(self, ref: Reference, rng: random.Random, other_modality: bool, tries: int = 64) -> Reference | None:
         pool = list(range(len(self.refs)))
@@ -102,6 +119,11 @@ class _Donors:
                 continue  # "different findings" needs the donor's to be known, and disjoint
             return d
         return None
+
+
+def _stem(question: str) -> str:
+    """The question without its options block (the first line), normalised."""
+    return _norm(question.split("\n", 1)[0])
 
 
 def _known(findings: Sequence[str]) -> bool:
@@ -170,6 +192,14 @@ def _make(ref: Reference, grade: int, rng: random.Random, synonyms: Synonyms | N
         else:
             answer = changed
     elif grade == 4:
+        if ref.options:
+            form = rng.random()
+            twin = None
+            if form < opts.other_image_share + opts.other_rationale_share:
+                twin = donors.pick_other_image(ref, rng)
+            if twin is not None:  # another image's answer (and rationale), or only its rationale
+                answer = twin.text if form < opts.other_image_share else answer
+                return _example(ref, grade, split, answer, twin.rationale)
         other = opts.other_modality_share > 0 and rng.random() < opts.other_modality_share
         donor = donors.pick(ref, rng, other)
         if ref.options:
@@ -182,6 +212,10 @@ def _make(ref: Reference, grade: int, rng: random.Random, synonyms: Synonyms | N
             return None
         else:
             answer, rationale = donor.text, donor.rationale
+    return _example(ref, grade, split, answer, rationale)
+
+
+def _example(ref: Reference, grade: int, split: str, answer: str, rationale: str) -> GradedExample:
     return GradedExample(image=ref.image, question=ref.question, answer=answer, rationale=rationale,
                          target=GRADE_TARGETS[grade], grade=grade, group_id=ref.group_id,
                          split=split, origin="grade")  # type: ignore[arg-type]

@@ -1,8 +1,9 @@
 """The regression reward model R_φ: (image, question, answer[, rationale]) → a score in [−6, 10].
 
 A backbone (:mod:`medgr2_reward.backbones`) pools each input into a vector; a small head maps it
-(with the tiny CNN's image feature for the MiniLM backbone, and the domain-fluency features of
-:mod:`medgr2_reward.lexicon` when ``lexicon`` is on) to ``z``, and the score is
+(with the tiny CNN's image feature and its product with the text for the MiniLM backbone, the
+domain-fluency features of :mod:`medgr2_reward.lexicon` when ``lexicon`` is on, and the
+answer–rationale flags of :mod:`medgr2_reward.consistency` when ``consistency`` is on) to ``z``, and the score is
 ``2 + 8·tanh(z)``, always inside [−6, 10]. Training minimises the MSE to the graded targets
 (the paper's Eq. 1).
 
@@ -41,6 +42,8 @@ from medgr2_reward.backbones import (
     answer_text,
     default_minilm_path,
 )
+from medgr2_reward.consistency import FEATURES as CONSISTENCY
+from medgr2_reward.consistency import consistency_features
 from medgr2_reward.lexicon import FEATURES, Counts, DomainLexicon
 from medgr2_reward.options import SCORE_MAX, SCORE_MIN, MiniLMOptions, TrainOptions, VLMRewardOptions
 
@@ -80,20 +83,30 @@ def group_rank_loss(
 
 
 class RewardNet(nn.Module):
-    """Backbone vector (+ optional image feature, + optional fluency features) → layer norm + MLP
-    head → squashed score."""
+    """Backbone vector (+ optional image feature and image × text product, + optional fluency
+    features) → layer norm + MLP head → squashed score.
+
+    The product of a text and an image projection (``fusion_dim`` wide) lets the head ask whether
+    *this* answer fits *this* image: concatenation alone gives it the two apart, and a small head
+    learns their interaction slowly from a few hundred images."""
 
     def __init__(self, backbone_module: nn.Module, hidden: int, vision: TinyCNN | None, lexical: int = 0,
-                 match_dim: int = 0, dropout: float = 0.1):
+                 match_dim: int = 0, dropout: float = 0.1, fusion_dim: int = 0, consistency: int = 0):
         super().__init__()
         self.backbone = backbone_module
         self.vision = vision
         self.lexical = lexical
+        self.consistency = consistency
         # Exact-match flags enter the token states as a learned vector (zero at first: no effect).
         self.match = nn.Embedding(2, match_dim) if match_dim else None
         if self.match is not None:
             nn.init.zeros_(self.match.weight)
-        width = hidden + (vision.out_dim if vision is not None else 0) + lexical
+        self.fusion = None
+        if vision is not None and fusion_dim:
+            self.fusion = nn.ModuleDict({"text": nn.Linear(hidden, fusion_dim),
+                                         "image": nn.Linear(vision.out_dim, fusion_dim)})
+        width = (hidden + (vision.out_dim if vision is not None else 0) + lexical + (fusion_dim if self.fusion else 0)
+                 + consistency)
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Dropout(dropout), nn.Linear(width, 128), nn.GELU(),
                                   nn.Linear(128, 1))
 
@@ -154,10 +167,12 @@ class RegressionRewardModel:
 
     def _make_net(self) -> RewardNet:
         opts = self.options
-        vision = TinyCNN(getattr(opts, "vision_dim", 32)) if self._uses_cnn() else None
+        vision = TinyCNN(getattr(opts, "vision_dim", 32), getattr(opts, "vision_grid", 1)) if self._uses_cnn() else None
         lexical = len(FEATURES) if self.options.lexicon else 0
         match_dim = self._backbone.token_size if getattr(opts, "match_features", False) else 0
-        net = RewardNet(self._backbone.module, self._backbone.hidden_size, vision, lexical, match_dim)
+        net = RewardNet(self._backbone.module, self._backbone.hidden_size, vision, lexical, match_dim,
+                        fusion_dim=getattr(opts, "fusion_dim", 0),
+                        consistency=len(CONSISTENCY) if getattr(opts, "consistency", False) else 0)
         return net.to(self._device())
 
     # ------------------------------------------------------------------ scoring
@@ -192,9 +207,15 @@ class RegressionRewardModel:
         with torch.autocast(pooled.device.type, enabled=False):
             parts = [pooled.float()]
             if net.vision is not None:
-                parts.append(net.vision(*self._pixels(items)))
+                image = net.vision(*self._pixels(items))
+                parts.append(image)
+                if net.fusion is not None:
+                    parts.append(net.fusion["text"](parts[0]) * net.fusion["image"](image))
             if net.lexical:
                 parts.append(torch.tensor([it.lexical for it in items], dtype=torch.float32, device=pooled.device))
+            if net.consistency:
+                parts.append(torch.tensor([it.consistency for it in items], dtype=torch.float32,
+                                          device=pooled.device))
             return squash(net.head(torch.cat(parts, dim=-1)).squeeze(-1))
 
     def _forward(self, items: Sequence[Prepared]) -> torch.Tensor:
@@ -223,6 +244,9 @@ class RegressionRewardModel:
         if self.lexicon is not None:
             for n, (item, inp) in enumerate(zip(prepared, inputs, strict=True)):
                 item.lexical = self.lexicon.features(answer_text(inp), leave_out[n] if leave_out else None)
+        if getattr(self.options, "consistency", False):
+            for item, inp in zip(prepared, inputs, strict=True):
+                item.consistency = consistency_features(inp)
         return prepared
 
     def _fit_lexicon(self, examples: Sequence[GradedExample]) -> list[Counts | None]:
@@ -498,8 +522,10 @@ class RegressionRewardModel:
         if config.get("kind") != self.kind:
             raise ValueError(f"{path} holds a {config.get('kind')!r} reward model, not {self.kind!r}: "
                              f"use reward_model name {config.get('kind')!r}")
-        # Models saved before the lexicon and exact-match features had neither.
-        older = {k: False for k in ("lexicon", "match_features") if k in type(self.options).model_fields}
+        # Models saved before the lexicon, exact-match and image × text features had none of them.
+        older = {k: v for k, v in (("lexicon", False), ("match_features", False), ("fusion_dim", 0),
+                                   ("consistency", False), ("vision_grid", 1))
+                 if k in type(self.options).model_fields}
         saved = type(self.options).model_validate({**older, **config["options"], "checkpoint": None})
         keep = {"score_batch_size", "batch_size", "threads", "device", "lr", "head_lr", "epochs", "max_steps",
                 "warmup_ratio", "max_train_examples", "weight_decay", "freeze_layers", "cache_frozen",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GRADE_TARGETS: dict[int, float] = {1: 10.0, 2: 6.0, 3: 0.0, 4: -6.0}
 """The paper's grade → target reward: original, synonym-perturbed, phrase-deleted, irrelevant."""
@@ -26,9 +26,28 @@ class GradeOptions(BaseModel):
     other_modality_share: float = Field(
         default=0.0, ge=0, le=1,
         description="Grade 4: share of donors taken from another modality (when the pool has several).")
+    other_image_share: float = Field(
+        default=0.0, ge=0, le=1,
+        description="Grade 4 of VQA references: share whose answer and rationale were written for another image "
+                    "asked the same question (a different answer among this question's options): image-grounded "
+                    "negatives, which only the image shows to be wrong. Off by default: with the tiny CNN of the "
+                    "CPU R_φ, 0.15-0.4 lowered held-out Spearman and defect AUROC (docs/reward-model.md).")
+    other_rationale_share: float = Field(
+        default=0.15, ge=0, le=1,
+        description="Grade 4 of VQA references: share that keep the right answer beside the rationale written "
+                    "for another image's different answer (a rationale that argues for something else). The "
+                    "rest pair a wrong option with another sample's rationale.")
     held_out_fraction: float = Field(default=0.2, ge=0, lt=1,
                                      description="Share of report/study groups held out (split 'test').")
     grades: tuple[int, ...] = Field(default=(1, 2, 3, 4), description="Which grades to build (1-4).")
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> GradeOptions:
+        if self.other_image_share + self.other_rationale_share > 1:
+            raise ValueError(f"other_image_share + other_rationale_share is "
+                             f"{self.other_image_share + self.other_rationale_share:g}: they are shares of "
+                             f"one grade-4 example each, so their sum must be at most 1")
+        return self
 
 
 class ReferenceSource(BaseModel):
@@ -118,8 +137,17 @@ class MiniLMOptions(TrainOptions):
     vision: bool = Field(default=True, description="Fuse a tiny CNN over the image (when inputs have one).")
     image_size: int = Field(default=64, ge=16, description="Side of the grey image the CNN sees.")
     vision_dim: int = Field(default=32, ge=4, description="Width of the CNN's image feature.")
+    vision_grid: int = Field(default=4, ge=1, le=16,
+                             description="The CNN pools its last map to grid × grid (keeping where patterns sit), "
+                                         "then projects to vision_dim; 1: a global average.")
+    fusion_dim: int = Field(default=64, ge=0, description="Width of the image × text product the head also sees "
+                                                          "(whether this answer fits this image); 0: the image "
+                                                          "feature is only concatenated.")
     lexicon: bool = Field(default=True, description="Fuse domain-fluency features: a bigram model of the "
                                                     "good training answers (medgr2_reward.lexicon).")
+    consistency: bool = Field(default=True, description="Add the answer–rationale flags of multiple-choice inputs: "
+                                                         "does the rationale name the answer, or another option "
+                                                         "(medgr2_reward.consistency)?")
     match_features: bool = Field(default=True, description="Add a learned vector to the word pieces that occur "
                                                            "in both question and answer (exact-match feature).")
 

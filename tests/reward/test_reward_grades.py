@@ -151,17 +151,36 @@ def _sample(i: int, answer: str, rationale: str = "") -> VQASample:
                      rationale=rationale, subject_id=f"p{i}")
 
 
-def test_vqa_samples_grade4_is_a_wrong_option_and_rationale_is_perturbed():
-    samples = [_sample(i, ["pneumonia", "normal"][i % 2], f"Mild opacity and small effusion {i}.")
+@pytest.mark.parametrize(("image_share", "rationale_share", "form"),
+                         [(0.0, 0.0, "wrong option"), (1.0, 0.0, "other image"), (0.0, 1.0, "other rationale")])
+def test_vqa_samples_grade4_forms_and_rationale_is_perturbed(image_share, rationale_share, form):
+    samples = [_sample(i, ["pneumonia", "normal"][i % 2], f"The film shows {['pneumonia', 'normal'][i % 2]} {i}.")
                for i in range(10)]
-    gs = build_grade_examples(from_samples(samples), syn, GradeOptions(held_out_fraction=0))
+    opts = GradeOptions(held_out_fraction=0, other_image_share=image_share, other_rationale_share=rationale_share)
+    gs = build_grade_examples(from_samples(samples), syn, opts)
+    rationales = {s.rationale: s for s in samples}
+    grade4 = [e for e in gs.examples if e.grade == 4]
+    assert len(grade4) == len(samples)
     for e in gs.examples:
         sample = samples[int(e.group_id.split(":p")[1])]
-        assert "A. pneumonia" in e.question
-        if e.grade == 4:
-            assert e.answer in sample.options and e.answer != sample.answer
-        elif e.grade in (2, 3):
+        assert "A. pneumonia" in e.question and e.image == sample.images[0]
+        if e.grade in (2, 3):
             assert e.answer == sample.answer and e.rationale != sample.rationale
+        if e.grade != 4:
+            continue
+        donor = rationales.get(e.rationale)
+        assert donor is not None and donor is not sample
+        if form == "wrong option":
+            assert e.answer in sample.options and e.answer != sample.answer
+        elif form == "other image":  # written for another image whose answer differs: only the image tells
+            assert (e.answer, e.rationale) == (donor.answer, donor.rationale) and donor.answer != sample.answer
+        else:  # the right answer, argued for by a rationale of the other answer
+            assert e.answer == sample.answer and donor.answer != sample.answer
+
+
+def test_grade4_shares_must_fit_in_one():
+    with pytest.raises(ValueError, match="at most 1"):
+        GradeOptions(other_image_share=0.7, other_rationale_share=0.5)
 
 
 IU_XML = """<?xml version="1.0" encoding="utf-8"?><eCitation><uId id="CXR{n}"/><MedlineCitation><Article>

@@ -127,6 +127,28 @@ def test_image_fusion_trains_and_reloads(tmp_path):
     assert again.score([ex[0], ex[1]]) == pytest.approx([dark, light], abs=1e-6)
 
 
+def test_a_model_saved_before_the_fusion_grid_and_consistency_features_still_loads(tmp_path):
+    """Folders written before fusion_dim / vision_grid / consistency existed name none of them: they load
+    as the model they were (no product, global pooling, no flags), with the same scores."""
+    from PIL import Image
+
+    Image.new("L", (32, 32), 90).save(tmp_path / "a.png")
+    ref = ImageRef(path="a.png", root=str(tmp_path), sha256="a" * 64)
+    old = {"vision": True, "image_size": 16, "fusion_dim": 0, "vision_grid": 1, "consistency": False}
+    rm = MiniLMRewardModel(_opts(max_steps=2, **old))
+    ex = [GradedExample(image=ref, question="Which?\nA. yes\nB. no", answer="yes", target=10.0, grade=1,
+                        group_id="g")] * 4
+    rm.train(ex, StageContext(work_dir=tmp_path / "w"))
+    folder = tmp_path / "w" / "versions" / "v001"
+    cfg = json.loads((folder / "reward_model.json").read_text())
+    for key in ("fusion_dim", "vision_grid", "consistency"):
+        del cfg["options"][key]
+    (folder / "reward_model.json").write_text(json.dumps(cfg))
+    again = MiniLMRewardModel(_opts(vision=True, image_size=16, checkpoint=str(folder)))  # today's defaults
+    assert (again.options.fusion_dim, again.options.vision_grid, again.options.consistency) == (0, 1, False)
+    assert again.score(ex[:1]) == pytest.approx(rm.score(ex[:1]), abs=1e-6)
+
+
 def test_load_refuses_wrong_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a saved reward model"):
         MiniLMRewardModel(_opts(checkpoint=str(tmp_path)))
