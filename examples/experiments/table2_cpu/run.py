@@ -148,6 +148,7 @@ def base_config(args: argparse.Namespace, seed: int, references: Path | None = N
     cfg["policy"]["grpo"] = None  # only the +grpo conditions train GRPO
     ev = cfg["evaluation"]
     ev["max_samples"] = args.eval_samples
+    ev["also"] = []  # generated answers are this script's own pass (--generate-for), not the loop's
     if args.split == "val":
         ev["evaluator"] = None  # nothing evaluates on test; the script evaluates on val itself
     else:
