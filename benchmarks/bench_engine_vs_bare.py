@@ -113,8 +113,10 @@ def run_medgr2(url: str, items: LazyItems, c: int, work: Path, profile: bool, tr
     from medgr2.plugins import load_registry
 
     registry = load_registry()
-    import medgr2_datasets.loaders  # noqa: F401 - the `file` image loader, imported (numpy) before the clock starts:
-    # in a run, the data stage has loaded it long before generation; imports are not timed for any client
+    import medgr2_datasets.loaders  # noqa: F401 - the `file` image loader and PIL's codecs, loaded before the clock
+    from PIL import Image  # starts: in a run, the data stage has loaded them long before generation, and imports
+
+    Image.init()  # are not timed for any client
     gen = registry.create("generator", "openai", {"base_url": url, "model": "fake-model", "concurrency": c,
                                                   "timeout_s": 120, "max_retries": 3, "transport": transport})
     context = StageContext(work_dir=work, registry=registry)

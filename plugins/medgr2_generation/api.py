@@ -185,6 +185,11 @@ class ApiGenerator(abc.ABC):
         )
         return ResponseCache(path)
 
+    def _close_images(self) -> None:
+        if self._images is not None:
+            self._images.close()
+            self._images = None
+
     def _encoder(self, refs: Sequence[ImageRef], context: StageContext) -> Callable[[], Any]:
         """The lazy async image encoder of one job: each image through the run's :class:`ImageCache`
         (encoded once per run, in a worker thread), only when a request is sent."""
@@ -283,7 +288,7 @@ class ApiGenerator(abc.ABC):
             return run_sync(self._generate(items, context, template, out))
         finally:
             self._bank_version = None
-            self._images = None
+            self._close_images()
 
     def _with_bank(self, template: PromptTemplate) -> PromptTemplate:
         """``template`` with the ``exemplar_bank`` option's exemplars (unchanged without one)."""
@@ -366,6 +371,7 @@ class ApiGenerator(abc.ABC):
                     f"{why}: not sent to the external backend {self.name!r} (allow_restricted=false)",
                 )
         prompt = template.render(item)
+        template_hash = template.hash(prompt)  # now, while the prompt's JSON is at hand (json_str)
         images = self._encoder([item.image], context)
         try:
             fields, reply, _ = await self._ask_valid(
@@ -378,7 +384,8 @@ class ApiGenerator(abc.ABC):
         except OSError as exc:
             return reject(item.id, "image_unreadable", f"{type(exc).__name__}: {exc}")
         return build_sample(item, fields, reply, generator=self.name, model=self.options.model,
-                            template=template, prompt=prompt, context=context)
+                            template=template, prompt=prompt, context=context,
+                            template_hash=template_hash)
 
     # ------------------------------------------------------------------ generic structured calls
     def screen(self, samples: Sequence[Any]) -> list[str | None]:
@@ -406,7 +413,7 @@ class ApiGenerator(abc.ABC):
         try:
             return run_sync(self._complete_json(list(prompts), schema, context))
         finally:
-            self._images = None
+            self._close_images()
 
     async def _complete_json(
         self, prompts: list[tuple[str, Sequence[ImageRef]]], schema: dict[str, Any], context: StageContext

@@ -7,9 +7,11 @@ import asyncio
 import io
 import json
 import math
+import os
 from base64 import b64encode
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -92,6 +94,7 @@ class ImageCache:
         self._done: OrderedDict[str, EncodedImage] = OrderedDict()
         self._running: dict[str, asyncio.Future[EncodedImage]] = {}
         self._bytes = 0
+        self._pool: ThreadPoolExecutor | None = None  # cores-many threads (PIL releases the GIL), not asyncio's 6+
         self.encoded = 0
         """Images encoded so far (a measure of reuse)."""
 
@@ -107,8 +110,10 @@ class ImageCache:
         return await asyncio.shield(task)
 
     async def _encode(self, key: str, ref: Any) -> EncodedImage:
+        if self._pool is None:  # first come, first served: the first requests' images are ready first
+            self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="medgr2-img")
         try:
-            img = await asyncio.to_thread(self.encode, ref)
+            img = await asyncio.get_running_loop().run_in_executor(self._pool, self.encode, ref)
         finally:
             del self._running[key]
         self.encoded += 1
@@ -120,6 +125,13 @@ class ImageCache:
                 _, old = self._done.popitem(last=False)
                 self._bytes -= len(old.data) * 7 // 3
         return img
+
+
+    def close(self) -> None:
+        """Stop the encoding threads (the run is over)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 def restricted_reason(item: SeedItem, restricted_datasets: Sequence[str]) -> str | None:
@@ -146,9 +158,11 @@ def build_sample(
     template: Any,
     prompt: str,
     context: Any,
+    template_hash: str | None = None,
 ) -> VQASample | Reject:
     """The sample for ``item`` from validated reply fields, with its provenance, or a reject naming why
-    the fields do not make a valid sample. ``created_at`` is the reply's time, so resumed runs reproduce it."""
+    the fields do not make a valid sample. ``created_at`` is the reply's time, so resumed runs reproduce it.
+    ``template_hash``: ``template.hash(prompt)`` when the caller has it already."""
     from medgr2 import __version__
 
     prov = Provenance(
@@ -159,7 +173,7 @@ def build_sample(
         else __version__,
         model_id=model,
         prompt_strategy=template.strategy,
-        template_hash=template.hash(prompt),
+        template_hash=template_hash or template.hash(prompt),
         cycle=context.cycle,
         seed=context.seed,
         created_at=datetime.fromisoformat(reply.created_at),

@@ -376,6 +376,9 @@ def _record(key: str, reply: Reply) -> bytes:
     return (_RECORD_JSON({"key": key, "reply": vars(reply)}) + "\n").encode("utf-8")
 
 
+_datasync = getattr(os, "fdatasync", os.fsync)  # the appended bytes and the new size: all a reload needs
+
+
 _RECORD_JSON = json.JSONEncoder(default=str, ensure_ascii=False).encode  # json.dumps(..., default=str, ensure_ascii=False)
 
 
@@ -552,7 +555,7 @@ class ResponseCache:
             f.write(_record(key, reply))
         f.flush()
         if self._fsync:
-            os.fsync(f.fileno())
+            _datasync(f.fileno())
         return offsets
 
     def add(self, key: str, reply: Reply) -> Reply:

@@ -25,8 +25,7 @@ import os
 import ssl
 import zlib
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 __all__ = ["Deadlines", "HttpResponse", "LeanClient", "ProtocolError", "proxy_for", "within"]
@@ -108,8 +107,7 @@ class ProtocolError(ConnectionError):
     """A reply that is not valid HTTP/1.1 (or a connection closed mid-reply)."""
 
 
-@dataclass(frozen=True)
-class HttpResponse:
+class HttpResponse(NamedTuple):
     """One reply: status, headers (names lower-case) and the decoded body."""
 
     status: int

@@ -187,3 +187,28 @@ def test_bad_templates_are_explained(tmp_path):
         PromptTemplate("x", "1", "Hello $patient_name")
     with pytest.raises(TemplateError, match="does not exist"):
         PromptTemplate.from_file(tmp_path / "missing.txt")
+
+
+def test_the_quick_sample_check_agrees_with_the_full_one():
+    """check_sample_schema's fast path (SAMPLE_SCHEMA only) never accepts what the full check refuses."""
+    import copy
+
+    from medgr2_generation.contract import SAMPLE_SCHEMA, ContractError, check_sample_schema
+
+    good = {"question": "Q?", "options": ["a", "b"], "answer": "a", "rationale": "r", "modality": "xray",
+            "question_type": "disease_diagnosis"}
+    variants = [good, {**good, "options": ["a"]}, {**good, "options": ["a"] * 9}, {**good, "options": ["a", 2]},
+                {**good, "modality": "X-ray"}, {**good, "modality": ["xray"]}, {**good, "question": 42},
+                {**good, "rationale": None}, {k: v for k, v in good.items() if k != "answer"},
+                {**good, "extra": 1}, {**good, "question_type": "diagnosis"}, {**good, "options": ("a", "b")}]
+    slow_schema = copy.deepcopy(SAMPLE_SCHEMA)  # equal, but not the same object: always the full check
+    for data in variants:
+        results = []
+        for schema in (SAMPLE_SCHEMA, slow_schema):
+            try:
+                check_sample_schema(data, schema)
+                results.append("ok")
+            except ContractError as exc:
+                results.append(exc.reason)
+        assert results[0] == results[1], (data, results)
+    assert check_sample_schema(good) is None
