@@ -45,6 +45,7 @@ import asyncio
 import json
 import os
 import random
+import re
 from array import array
 from bisect import bisect_left
 import threading
@@ -344,10 +345,15 @@ _SECRET_HINTS = ("sk-", "aiza", "bearer", "api", "authorization")
 def might_hold_secret(text: str) -> bool:
     """False only when :func:`~medgr2_generation.errors.redact` would leave ``text`` as it is: none of its
     patterns' hints appears and no configured key's value does (a cheap test before the regexes)."""
-    low = text.lower()
-    if any(hint in low for hint in _SECRET_HINTS):
+    if _HINTS.search(text):
         return True
-    return any(value in text for value in _secret_values())
+    for value in _secret_values():
+        if value in text:
+            return True
+    return False
+
+
+_HINTS = re.compile("|".join(re.escape(h) for h in _SECRET_HINTS), re.IGNORECASE)
 
 
 _SECRETS: list[Any] = [float("-inf"), ()]  # [when read, values]

@@ -273,11 +273,12 @@ def _parse_head(raw: bytes) -> tuple[int, dict[str, str], bool]:
     for line in lines[1:]:
         if line:
             name, sep, value = line.partition(":")
-            if not sep:
+            if not sep or not name or name[-1] in " \t":  # RFC 9112: no space before the colon
                 raise ProtocolError(f"malformed header line {line[:80]!r}")
-            name = name.strip().lower()
+            name = name.lower()
             value = value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            old = headers.get(name)
+            headers[name] = value if old is None else f"{old}, {value}"
     conn = headers.get("connection", "").lower()
     keep = "close" not in conn if parts[0] == "HTTP/1.1" else "keep-alive" in conn
     return int(parts[1]), headers, keep

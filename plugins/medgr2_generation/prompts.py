@@ -174,7 +174,7 @@ class PromptTemplate:
         """The prompt for one seed item (what ``string.Template(body).substitute(...)`` gives, with the
         parts that are the same for every item filled in once per template: see :meth:`_parts`)."""
         labels = (
-            "\n".join(f"- {k}: {v}" for k, v in sorted(item.labels.items()) if k != "restricted")
+            "\n".join([f"- {k}: {v}" for k, v in sorted(item.labels.items()) if k != "restricted"])
             or "- (none)"
         )
         values = {
@@ -224,7 +224,7 @@ class PromptTemplate:
         """The template hash recorded in provenance: over the strategy, version and rendered prompt
         (and the exemplar bank version, when one is in use)."""
         parts = (self.name, rendered, self.bank_version) if self.bank is not None else (self.name, rendered)
-        if not all(isinstance(p, str) for p in parts):
+        if self.bank is not None and not isinstance(self.bank_version, str):
             return stable_hash(*parts)
         # stable_hash(*parts) exactly (the JSON of a list of strings), without building an encoder per call
         blob = "[" + ", ".join([_encode_str(p) for p in parts]) + "]"
