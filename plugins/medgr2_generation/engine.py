@@ -466,27 +466,32 @@ class ResponseCache:
         self._load()
 
     def _load(self) -> None:
+        """Index the file line by line (never all of it in memory: a resumed run stays flat in N too)."""
         if not self.path.exists():
             return
         with open(self.path, "rb") as f:
-            data = f.read()
-        offset, size = 0, len(data)
-        while offset < size:
-            end = data.find(b"\n", offset)
-            last = end == -1
-            end = size if last else end
-            line = data[offset:end]
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    if not last:
-                        raise ValueError(f"{self.path}: line at byte {offset} is not JSON; the reply cache is "
-                                         "corrupt (delete it to ask every request again)") from None
-                    break  # a torn last line (kill -9 mid-write): dropped, cut before the next append
-                if isinstance(rec, dict) and "key" in rec and "reply" in rec:
-                    self._remember(str(rec["key"]), offset)
-            offset = end + 1
+            offset = 0
+            pending: tuple[int, bytes] | None = None  # the previous line, indexed once we know it is not the last
+            for line in f:
+                if pending is not None:
+                    self._index_line(*pending, last=False)
+                pending = (offset, line)
+                offset += len(line)
+            if pending is not None:
+                self._index_line(*pending, last=True)
+
+    def _index_line(self, offset: int, line: bytes, *, last: bool) -> None:
+        if not line.strip():
+            return
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            if not last:
+                raise ValueError(f"{self.path}: line at byte {offset} is not JSON; the reply cache is "
+                                 "corrupt (delete it to ask every request again)") from None
+            return  # a torn last line (kill -9 mid-write): dropped, cut before the next append
+        if isinstance(rec, dict) and "key" in rec and "reply" in rec:
+            self._remember(str(rec["key"]), offset)
 
     _hash = staticmethod(hash)  # str hashes: 64 bits, salted per process (the index lives in memory only)
 

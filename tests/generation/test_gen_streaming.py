@@ -242,3 +242,21 @@ def test_offset_index_matches_a_dict_and_stays_small():
     tracemalloc.stop()
     assert grown < 2_000_000, grown  # a dict of ints: about 5 MB
     assert big.get(hash(f"{12345:032x}")) == 12345 * 700
+
+
+def test_loading_a_big_cache_reads_it_line_by_line(tmp_path):
+    """Resuming over 20 MB of cached replies indexes them without holding the file or the replies."""
+    import numpy  # noqa: F401 - imported by the index's first merge: not the cache's memory
+
+    path = tmp_path / "c.jsonl"
+    cache = ResponseCache(path, fsync=False)
+    for i in range(5_000):
+        cache.add(f"{i:032x}", Reply(text="y" * 4000, output_tokens=i))
+    cache.close()
+    tracemalloc.start()
+    loaded = ResponseCache(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 3_000_000, peak
+    assert len(loaded) == 5_000 and loaded.get(f"{4321:032x}").output_tokens == 4321
+    loaded.close()
