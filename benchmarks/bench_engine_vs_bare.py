@@ -486,7 +486,8 @@ def main() -> None:
           f"{cpu['medgr2'] / cpu['bare-streams']:.1f}, medgr2 / httpx {cpu['medgr2'] / cpu['bare-httpx']:.2f}"
           " (goal <= 2.0)")
     mem = None if args.skip_memory else memory_table(images, mem_n)
-    print(f"\nsummary (issue 23's goals; {repeats} repeat(s), n = C x {waves}, N = {mem_n[0]:,} / {mem_n[1]:,}):")
+    sizes = "" if mem is None else f", N = {mem_n[0]:,} / {mem_n[1]:,}"
+    print(f"\nsummary (issue 23's goals; {repeats} repeat(s), n = C x {waves}{sizes}):")
     for label, ratio in ratios.items():
         print(f"  throughput medgr2 / bare, {label:24} {ratio:6.3f}  (goal >= 1.0)")
     if mem is not None:
