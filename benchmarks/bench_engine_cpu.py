@@ -8,8 +8,8 @@ cache append with flush + fsync on the writer thread, ledger counters, and conti
 over ``--n`` jobs at C = ``--concurrency``. CPU is the process's user+sys time divided by the
 requests; RSS is the peak resident set of the process (Python and medgr2 imports included).
 Goals: <= 2 ms CPU per request and <= 500 MB peak RSS for 50k requests at C = 64.
-It runs twice, side by side: with the engine's default start pacing (``min_start_gap_s`` = 1 ms,
-which caps this fast transport at 1000 requests/s and costs a timer wake-up per request) and
+It runs twice, side by side: with the engine's default start pacing (``min_start_gap_s`` = 0.2 ms,
+which caps this fast transport at 5000 requests/s and costs timer wake-ups in bursts) and
 with pacing off.
 The SDK's own cost per request is measured against a real server in bench_engine_throughput.py.
 
