@@ -27,16 +27,18 @@ over a pool of 64 small PNGs; each has its own label line, so every prompt is di
    medians over ``--repeats`` interleaved runs; "steady" leaves out each client's start-up (from its
    call to its first request at the server, read from the server's log), shown beside it.
 2. Peak RSS of medgr2 and bare streams at N = 50,000 and N = 200,000 (C = 64, L = 0.05 s: CPU-bound).
-3. CPU per request in steady state: the extra CPU of the larger N over the smaller (start-up drops out).
+3. CPU per request in steady state: the extra CPU of the larger N over the smaller (start-up drops out),
+   the median of ``--cpu-repeats`` interleaved pairs of runs (1; quick: 3, since one pair of short runs on
+   a shared machine varies by +-15 %).
 
 Goals (issue 23): throughput ratio >= 1.0, CPU ratio <= 2.0, peak RSS within 20 % between the two N
-and <= 250 MB. ``--quick`` (for checking; < 3 minutes on 2 cores): one repeat, n = C x 3 and
-N = 1,500 / 6,000 (the same 4x step). The full run (3 repeats, n = C x 20, N = 50,000 / 200,000) takes
+and <= 250 MB. ``--quick`` (for checking; about 2 minutes on 2 cores): one repeat, n = C x 3,
+N = 1,500 / 6,000 (the same 4x step) and 3 CPU pairs. The full run (3 repeats, n = C x 20, N = 50,000 / 200,000) takes
 about half an hour here, most of it medgr2's 200,000 requests. ``--profile`` runs medgr2 once more
 under cProfile (the thread running the event loop; CPU timer, so the profiler's own overhead inflates
 pure-Python code 2-3x) and prints the top costs, cumulative and by own time.
 
-    .venv/bin/python benchmarks/bench_engine_vs_bare.py [--quick] [--repeats 3] [--profile]
+    .venv/bin/python benchmarks/bench_engine_vs_bare.py [--quick] [--repeats 3] [--cpu-repeats 1] [--profile]
 """
 
 from __future__ import annotations
@@ -426,25 +428,34 @@ def throughput_table(images: Path, waves: int, repeats: int) -> tuple[dict[str, 
     return cpu_at_64, ratios
 
 
-def memory_table(images: Path, mem_n: list[int]) -> dict[str, float]:
-    """Table 2 (peak RSS at two N) and the steady CPU per request between them."""
+def memory_table(images: Path, mem_n: list[int], cpu_repeats: int = 1) -> dict[str, float]:
+    """Table 2 (peak RSS at two N) and the steady CPU per request between them: ``cpu_repeats`` interleaved
+    pairs of runs (the first pair gives the RSS table), medians of the steady CPU."""
     print("\n2. peak RSS (MB) at C=64, L=0.05 s (CPU-bound; RSS after imports in brackets; "
           "items made lazily)")
     print(f"{'N':>8} | {'medgr2 MB':>15} {'req/s':>6} | {'streams MB':>15} {'req/s':>6}")
-    runs: dict[str, list[dict[str, Any]]] = {"medgr2": [], "bare-streams": []}
+    clients = ("medgr2", "bare-streams")
+    pairs: list[dict[str, list[dict[str, Any]]]] = []
     with server(0.05) as url:
-        for n in mem_n:
-            for client in runs:
-                runs[client].append(measure(client, url, n, 64, images))
-            m, b = runs["medgr2"][-1], runs["bare-streams"][-1]
-            print(f"{n:>8} | {m['rss_peak']:>7.0f} ({m['rss0']:>5.0f}) {n / m['wall']:>6.0f} | "
-                  f"{b['rss_peak']:>7.0f} ({b['rss0']:>5.0f}) {n / b['wall']:>6.0f}")
-    peaks = [r["rss_peak"] for r in runs["medgr2"]]
+        for r in range(cpu_repeats):
+            runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+            for n in mem_n:
+                for client in clients if r % 2 == 0 else clients[::-1]:
+                    runs[client].append(measure(client, url, n, 64, images))
+                if r == 0:
+                    m, b = runs["medgr2"][-1], runs["bare-streams"][-1]
+                    print(f"{n:>8} | {m['rss_peak']:>7.0f} ({m['rss0']:>5.0f}) {n / m['wall']:>6.0f} | "
+                          f"{b['rss_peak']:>7.0f} ({b['rss0']:>5.0f}) {n / b['wall']:>6.0f}")
+            pairs.append(runs)
+    peaks = [r["rss_peak"] for r in pairs[0]["medgr2"]]
     print(f"medgr2 peak RSS {peaks[0]:.0f} -> {peaks[1]:.0f} MB from N={mem_n[0]:,} to N={mem_n[1]:,}: "
           f"{100 * (peaks[1] / peaks[0] - 1):+.0f} % (goal < 20 % and <= 250 MB)")
-    steady = {k: 1000 * (v[1]["cpu"] - v[0]["cpu"]) / (mem_n[1] - mem_n[0]) for k, v in runs.items()}
+    each = {c: [1000 * (p[c][1]["cpu"] - p[c][0]["cpu"]) / (mem_n[1] - mem_n[0]) for p in pairs] for c in clients}
+    steady = {c: statistics.median(v) for c, v in each.items()}
     print(f"\n3. CPU per request, steady state (the extra CPU of N={mem_n[1]:,} over N={mem_n[0]:,}, "
-          f"so start-up drops out): medgr2 {steady['medgr2']:.2f} ms, "
+          f"so start-up drops out; median of {cpu_repeats} interleaved pair(s): medgr2 "
+          f"{', '.join(f'{x:.3f}' for x in each['medgr2'])}; bare streams "
+          f"{', '.join(f'{x:.3f}' for x in each['bare-streams'])} ms): medgr2 {steady['medgr2']:.2f} ms, "
           f"bare streams {steady['bare-streams']:.2f} ms: "
           f"ratio {steady['medgr2'] / steady['bare-streams']:.1f} (goal <= 2.0)")
     return {"peak_small": peaks[0], "peak_large": peaks[1], "cpu_ratio": steady["medgr2"] / steady["bare-streams"],
@@ -458,6 +469,8 @@ def main() -> None:
     p.add_argument("--waves", type=int, default=None, help="requests per slot: n = C x waves (20; quick 3)")
     p.add_argument("--memory-n", type=int, nargs=2, default=None, help="the two N of the RSS table")
     p.add_argument("--skip-memory", action="store_true", help="leave out the RSS table")
+    p.add_argument("--cpu-repeats", type=int, default=None,
+                   help="interleaved pairs of runs at the two N for the steady CPU (default 1; quick 3)")
     p.add_argument("--profile", action="store_true", help="profile one medgr2 run and print the top costs")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
@@ -485,13 +498,15 @@ def main() -> None:
     print(f"CPU per request ratio at C=64, L=0.5 s (whole run): medgr2 / streams "
           f"{cpu['medgr2'] / cpu['bare-streams']:.1f}, medgr2 / httpx {cpu['medgr2'] / cpu['bare-httpx']:.2f}"
           " (goal <= 2.0)")
-    mem = None if args.skip_memory else memory_table(images, mem_n)
+    cpu_repeats = args.cpu_repeats or (3 if args.quick else 1)
+    mem = None if args.skip_memory else memory_table(images, mem_n, cpu_repeats)
     sizes = "" if mem is None else f", N = {mem_n[0]:,} / {mem_n[1]:,}"
     print(f"\nsummary (issue 23's goals; {repeats} repeat(s), n = C x {waves}{sizes}):")
     for label, ratio in ratios.items():
         print(f"  throughput medgr2 / bare, {label:24} {ratio:6.3f}  (goal >= 1.0)")
     if mem is not None:
-        print(f"  CPU per request medgr2 / bare (steady)      {mem['cpu_ratio']:6.2f}  (goal <= 2.0; "
+        print(f"  CPU per request medgr2 / bare (steady)      {mem['cpu_ratio']:6.2f}  (goal <= 2.0; median of "
+              f"{cpu_repeats} pair(s), "
               f"{mem['cpu_medgr2']:.3f} vs {mem['cpu_bare']:.3f} ms)")
         grow = 100 * (mem["peak_large"] / mem["peak_small"] - 1)
         print(f"  medgr2 peak RSS at N={mem_n[0]:,} / {mem_n[1]:,}: {mem['peak_small']:.0f} / {mem['peak_large']:.0f} MB, "
