@@ -25,7 +25,6 @@ from medgr2_generation.engine import (
     RequestEngine,
     RequestFailed,
     ResponseCache,
-    request_key,
     run_sync,
 )
 from medgr2.interfaces import StageContext

@@ -203,7 +203,7 @@ def test_template_hashes_are_stable_hash(tmp_path):
 
 
 def test_the_secret_pre_check_never_skips_what_redact_would_change(monkeypatch):
-    import medgr2_generation.engine as engine
+    from medgr2_generation import reply_cache as engine
     from medgr2_generation.errors import redact, register_secret_env
 
     monkeypatch.setenv("MY_PROXY_KEY", "plainvalue42")
