@@ -73,7 +73,7 @@ class Timers:
     def __init__(self) -> None:
         self.total: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
-        self.pieces, self.flops, self.texts = 0, 0.0, set()
+        self.pieces, self.flops, self.texts, self.encoded = 0, 0.0, set(), 0
 
     def wrap(self, obj: Any, attr: str, name: str) -> None:
         """Replace ``obj.attr`` (a callable) by a timed version (instance attribute)."""
@@ -255,12 +255,10 @@ def instrument(rm: Any, timers: Timers) -> None:
     h, inter, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
     prepare = bb.prepare
 
-    def counted(inputs: Any) -> Any:  # word pieces, encoder FLOPs and distinct texts of what is scored
+    def counted(inputs: Any) -> Any:  # word pieces and distinct texts of what is scored
         out = prepare(inputs)
         for it in out:
-            t = it.length
-            timers.pieces += t
-            timers.flops += layers * (2 * t * (4 * h * h + 2 * h * inter) + 4 * t * t * h)
+            timers.pieces += it.length
             timers.texts.add(hash(tuple(it.features["input_ids"])))
         return out
 
@@ -269,6 +267,16 @@ def instrument(rm: Any, timers: Timers) -> None:
     for part in ("forward", "bottom", "top"):
         if hasattr(bb, part):
             timers.wrap(bb, part, "encoder (MiniLM, 6 layers) + pool")
+    encode = rm._encode
+
+    def encoded(items: Any) -> Any:  # inputs the encoder ran on, and its matrix-product FLOPs
+        timers.encoded += len(items)
+        for it in items:
+            t = it.length
+            timers.flops += layers * (2 * t * (4 * h * h + 2 * h * inter) + 4 * t * t * h)
+        return encode(items)
+
+    rm._encode = encoded
     timers.wrap(rm, "_with_match", "exact-match vector")
     timers.wrap(rm, "_pixels", "image load (decode, cache)")
     if net.vision is not None:
@@ -380,6 +388,32 @@ def show_split(title: str, parts: list[tuple[str, float]], total: float, n: int)
         print(f"    {name:44s} {s:9.2f} s  {100 * s / total if total else 0:5.1f} %  {1e6 * s / n:8.1f} µs/sample")
 
 
+def side_by_side(rm: Any, samples: list[Any], rounds: int) -> None:
+    """Score ``samples`` in one call (as the score stage does), encoding every input vs each distinct
+    text once, alternating ``rounds`` times: CPU seconds, samples per CPU-second, largest score gap."""
+    from medgr2.data import RewardInput
+
+    inputs = [RewardInput.from_sample(s) for s in samples]
+    cls = type(rm)
+    results: dict[bool, list[float]] = {False: [], True: []}
+    scores: dict[bool, list[float]] = {}
+    for _ in range(rounds):
+        for shared in (False, True):
+            cls.text_only_encoder = shared
+            t, c = time.perf_counter(), time.process_time()
+            scores[shared] = rm.score(inputs)
+            results[shared].append(time.process_time() - c)
+            print(f"  {'each distinct text once' if shared else 'every input encoded':24s} "
+                  f"{time.perf_counter() - t:6.1f} s wall, {results[shared][-1]:6.1f} s CPU", flush=True)
+    cls.text_only_encoder = True
+    before, after = min(results[False]), min(results[True])
+    gap = max(abs(a - b) for a, b in zip(scores[False], scores[True]))
+    distinct = len({rm._text_key(p) for p in rm._prepare(inputs)})
+    print(f"SIDE BY SIDE n={len(inputs)} distinct_texts={distinct} before={len(inputs) / before:.1f}/cpu-s "
+          f"after={len(inputs) / after:.1f}/cpu-s speedup={before / after:.2f}x max_score_gap={gap:.1e} "
+          f"(best CPU time of {rounds})")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=200_000, help="candidates to score and filter")
@@ -389,6 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=PER_CHUNK_ITEMS, help="seed images per streamed chunk")
     p.add_argument("--no-scaling", action="store_true", help="skip the n/4 vs n near-dup timing")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--encode-every-input", action="store_true",
+                   help="encode every input, even one whose text another input shares (R_φ before it encoded each "
+                        "distinct text once): the 'before' of the side-by-side in docs/performance.md")
+    p.add_argument("--side-by-side", type=int, default=0, metavar="ROUNDS",
+                   help="only score n candidates in one call, every input encoded vs each distinct text once, "
+                        "alternating ROUNDS times (no filters)")
     args = p.parse_args(argv)
     n = 5_000 if args.quick else args.n
 
@@ -402,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
     from medgr2.stages.reward import score_samples
 
     torch.set_num_threads(args.threads)
+    if args.encode_every_input:
+        from medgr2_reward.model import MiniLMRewardModel
+
+        MiniLMRewardModel.text_only_encoder = False
     registry = load_registry()
     rss0 = rss_mib()
     print(f"n = {n:,} candidates; torch {torch.__version__}, {args.threads} thread(s); "
@@ -412,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         maker.chunk_items = args.chunk
         dgen = maker.dgen(max(1, n // 20))
         rm, train_s = build_reward_model(maker, args.threads, args.train_steps)
+        if args.side_by_side:
+            side_by_side(rm, [s for chunk in maker.chunks(n, dgen) for s in chunk], args.side_by_side)
+            return 0
         print(f"D_gen {len(dgen):,} samples; R_φ {rm.version} trained {args.train_steps} steps in {train_s:.1f} s; "
               f"RSS {rss_mib():.0f} MiB", flush=True)
         timers = Timers()
@@ -449,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         enc = tt["encoder (MiniLM, 6 layers) + pool"]
         peak = gemm_peak(torch)
         print(f"  {timers.pieces / n:.1f} word pieces per sample; {len(timers.texts):,} distinct texts "
-              f"({100 * len(timers.texts) / n:.0f} %: the encoder output depends on the text alone); encoder "
+              f"({100 * len(timers.texts) / n:.0f} %); the encoder ran on {timers.encoded:,} inputs "
+              f"({'every input' if timers.encoded == n else 'each distinct text once per score call'}) at "
               f"{timers.flops / enc / 1e9:.0f} GFLOP/s against a {peak:.0f} GFLOP/s matrix-product peak "
               f"({args.threads} thread(s), 2048² float32)")
         print(f"  RSS after scoring {rss_scored:.0f} MiB (the {n:,} scored samples are held for the filters); "
