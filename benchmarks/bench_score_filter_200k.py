@@ -24,9 +24,14 @@ is a separate set of ``n / 20`` label-built samples on their own images.
 4. **Near-dup scaling**: a fresh ``dedup`` over the first n/4 candidates and over all n;
    the time ratio is ~4 when the cost grows as n log n, ~16 if it were quadratic.
 
+R_φ encodes each distinct text once per ``score`` call (templated candidates repeat theirs);
+``--encode-every-input`` turns that off, and ``--side-by-side ROUNDS`` only scores the n candidates in one
+call both ways, alternating, and prints the CPU-time ratio and the largest score difference.
+
 Run (``--quick``: n = 5,000):
 
     nice -n 15 .venv/bin/python benchmarks/bench_score_filter_200k.py [--n 200000] [--threads 1] [--quick]
+    nice -n 15 .venv/bin/python benchmarks/bench_score_filter_200k.py --n 5000 --side-by-side 2
 
 Figures measured here are in docs/performance.md ("R_φ scoring and filtering at 200k candidates").
 """
