@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         tt = timers.total
         rm_s = tt["rm.score"]
         prep, tok = tt["prepare (all)"], tt["tokenise + match flags"]
-        leaves = [("tokenise + exact-match flags", tok), ("lexicon features", prep - tok),
+        leaves = [("tokenise + exact-match flags", tok), ("lexicon (+ consistency) features", prep - tok),
                   ("pad batch", tt["pad batch"]), ("image load (decode, cache)", tt["image load (decode, cache)"]),
                   ("CNN", tt["CNN"]), ("encoder (MiniLM, 6 layers) + pool", tt["encoder (MiniLM, 6 layers) + pool"]),
                   ("exact-match vector", tt["exact-match vector"]), ("head MLP", tt["head MLP"])]
