@@ -137,6 +137,10 @@ class RewardSection(Section):
     min_retrain_examples: int = Field(
         default=64, ge=1, description="A retrain sees at least this many examples (replay makes up the rest); with "
                                       "fewer available, R_φ is kept and the reason recorded.")
+    warn_below_spearman: float = Field(
+        default=0.6, ge=-1, le=1, description="reward-init warns when R_φ v0's held-out Spearman is below this, or "
+                                              "its grade means are out of order: filtering on its scores may then "
+                                              "keep the wrong samples.")
     promotion_tolerance: float = Field(
         default=0.05, ge=0, le=1, description="A retrained R_φ replaces the current one only if its held-out "
                                               "pairwise accuracy falls by at most this much.")
@@ -216,8 +220,8 @@ class EvaluationSection(Section):
     evaluator: EvaluatorSpec | None = Field(default_factory=lambda: EvaluatorSpec(name="vqa",
                                                                                options={"mode": "likelihood"}),
                                             description="The evaluator; None skips evaluation.")
-    also: list[EvaluatorSpec] = Field(
-        default_factory=lambda: [EvaluatorSpec(name="vqa", options={"mode": "generate"})],
+    also: list[EvaluatorSpec] | None = Field(
+        default=None,
         description="More evaluators run beside `evaluator` at every evaluation (e.g. generated answers beside "
                     "likelihood): their reports sit in `<stage>/also-<i>/` and the run report shows them side by side. "
                     "Unset: the vqa evaluator in its other mode (likelihood ↔ generate) beside vqa, nothing beside "
@@ -234,7 +238,7 @@ class EvaluationSection(Section):
     def _also_goes_with_the_default_evaluator(self) -> EvaluationSection:
         """Unset ``also`` means "the vqa evaluator's other mode" (both protocols side by side), and nothing
         beside any other evaluator."""
-        if "also" in self.model_fields_set:
+        if self.also is not None:
             return self
         if self.evaluator is None or self.evaluator.name != "vqa":
             self.also = []
@@ -470,8 +474,12 @@ def _given(raw: Mapping[str, Any], loc: str) -> bool:
     return True
 
 
-def _specs_in_effect(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, Any]]:
-    """The component specs a run would use: those in ``raw`` plus the defaults it leaves alone."""
+def _specs_in_effect(raw: Mapping[str, Any], config: RunConfig | None = None) -> Iterator[tuple[str, str, Any]]:
+    """The component specs a run would use: those of the validated ``config`` (defaults that depend on other
+    fields resolved, e.g. ``evaluation.also``), else those in ``raw`` plus the defaults it leaves alone."""
+    if config is not None:
+        yield from iter_component_specs(RunConfig, config.model_dump(mode="json"))
+        return
     yield from iter_component_specs(RunConfig, raw)
     for loc, kind, spec in iter_component_specs(RunConfig, RunConfig().model_dump(mode="json")):
         if not _given(raw, loc):
@@ -609,7 +617,7 @@ def load_config(
     if registry is not None:
         problems += _load_config_plugins(raw.get("plugins"), path, registry)
         # phase 2 sees every component that will be used: the defaults too, even when phase 1 failed
-        problems += _component_problems(_specs_in_effect(raw), registry)
+        problems += _component_problems(_specs_in_effect(raw, config), registry)
         problems += _name_problems(raw, registry)
     if problems or config is None:
         raise ConfigError(problems, source)

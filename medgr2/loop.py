@@ -271,6 +271,12 @@ class Loop:
                                     cfg.judge_seed_samples, self.config.evaluation.question_builder,
                                     self.config.seed), body)
         state.rm_path = Path(out["checkpoint"])
+        spearman, ordered = out.get("calibration_heldout_spearman"), out.get("calibration_heldout_means_ordered")
+        if spearman is not None and (spearman < cfg.warn_below_spearman or ordered == 0):
+            self.warn(f"R_φ v0 ranks its held-out graded examples poorly (Spearman {spearman:.2f}, grade means "
+                      f"{'in' if ordered else 'out of'} order): filtering on its scores may keep the wrong samples; "
+                      "train it longer (reward.model.options.epochs, max_train_examples) or give it more reference "
+                      "text (reward.references)")
 
     def policy_init(self, t: int, state: RunState) -> None:
         cfg = self.config.policy
@@ -407,7 +413,7 @@ class Loop:
             report = evaluate(self.create(cfg.evaluator), eval_samples, policy, ctx.work_dir, ctx, scorer=cfg.scorer)
             write_json(ctx.work_dir / a.EVAL_REPORT, report)
             outputs = {"accuracy": report.overall.accuracy, "n": report.overall.n}
-            for i, spec in enumerate(cfg.also):  # beside the main evaluator, each in its own folder
+            for i, spec in enumerate(cfg.also or ()):  # beside the main evaluator, each in its own folder
                 folder = ctx.work_dir / f"{a.ALSO_PREFIX}{i}"
                 also = evaluate(self.create(spec), eval_samples, policy, folder, ctx, scorer=cfg.scorer)
                 write_json(folder / a.EVAL_REPORT, also)
@@ -415,7 +421,7 @@ class Loop:
             return outputs
 
         self.stage(cycle, name, hash_data([str(policy), _tree_hash(policy), [s.id for s in eval_samples]]),
-                   _spec_hash(cfg.evaluator, [x.model_dump(mode="json") for x in cfg.also], cfg.scorer, self.config.policy.answer_format), body)
+                   _spec_hash(cfg.evaluator, [x.model_dump(mode="json") for x in cfg.also or ()], cfg.scorer, self.config.policy.answer_format), body)
         return read_json(self._dir(cycle, name) / a.EVAL_REPORT, EvalReport)
 
     def load_rm(self, path: Path) -> Any:

@@ -480,10 +480,36 @@ class FakeCalibrator:
 
         pairs = [(a, b) for a in range(len(targets)) for b in range(len(targets)) if targets[a] > targets[b]]
         ordered = sum(1.0 if scores[a] > scores[b] else 0.5 if scores[a] == scores[b] else 0.0 for a, b in pairs)
-        metrics = {"spearman": 0.0, "mse": sum((x - y) ** 2 for x, y in zip(scores, targets)) / max(1, len(scores)),
+        metrics = {"spearman": _spearman(scores, targets),
+                   "mse": sum((x - y) ** 2 for x, y in zip(scores, targets)) / max(1, len(scores)),
                    "pairwise_accuracy": ordered / len(pairs) if pairs else 0.0, "model_version": version}
         write_json(Path(folder) / artifacts.CALIBRATION, metrics)
         return metrics
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (ties get their average rank; 0.0 when either side is constant)."""
+    def ranks(xs: Sequence[float]) -> list[float]:
+        order = sorted(range(len(xs)), key=lambda i: xs[i])
+        out = [0.0] * len(xs)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2
+            i = j + 1
+        return out
+
+    ra, rb = ranks(a), ranks(b)
+    n = len(ra)
+    if n < 2:
+        return 0.0
+    ma, mb = sum(ra) / n, sum(rb) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    var = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
+    return cov / var if var else 0.0
 
 
 def fake_tiny_policy(out_dir: Path, *, seed: int = 0) -> Path:

@@ -42,7 +42,8 @@ def _config(tmp_path: Path, base_url: str, **extra) -> Path:
         "generation": {"generator": {"name": "openai", "options": {
             "strategy": "direct", "base_url": base_url, "concurrency": 1, **FAST}}},
         "reward": {"model": {"name": "fake"}, "grade_set": {"name": "fake"}, "labelling": "fake",
-                   "calibrator": "fake", "min_retrain_examples": 1},
+                   "calibrator": "fake", "min_retrain_examples": 1,
+                   "warn_below_spearman": -1},  # the fake R_φ scores at random: no calibration to warn about
         "filters": {"steps": [{"name": "fake", "options": {"tau": -6}}]},
         "policy": {"sft": {"name": "fake"}, "grpo": None, "tiny_arch": "fake"},
         "evaluation": {"evaluator": {"name": "fake"}, "question_builder": {"name": "fake"}, "scorer": "fake"},
@@ -112,7 +113,8 @@ def _fake_loop(tmp_path: Path, **overrides) -> Loop:
     data = {"name": "f", "runs_dir": str(tmp_path / "runs"), "cycles": 1,
             "data": {"sources": [{"name": "fake"}]}, "generation": {"generator": {"name": "fake"}},
             "reward": {"model": {"name": "fake"}, "grade_set": {"name": "fake"}, "labelling": "fake",
-                       "calibrator": "fake", "min_retrain_examples": 4},
+                       "calibrator": "fake", "min_retrain_examples": 4,
+                       "warn_below_spearman": -1},  # the fake R_φ scores at random
             "filters": {"steps": [{"name": "fake", "options": {"tau": -6}}]},
             "policy": {"sft": {"name": "fake"}, "grpo": None, "tiny_arch": "fake"},
             "evaluation": {"evaluator": {"name": "fake"}, "question_builder": {"name": "fake"}, "scorer": "fake"}}
@@ -250,3 +252,25 @@ def test_the_generator_evolves_between_cycles(tmp_path, monkeypatch):
     marker = "Examples of high-quality questions written earlier"
     assert not any(marker in p for p in prompts[:15])
     assert sum(marker in p for p in prompts[15:]) == 15  # every cycle-2 prompt carries its modality's exemplars
+
+
+@pytest.mark.parametrize(("spearman", "ordered", "warned"), [(0.2, 1.0, True), (0.9, 0.0, True), (0.9, 1.0, False)])
+def test_a_poorly_calibrated_initial_reward_model_is_a_warning(tmp_path, monkeypatch, spearman, ordered, warned):
+    """An R_φ v0 that cannot order its held-out grades would make top-K keep the wrong samples: the run
+    goes on (the user may know better) but says so in the ledger and the report."""
+    import medgr2.loop as loop_module
+
+    real = loop_module.init_reward_model
+
+    def poorly_calibrated(*args, **kwargs):
+        result = real(*args, **kwargs)
+        return result.model_copy(update={"metrics": {**result.metrics, "heldout_spearman": spearman,
+                                                     "heldout_means_ordered": ordered}})
+
+    monkeypatch.setattr(loop_module, "init_reward_model", poorly_calibrated)
+    loop = _fake_loop(tmp_path, **{"reward.warn_below_spearman": 0.6})
+    loop.run()
+    flagged = [w for w in loop.warnings if w.startswith("R_φ v0 ranks")]
+    assert bool(flagged) is warned
+    if warned:
+        assert f"Spearman {spearman:.2f}" in flagged[0] and "reward.model.options.epochs" in flagged[0]
