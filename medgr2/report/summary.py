@@ -102,7 +102,7 @@ def _calibration(run_dir: Path) -> str:
                       out.get("calibration_heldout_pairwise_accuracy"),
                       None if ordered is None else ("yes" if ordered else "no")]])
             + "<p class='muted'>R_φ scores answers from −6 (irrelevant) to 10 (the original). On graded examples it "
-              "never trained on (original 10, synonyms 6, phrases deleted 0, another image's answer −6): Spearman "
+              "never trained on (original 10, synonyms 6, phrases deleted 0, an irrelevant or contradicting answer −6): Spearman "
               "is the rank agreement with those grades (1 = perfect, 0 = none); pairwise ordering the share of "
               "pairs from different grades in the right order (0.5 = chance).</p>")
 
