@@ -97,7 +97,8 @@ def parent_of(name: str) -> str | None:
 
 def rm_references(args: argparse.Namespace, seed: int, registry: Any) -> Path:
     """R_φ's reference samples: label-built (clean) questions about ``--rm-items`` train images drawn at
-    random from those the generator does *not* see (the quickstart builds them from every train image;
+    random from those the generator does *not* see, or with ``--rm-from generated`` from those it does
+    (the quickstart builds them from every train image;
     the shared data has ~11,000, so its graded set would take minutes to calibrate)."""
     from medgr2.config import RunConfig
     from medgr2.interfaces import StageContext
@@ -111,7 +112,10 @@ def rm_references(args: argparse.Namespace, seed: int, registry: Any) -> Path:
         return path
     seed_set = load_seed(SOURCES, registry)
     generated = {i.id for i in select_items(seed_set, max_items=args.max_items, run_seed=seed)}
-    pool = [i for i in seed_set.items if i.split == "train" and i.id not in generated]
+    if args.rm_from == "generated":  # as the quickstart: R_φ learns on the images the generator writes about
+        pool = [i for i in seed_set.items if i.id in generated]
+    else:
+        pool = [i for i in seed_set.items if i.split == "train" and i.id not in generated]
     import random
 
     items = random.Random(seed).sample(pool, min(len(pool), args.rm_items))
@@ -625,6 +629,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rm-items", type=int, default=600, help="train images (not generated from) whose clean "
                    "label-built questions build R_φ's graded set")
     p.add_argument("--rm-epochs", type=float, default=None, help="R_φ epochs (default: the quickstart's)")
+    p.add_argument("--rm-from", choices=["others", "generated"], default="others",
+                   help="R_φ's graded set from clean questions about other train images, or about the images the "
+                        "generator uses (as the quickstart does)")
     p.add_argument("--rm-max-examples", type=int, default=None, help="R_φ graded examples (default: quickstart's)")
     p.add_argument("--eval-samples", type=int, default=600, help="held-out questions per seed")
     p.add_argument("--split", choices=["test", "val"], default="test",
