@@ -421,7 +421,8 @@ class Loop:
             return outputs
 
         self.stage(cycle, name, hash_data([str(policy), _tree_hash(policy), [s.id for s in eval_samples]]),
-                   _spec_hash(cfg.evaluator, [x.model_dump(mode="json") for x in cfg.also or ()], cfg.scorer, self.config.policy.answer_format), body)
+                   _spec_hash(cfg.evaluator, [x.model_dump(mode="json") for x in cfg.also or ()], cfg.scorer,
+                              self.config.policy.answer_format), body)
         return read_json(self._dir(cycle, name) / a.EVAL_REPORT, EvalReport)
 
     def load_rm(self, path: Path) -> Any:
