@@ -130,6 +130,8 @@ DEFECT_KEY = "defect"
 """The ``Provenance.raw`` key where a generator that spoils samples on purpose (the ``labels`` defect
 model) records each sample's defect kind (``"none"`` for a clean one). R_φ and the filters never read
 it; the report and ``medgr2_eval.defects`` use it to measure them."""
+DEFECT_CLEAN = "none"
+"""The :data:`DEFECT_KEY` value of a sample the generator did not spoil."""
 
 
 class Provenance(Frozen):

@@ -22,7 +22,7 @@ from medgr2.artifacts import CYCLE_LEDGER, POLICY_DIR, TRAIN_RESULT
 from medgr2.data import CycleLedger, EvalReport, FilterDecision, VQASample
 from medgr2.report import svg
 from medgr2.report.markup import escape, table
-from medgr2.report.summary import summary_html
+from medgr2.report.summary import eval_reports, summary_html
 from medgr2.store import atomic_write_text, read_json, read_jsonl
 
 CSS = """
@@ -78,14 +78,7 @@ def _eval_section(report: EvalReport, title: str) -> str:
 
 def _eval_sections(stage_dir: Path, title: str) -> str:
     """The main evaluator's report of an evaluation stage, then each ``evaluation.also`` report beside it."""
-    parts = []
-    for folder in [stage_dir, *sorted(stage_dir.glob(f"{artifacts.ALSO_PREFIX}*"))]:
-        path = folder / artifacts.EVAL_REPORT
-        if path.exists():
-            report = read_json(path, EvalReport)
-            mode = report.meta.get("mode")
-            parts.append(_eval_section(report, f"{title} ({mode})" if mode else title))
-    return "".join(parts)
+    return "".join(_eval_section(report, f"{title} ({mode})") for mode, report in eval_reports(stage_dir))
 
 
 def _ci(ci: Any) -> str:

@@ -17,11 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from medgr2 import artifacts as a
-from medgr2.data import DEFECT_KEY, EvalReport, VQASample
+from medgr2.data import DEFECT_CLEAN, DEFECT_KEY, EvalReport, VQASample
 from medgr2.report.markup import escape, table
 from medgr2.store import read_json, read_jsonl
-
-CLEAN = "none"
 
 PROTOCOLS = {
     "likelihood": "likelihood: the option the policy finds most probable (OmniMedVQA's protocol; every answer is "
@@ -31,16 +29,23 @@ PROTOCOLS = {
 }
 
 
-def _reports(stage_dir: Path) -> dict[str, EvalReport]:
-    """Protocol label → report, for the main evaluator and each ``also-<i>`` beside it."""
-    out: dict[str, EvalReport] = {}
-    folders = [stage_dir] + sorted(stage_dir.glob(f"{a.ALSO_PREFIX}*"))
-    for folder in folders:
+def eval_reports(stage_dir: Path) -> list[tuple[str, EvalReport]]:
+    """``(protocol, report)`` of an evaluation stage: the main evaluator's, then each ``also-<i>`` beside it
+    (the protocol is the report's ``mode``, else the folder's name)."""
+    out = []
+    for folder in [stage_dir, *sorted(stage_dir.glob(f"{a.ALSO_PREFIX}*"))]:
         path = folder / a.EVAL_REPORT
         if path.exists():
             report = read_json(path, EvalReport)
-            label = str(report.meta.get("mode") or folder.name)
-            out.setdefault(label, report)
+            out.append((str(report.meta.get("mode") or folder.name), report))
+    return out
+
+
+def _reports(stage_dir: Path) -> dict[str, EvalReport]:
+    """Protocol → report (the first of each protocol)."""
+    out: dict[str, EvalReport] = {}
+    for label, report in eval_reports(stage_dir):
+        out.setdefault(label, report)
     return out
 
 
@@ -118,7 +123,7 @@ def _defects(run_dir: Path) -> str:
         if not scored or any(k is None for k in kinds):
             continue
         kept = {s.id for s in read_jsonl(kept_path, VQASample)}
-        bad = {s.id for s, k in zip(scored, kinds) if k != CLEAN}
+        bad = {s.id for s, k in zip(scored, kinds) if k != DEFECT_CLEAN}
         before = len(bad) / len(scored)
         after = len(bad & kept) / len(kept) if kept else None
         rows.append([cycle_dir.name, len(scored), before, len(kept), after,
@@ -140,4 +145,4 @@ def summary_html(run_dir: Path) -> str:
     return f"<h2>At a glance</h2>{body}" if body else ""
 
 
-__all__ = ["chance_level", "summary_html"]
+__all__ = ["chance_level", "eval_reports", "summary_html"]

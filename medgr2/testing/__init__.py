@@ -488,28 +488,13 @@ class FakeCalibrator:
 
 
 def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rank correlation (ties get their average rank; 0.0 when either side is constant)."""
-    def ranks(xs: Sequence[float]) -> list[float]:
-        order = sorted(range(len(xs)), key=lambda i: xs[i])
-        out = [0.0] * len(xs)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                out[order[k]] = (i + j) / 2
-            i = j + 1
-        return out
+    """Spearman's rank correlation by ``scipy.stats.spearmanr``, as the real calibrator computes it (0.0 where
+    it is undefined: fewer than two values, or a constant side)."""
+    from scipy.stats import spearmanr
 
-    ra, rb = ranks(a), ranks(b)
-    n = len(ra)
-    if n < 2:
+    if len(set(a)) < 2 or len(set(b)) < 2:
         return 0.0
-    ma, mb = sum(ra) / n, sum(rb) / n
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    var = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
-    return cov / var if var else 0.0
+    return float(spearmanr(a, b).statistic)
 
 
 def fake_tiny_policy(out_dir: Path, *, seed: int = 0) -> Path:

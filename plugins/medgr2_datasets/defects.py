@@ -34,10 +34,10 @@ import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from medgr2.data import DEFECT_CLEAN as CLEAN
 from medgr2.data import DEFECT_KEY, Modality, QuestionType, VQASample, evolve, stable_hash
 from medgr2_datasets.vocab import AGE_BANDS, FALLBACK_SPACES, HAM10000_CLASSES, SEX_VOCAB
 
-CLEAN = "none"
 LABEL_NOISE = "label_noise"
 DEFECT_KINDS = ("wrong_confusable", "contradicting_rationale", "unanswerable", "bad_rationale", "bad_options")
 """The five defect kinds, in the order they are drawn."""

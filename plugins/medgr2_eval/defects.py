@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from medgr2.data import DEFECT_CLEAN as CLEAN
 from medgr2.data import DEFECT_KEY, VQASample, stable_hash
 
-CLEAN = "none"
 ANY = "any"
 
 

@@ -93,17 +93,18 @@ class _Donors:
     def __init__(self, refs: Sequence[Reference]):
         self.refs = list(refs)
         self.by_modality: dict[str, list[int]] = defaultdict(list)
-        self.by_question: dict[str, list[int]] = defaultdict(list)
+        self.by_answer: dict[tuple[str, str], list[int]] = defaultdict(list)
         for i, r in enumerate(self.refs):
             self.by_modality[r.modality.value].append(i)
             if r.options:
-                self.by_question[_stem(r.question)].append(i)
+                self.by_answer[_stem(r.question), r.text].append(i)
 
     def pick_other_image(self, ref: Reference, rng: random.Random) -> Reference | None:
         """A reference of another image asked the same question, whose answer is another of
         ``ref``'s options (so its answer and rationale read as a valid reply to ``ref``)."""
-        pool = [i for i in self.by_question.get(_stem(ref.question), ())
-                if self.refs[i].group_id != ref.group_id and self.refs[i].text != ref.text and self.refs[i].text in ref.options]
+        stem = _stem(ref.question)
+        pool = sorted(i for option in set(ref.options) - {ref.text} for i in self.by_answer.get((stem, option), ())
+                      if self.refs[i].group_id != ref.group_id)  # in reference order: the same draw as a scan
         return self.refs[rng.choice(pool)] if pool else None
 
     def pick(self, ref: Reference, rng: random.Random, other_modality: bool, tries: int = 64) -> Reference | None:
