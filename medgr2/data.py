@@ -94,8 +94,12 @@ def evolve(obj: M, **update: Any) -> M:
 
 def stable_hash(*parts: Any, length: int = 16) -> str:
     """A short, stable sha256 hex digest of JSON-serialisable parts."""
-    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    blob = _STABLE_JSON(parts)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
+
+
+_STABLE_JSON = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode
+"""``json.dumps(..., sort_keys=True, default=str, ensure_ascii=False)``, without an encoder built per call."""
 
 
 def utcnow() -> datetime:

@@ -369,7 +369,7 @@ class ApiGenerator(abc.ABC):
                     "restricted_source",
                     f"{why}: not sent to the external backend {self.name!r} (allow_restricted=false)",
                 )
-        prompt = template.render(item)
+        prompt = template.render_encoded(item)  # its JSON string made on the way, for json_str
         template_hash = template.hash(prompt)  # now, while the prompt's JSON is at hand (json_str)
         images = self._encoder([item.image], context)
         try:

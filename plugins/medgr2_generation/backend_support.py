@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from medgr2.data import Provenance, Reject, SeedItem, VQASample
+from medgr2.data import ImageRef, Modality, Provenance, QuestionType, Reject, SeedItem, VQASample
 from medgr2_generation.engine import Reply
 from medgr2_generation.errors import redact
 from medgr2_generation.contract import ContractError, parse_reply, validate_reply
@@ -165,24 +165,111 @@ def build_sample(
     ``template_hash``: ``template.hash(prompt)`` when the caller has it already."""
     from medgr2 import __version__
 
-    prov = Provenance(
-        source_dataset=item.dataset,
-        source_id=item.id,
-        generator=generator,
-        generator_version=template.generator_version(__version__) if hasattr(template, "generator_version")
+    prov_values = {
+        "source_dataset": item.dataset,
+        "source_id": item.id,
+        "generator": generator,
+        "generator_version": template.generator_version(__version__) if hasattr(template, "generator_version")
         else __version__,
-        model_id=model,
-        prompt_strategy=template.strategy,
-        template_hash=template_hash or template.hash(prompt),
-        cycle=context.cycle,
-        seed=context.seed,
-        created_at=datetime.fromisoformat(reply.created_at),
-    )
-    try:
-        return VQASample(images=(item.image,), provenance=prov, split=item.split, subject_id=item.subject_id,
-                         **fields)
+        "model_id": model,
+        "prompt_strategy": template.strategy,
+        "template_hash": template_hash or template.hash(prompt),
+        "cycle": context.cycle,
+        "seed": context.seed,
+        "created_at": datetime.fromisoformat(reply.created_at),
+    }
+    sample = checked_sample(item, fields, prov_values)
+    if sample is not None:
+        return sample
+    try:  # something the quick check does not vouch for: pydantic decides (and words the reject)
+        return VQASample(images=(item.image,), provenance=Provenance(**prov_values), split=item.split,
+                         subject_id=item.subject_id, **fields)
     except ValueError as exc:
         return reject(item.id, "invalid_sample", str(exc))
+
+
+_FIELD_NAMES = frozenset({"question", "options", "answer", "rationale", "modality", "question_type"})
+_SAMPLE_SET = frozenset({"images", "provenance", "split", "subject_id", *_FIELD_NAMES})
+_SPLITS = frozenset({"train", "val", "test"})
+_set = object.__setattr__
+
+
+def _made(cls: type, values: dict[str, Any], fields_set: frozenset[str]) -> Any:
+    """An instance of ``cls`` holding ``values`` (every field, in field order), as
+    ``cls.model_construct(set(fields_set), **values)`` makes it, without its per-field Python loop."""
+    obj = cls.__new__(cls)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", set(fields_set))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+def _plain(cls: type) -> bool:
+    """``cls`` is a model that :func:`_made` builds as pydantic would: no extras kept, no private attributes,
+    no post-init hook, fields as :func:`checked_sample` lists them."""
+    return (cls.model_config.get("extra") != "allow" and not cls.__private_attributes__
+            and not cls.__pydantic_post_init__)
+
+
+_PROV_ORDER = ("source_dataset", "source_id", "generator", "generator_version", "model_id", "prompt_strategy",
+               "template_hash", "cycle", "seed", "created_at")
+_SAMPLE_ORDER = ("id", "images", "question", "options", "answer", "rationale", "modality", "question_type",
+                 "provenance", "reward", "split", "subject_id", "tags")
+_FAST = (_plain(VQASample) and _plain(Provenance) and tuple(VQASample.model_fields) == _SAMPLE_ORDER
+         and tuple(Provenance.model_fields) == (*_PROV_ORDER, "raw"))
+"""The models are as :func:`checked_sample` knows them (else it always defers to validation)."""
+_PROV_SET = frozenset(_PROV_ORDER)
+
+
+def _texts(values: Any) -> bool:
+    """Every value is a ``str`` that pydantic keeps as it is (UTF-8 encodable: a lone surrogate, which a
+    JSON ``\\ud800`` escape makes, is refused by pydantic's string validation)."""
+    for v in values:
+        if v.__class__ is not str:
+            return False
+        if not v.isascii():
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
+def checked_sample(item: SeedItem, fields: dict[str, Any], prov: dict[str, Any]) -> VQASample | None:
+    """The sample that ``VQASample(images=(item.image,), provenance=Provenance(**prov), split=item.split,
+    subject_id=item.subject_id, **fields)`` makes, equal to it field for field (and in the fields it counts
+    as set), when every value is one that validation keeps as it is and every rule of the two models holds
+    (checked here: exact types, strings pydantic accepts, the question not blank, 2-8 options, none blank,
+    unique after strip and lower-casing, the answer among them, the split one of the three, the cycle not
+    negative); ``None`` otherwise, and the caller validates. The fields come from
+    :func:`~medgr2_generation.contract.validate_reply`, which checked the sample's rules already: validating
+    them a second time through pydantic cost more than the rest of building the sample."""
+    if not _FAST or fields.keys() != _FIELD_NAMES or prov.keys() != _PROV_SET:
+        return None
+    question, options, answer, rationale = fields["question"], fields["options"], fields["answer"], fields["rationale"]
+    image, split, subject, p = item.image, item.split, item.subject_id, prov
+    if not (options.__class__ is tuple and 2 <= len(options) <= 8
+            and fields["modality"].__class__ is Modality and fields["question_type"].__class__ is QuestionType
+            and image.__class__ is ImageRef
+            and (split is None or (split.__class__ is str and split in _SPLITS))
+            and (subject is None or _texts((subject,)))
+            and _texts((question, answer, rationale, *options)) and question.strip() and answer in options
+            and _texts((p["source_dataset"], p["source_id"], p["generator"], p["generator_version"]))
+            and _texts([v for v in (p["model_id"], p["prompt_strategy"], p["template_hash"]) if v is not None])
+            and p["cycle"].__class__ is int and p["cycle"] >= 0 and (p["seed"] is None or p["seed"].__class__ is int)
+            and p["created_at"].__class__ is datetime):
+        return None
+    norm = [o.strip().lower() for o in options]
+    if not all(norm) or len(set(norm)) != len(norm):
+        return None
+    provenance = _made(Provenance, {**{k: p[k] for k in _PROV_ORDER}, "raw": {}}, _PROV_SET)
+    values = {"id": "", "images": (image,), "question": question, "options": options, "answer": answer,
+              "rationale": rationale, "modality": fields["modality"], "question_type": fields["question_type"],
+              "provenance": provenance, "reward": None, "split": split, "subject_id": subject, "tags": ()}
+    sample = _made(VQASample, values, _SAMPLE_SET)
+    values["id"] = sample.content_id  # as VQASample's validator sets it
+    return sample
 
 
 TRANSPORT_REASONS = frozenset({"request_failed", "error", "stopped"})

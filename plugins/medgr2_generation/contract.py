@@ -56,6 +56,7 @@ class ContractError(ValueError):
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+_DECODER = json.JSONDecoder()  # stateless: one for every call
 
 
 def parse_reply(text: str, *, truncated: bool = False) -> dict[str, Any]:
@@ -69,8 +70,9 @@ def parse_reply(text: str, *, truncated: bool = False) -> dict[str, Any]:
     """
     if not text or not text.strip():
         raise ContractError("empty_reply", "the reply is empty; answer with one JSON object")
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
+    # no fence without three backticks: the common bare reply skips the regex
+    candidates = [*(m.group(1) for m in _FENCE.finditer(text)), text] if "```" in text else (text,)
+    decoder = _DECODER
     for chunk in candidates:
         chunk = chunk.strip()
         start = chunk.find("{")

@@ -49,6 +49,13 @@ def json_str(text: str) -> str:
     return encoded
 
 
+def remember_json(text: str, encoded: str) -> None:
+    """Tell :func:`json_str` that ``encoded`` is ``text``'s JSON string (made by a caller that had it cheaper)."""
+    global _last_encoded
+    if len(text) > 256:
+        _last_encoded = (text, encoded)
+
+
 _encode_str = json_str
 
 REASK = (
@@ -173,6 +180,23 @@ class PromptTemplate:
     def render(self, item: SeedItem) -> str:
         """The prompt for one seed item (what ``string.Template(body).substitute(...)`` gives, with the
         parts that are the same for every item filled in once per template: see :meth:`_parts`)."""
+        values = self._values(item)
+        return "".join([part if kind else values[part] for kind, part in self._parts])
+
+    def render_encoded(self, item: SeedItem) -> str:
+        """:meth:`render`, with the prompt's JSON string made on the way and remembered for :func:`json_str`
+        (which the request key, the request body and the template hash then take): the constant parts are
+        encoded once per template (:meth:`_json_parts`), so only the item's values are encoded here. JSON
+        escapes character by character, so the encoding of a concatenation is the concatenation of the
+        encodings."""
+        values = self._values(item)
+        prompt = "".join([part if kind else values[part] for kind, part in self._parts])
+        encoded = "".join([part if kind else _encode_basestring(values[part])[1:-1] for kind, part in self._json_parts])
+        remember_json(prompt, f'"{encoded}"')
+        return prompt
+
+    def _values(self, item: SeedItem) -> dict[str, str]:
+        """The item's placeholder values."""
         labels = (
             "\n".join([f"- {k}: {v}" for k, v in sorted(item.labels.items()) if k != "restricted"])
             or "- (none)"
@@ -185,7 +209,12 @@ class PromptTemplate:
         }
         if self._uses_exemplars:
             values["exemplars"] = self.exemplars(item)
-        return "".join([part if kind else values[part] for kind, part in self._parts])
+        return values
+
+    @cached_property
+    def _json_parts(self) -> tuple[tuple[bool, str], ...]:
+        """:meth:`_parts` with each literal part JSON-encoded (without its quotes)."""
+        return tuple((kind, _encode_basestring(part)[1:-1] if kind else part) for kind, part in self._parts)
 
     @cached_property
     def _uses_exemplars(self) -> bool:

@@ -1,0 +1,155 @@
+"""The generation client's shortcuts give what the long way gives: a sample built from checked fields equals
+the validated construction (and defers to it for anything it does not vouch for), the prompt's JSON made
+part by part equals ``json.dumps``, and the ASCII secret pre-check agrees with the regex."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from datetime import datetime, timezone
+
+import pytest
+from medgr2_generation.backend_support import build_sample, checked_sample
+from medgr2_generation.contract import validate_reply
+from medgr2_generation.prompts import builtin, json_str
+from medgr2_generation.reply_cache import _HINTS, Reply, might_hold_secret
+
+from medgr2.data import ImageRef, Modality, Provenance, QuestionType, Reject, SeedItem, VQASample
+from medgr2.interfaces import StageContext
+
+WHEN = "2026-12-06T10:00:00.123456+00:00"
+
+
+def _item(**kw) -> SeedItem:
+    base = dict(id="it-1", dataset="demo", modality=Modality.XRAY, split="train",
+                image=ImageRef(path="a.png", root="/r", sha256="sha-1"), labels={"diagnosis": "normal"})
+    return SeedItem(**{**base, **kw})
+
+
+def _fields(**kw) -> dict:
+    reply = {"question": "Which finding is shown?", "options": ["Effusion", "normal", "pneumonia"],
+             "answer": "normal", "rationale": "Clear lungs.", "modality": "xray",
+             "question_type": "disease_diagnosis"}
+    return validate_reply({**reply, **kw})
+
+
+def _prov(item: SeedItem, **kw) -> dict:
+    base = dict(source_dataset=item.dataset, source_id=item.id, generator="openai", generator_version="0.1.0",
+                model_id="m", prompt_strategy="direct", template_hash="0123456789abcdef", cycle=2, seed=7,
+                created_at=datetime.fromisoformat(WHEN))
+    return {**base, **kw}
+
+
+def _validated(item: SeedItem, fields: dict, prov: dict) -> VQASample:
+    return VQASample(images=(item.image,), provenance=Provenance(**prov), split=item.split,
+                     subject_id=item.subject_id, **fields)
+
+
+def _same(fast: VQASample, slow: VQASample) -> None:
+    assert fast == slow and fast.id == slow.id == slow.content_id
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.provenance.model_fields_set == slow.provenance.model_fields_set
+    assert list(fast.__dict__) == list(slow.__dict__)
+    assert list(fast.provenance.__dict__) == list(slow.provenance.__dict__)
+    assert fast.model_dump_json() == slow.model_dump_json() and repr(fast) == repr(slow)
+    assert hash(fast.images) == hash(slow.images) and fast.model_copy(update={"tags": ("x",)}).tags == ("x",)
+    assert VQASample.model_validate_json(fast.model_dump_json()) == fast
+
+
+@pytest.mark.parametrize("item_kw, field_kw, prov_kw", [
+    ({}, {}, {}),
+    ({"subject_id": "patient-9", "split": "val"}, {}, {}),
+    ({"split": None}, {}, {"model_id": None, "prompt_strategy": None, "template_hash": None, "seed": None}),
+    ({"dataset": "données é"}, {"question": "Quelle anomalie ? é ü 中", "rationale": "  spaced  "}, {"cycle": 0}),
+    ({}, {"options": ["A. effusion", "B. normal"], "answer": "B"}, {"generator_version": "0.1.0+bank.v003"}),
+    ({}, {"options": [f"option {i}" for i in range(8)], "answer": "option 7"}, {}),
+])
+def test_a_sample_from_checked_fields_equals_the_validated_one(item_kw, field_kw, prov_kw):
+    item = _item(**item_kw)
+    fields, prov = _fields(**field_kw), _prov(_item(**item_kw), **prov_kw)
+    fast = checked_sample(item, fields, prov)
+    assert fast is not None
+    _same(fast, _validated(item, fields, prov))
+
+
+@pytest.mark.parametrize("change", [
+    lambda f, p: f.update(question="\ud800 a lone surrogate"),  # pydantic refuses it: so must the sample
+    lambda f, p: f.update(rationale="bad \udfff"),
+    lambda f, p: f.update(options=("a", "A ")),  # not unique once stripped and lower-cased
+    lambda f, p: f.update(options=("a", " ")),
+    lambda f, p: f.update(options=("only",), answer="only"),
+    lambda f, p: f.update(options=tuple("abcdefghi"), answer="a"),
+    lambda f, p: f.update(answer="absent"),
+    lambda f, p: f.update(question="   "),
+    lambda f, p: p.update(cycle=-1),
+    lambda f, p: p.update(seed=True),
+    lambda f, p: p.update(created_at=WHEN),  # a string pydantic would parse
+    lambda f, p: f.update(options=["Effusion", "normal", "pneumonia"]),  # a list pydantic would make a tuple
+    lambda f, p: f.update(extra="field"),
+    lambda f, p: f.update(modality="xray"),
+])
+def test_anything_the_check_does_not_vouch_for_goes_to_validation_with_the_same_outcome(change):
+    item, fields = _item(), dict(_fields())
+    prov = _prov(item)
+    change(fields, prov)
+    assert checked_sample(item, fields, prov) is None
+    template = builtin("direct")
+    reply = Reply(text="{}", created_at=WHEN)
+    context = StageContext(work_dir=".", cycle=prov["cycle"], seed=prov["seed"])
+    got = build_sample(item, fields, reply, generator="openai", model="m", template=template, prompt="p",
+                       context=context, template_hash=prov["template_hash"])
+    try:
+        want: VQASample | str = _validated(item, fields, {**prov, "generator_version": got.provenance.generator_version}
+                                           if isinstance(got, VQASample) else prov)
+    except ValueError:
+        want = "invalid_sample"
+    if isinstance(want, str):
+        assert isinstance(got, Reject) and got.reason == want
+    else:
+        assert isinstance(got, VQASample) and got.id == want.id
+
+
+def test_build_sample_takes_the_quick_way_for_a_checked_reply_and_matches_the_long_way():
+    item, fields = _item(subject_id="s-1"), _fields()
+    template = builtin("direct")
+    context = StageContext(work_dir=".", cycle=1, seed=3)
+    reply = Reply(text="{}", created_at=WHEN)
+    got = build_sample(item, fields, reply, generator="openai", model="m", template=template, prompt="the prompt",
+                       context=context)
+    from medgr2 import __version__
+
+    prov = _prov(item, generator_version=template.generator_version(__version__), prompt_strategy="direct",
+                 template_hash=template.hash("the prompt"), cycle=1, seed=3)
+    _same(got, _validated(item, fields, prov))
+
+
+def test_the_prompt_json_made_part_by_part_is_json_dumps():
+    item = SeedItem(id="x", dataset='d"a\\t\u00e9\x01', modality=Modality.CT, image=ImageRef(path="a.png"),
+                    labels={"diagnosis": 'quo"te\nnew\u2028line', "z": "\x1f\t"}, text='rep"ort \u00e9 \\')
+    for name in ("direct", "step_by_step", "meta_cognitive"):
+        template = builtin(name)
+        prompt = template.render_encoded(item)
+        assert prompt == template.render(item)
+        assert json_str(prompt) == json.dumps(prompt, ensure_ascii=False)
+        assert template.hash(prompt) == template.hash(template.render(item))
+
+
+def test_the_ascii_secret_pre_check_agrees_with_the_regex():
+    rng = random.Random(5)
+    alphabet = "abkAKIiSs-ze rpyBEARERuthoizn:=_0123"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert might_hold_secret(text) == bool(_HINTS.search(text)), text
+    for text in ("\u017fk-abcdefgh", "ap\u0131 key", "x\u212aey", "caf\u00e9 sk-", "caf\u00e9"):
+        assert might_hold_secret(text) == bool(_HINTS.search(text)), text  # non-ASCII: the regex decides
+    assert might_hold_secret("\u017fk-abcdefghij") and "sk-" not in "\u017fk-abcdefghij".lower()
+    assert re.search("(?i)sk-", "\u017fk-")  # re.IGNORECASE folds the long s into "s"; str.lower does not
+
+
+def test_module_constants_are_what_the_quick_sample_assumes():
+    from medgr2_generation import backend_support
+
+    assert backend_support._FAST, "VQASample / Provenance changed: update checked_sample (it now always validates)"
+    assert Modality("xray") is Modality.XRAY and QuestionType("disease_diagnosis") is QuestionType.DISEASE_DIAGNOSIS
+    assert datetime.fromisoformat(WHEN).tzinfo == timezone.utc
