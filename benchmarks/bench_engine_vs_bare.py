@@ -7,8 +7,9 @@ latencies in the same order. Each client runs in a fresh process (imports not ti
 time and peak RSS are its own:
 
 * **medgr2**: the registered ``openai`` generator's ``generate_to(items, context, sink)`` (its default
-  ``transport: lean``; the sink writes one JSON line per sample, as the generate stage writes
-  ``samples.jsonl``), everything included: prompt rendering (``meta_cognitive``), image encoding (once
+  ``transport: lean``) into the generate stage's own sink (``medgr2.stages.generate.ResultWriter``: one
+  JSON line per sample or reject, into temporary files fsync'd and renamed at the end, as the stage
+  streams ``samples.jsonl`` and ``rejects.jsonl``), everything included: prompt rendering (``meta_cognitive``), image encoding (once
   per image per run), the request engine, the HTTP client, reply validation, sample building, the
   fsync'd reply cache. ``--worker medgr2-sdk`` runs the same through the openai SDK (``transport: sdk``).
 * **bare streams**: stdlib ``asyncio`` streams + ``asyncio.Semaphore(C)``, HTTP/1.1 keep-alive by hand
@@ -129,21 +130,11 @@ def run_medgr2(url: str, items: LazyItems, c: int, work: Path, profile: bool, tr
 
         prof = cProfile.Profile(time.process_time)  # CPU time (of the process) charged to this thread's calls
         prof.enable()
-    counts = {"samples": 0, "rejects": 0}
-    reasons: set[str] = set()
-    out = open(work / "samples.jsonl", "w")  # noqa: SIM115 - closed below
-
-    def sink(result: Any) -> None:  # what the generate stage writes: one JSON line per sample
-        if hasattr(result, "reason"):
-            counts["rejects"] += 1
-            reasons.add(result.reason)
-        else:
-            counts["samples"] += 1
-            out.write(result.model_dump_json() + "\n")
+    from medgr2.stages.generate import ResultWriter
 
     t0, cpu, t = time.monotonic(), time.process_time(), time.perf_counter()
-    gen.generate_to(items, context, sink)
-    out.close()
+    with ResultWriter(work) as sink:  # the generate stage's sink: samples.jsonl and rejects.jsonl, one line each
+        gen.generate_to(items, context, sink)
     wall, cpu, t1 = time.perf_counter() - t, time.process_time() - cpu, time.monotonic()
     if prof is not None:
         import io
@@ -155,9 +146,9 @@ def run_medgr2(url: str, items: LazyItems, c: int, work: Path, profile: bool, tr
         stats.sort_stats("cumulative").print_stats(40)
         stats.sort_stats("tottime").print_stats(20)
         print(out.getvalue(), file=sys.stderr)
-    ok = counts["samples"]
+    ok = sink.samples
     if ok != len(items):
-        raise SystemExit(f"medgr2: {len(items) - ok} of {len(items)} items failed: {sorted(reasons)}")
+        raise SystemExit(f"medgr2: {len(items) - ok} of {len(items)} items failed: {dict(sink.reasons)}")
     return {"wall": wall, "cpu": cpu, "n": len(items), "rss0": rss0, "t0": t0, "t1": t1}
 
 
