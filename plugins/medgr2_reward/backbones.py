@@ -40,6 +40,7 @@ class Prepared:
     lexical: list[float] | None = None
     match: list[int] | None = None
     consistency: list[float] | None = None
+    grounding: list[float] | None = None
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,8 @@ from medgr2_reward.backbones import (
 )
 from medgr2_reward.consistency import FEATURES as CONSISTENCY
 from medgr2_reward.consistency import consistency_features
+from medgr2_reward.grounding import FEATURES as GROUNDING
+from medgr2_reward.grounding import GroundingBank
 from medgr2_reward.lexicon import FEATURES, Counts, DomainLexicon
 from medgr2_reward.options import SCORE_MAX, SCORE_MIN, MiniLMOptions, TrainOptions, VLMRewardOptions
 
@@ -91,12 +93,14 @@ class RewardNet(nn.Module):
     learns their interaction slowly from a few hundred images."""
 
     def __init__(self, backbone_module: nn.Module, hidden: int, vision: TinyCNN | None, lexical: int = 0,
-                 match_dim: int = 0, dropout: float = 0.1, fusion_dim: int = 0, consistency: int = 0):
+                 match_dim: int = 0, dropout: float = 0.1, fusion_dim: int = 0, consistency: int = 0,
+                 grounding: int = 0):
         super().__init__()
         self.backbone = backbone_module
         self.vision = vision
         self.lexical = lexical
         self.consistency = consistency
+        self.grounding = grounding
         # Exact-match flags enter the token states as a learned vector (zero at first: no effect).
         self.match = nn.Embedding(2, match_dim) if match_dim else None
         if self.match is not None:
@@ -106,7 +110,7 @@ class RewardNet(nn.Module):
             self.fusion = nn.ModuleDict({"text": nn.Linear(hidden, fusion_dim),
                                          "image": nn.Linear(vision.out_dim, fusion_dim)})
         width = (hidden + (vision.out_dim if vision is not None else 0) + lexical + (fusion_dim if self.fusion else 0)
-                 + consistency)
+                 + consistency + grounding)
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Dropout(dropout), nn.Linear(width, 128), nn.GELU(),
                                   nn.Linear(128, 1))
 
@@ -132,6 +136,7 @@ class RegressionRewardModel:
         self._image_cache: dict[str, torch.Tensor] = {}
         self.match_layer = 0  # the encoder layer whose input gets the exact-match vector
         self.lexicon = DomainLexicon(options.lexicon_min_target) if options.lexicon else None
+        self.grounding = self._new_grounding()
         if options.checkpoint:
             self.load(Path(options.checkpoint).expanduser())
 
@@ -142,6 +147,11 @@ class RegressionRewardModel:
 
     def _uses_cnn(self) -> bool:
         return False
+
+    def _new_grounding(self) -> GroundingBank | None:
+        if not getattr(self.options, "grounding", False):
+            return None
+        return GroundingBank(k=self.options.grounding_k, min_target=self.options.lexicon_min_target)
 
     def _device(self) -> torch.device:
         return torch.device(self.options.device)
@@ -172,7 +182,8 @@ class RegressionRewardModel:
         match_dim = self._backbone.token_size if getattr(opts, "match_features", False) else 0
         net = RewardNet(self._backbone.module, self._backbone.hidden_size, vision, lexical, match_dim,
                         fusion_dim=getattr(opts, "fusion_dim", 0),
-                        consistency=len(CONSISTENCY) if getattr(opts, "consistency", False) else 0)
+                        consistency=len(CONSISTENCY) if getattr(opts, "consistency", False) else 0,
+                        grounding=len(GROUNDING) if self.grounding is not None else 0)
         return net.to(self._device())
 
     # ------------------------------------------------------------------ scoring
@@ -216,6 +227,9 @@ class RegressionRewardModel:
             if net.consistency:
                 parts.append(torch.tensor([it.consistency for it in items], dtype=torch.float32,
                                           device=pooled.device))
+            if net.grounding:
+                parts.append(torch.tensor([it.grounding for it in items], dtype=torch.float32,
+                                          device=pooled.device))
             return squash(net.head(torch.cat(parts, dim=-1)).squeeze(-1))
 
     def _forward(self, items: Sequence[Prepared]) -> torch.Tensor:
@@ -242,9 +256,10 @@ class RegressionRewardModel:
                 flags[row, : len(it.match)] = torch.tensor(it.match[: hidden.shape[1]], device=hidden.device)
         return hidden + net.match(flags)
 
-    def _prepare(self, inputs: Sequence[RewardInput], leave_out: Sequence[Counts | None] | None = None
-                 ) -> list[Prepared]:
-        """Backbone features, plus the fluency features when the lexicon is on."""
+    def _prepare(self, inputs: Sequence[RewardInput], leave_out: Sequence[Counts | None] | None = None,
+                 groups: Sequence[str | None] | None = None) -> list[Prepared]:
+        """Backbone features, plus the fluency, consistency and grounding features that are on
+        (``leave_out`` and ``groups``: what each training example's own features may not use)."""
         prepared = self._backbone.prepare(inputs)
         if self.lexicon is not None:
             for n, (item, inp) in enumerate(zip(prepared, inputs, strict=True)):
@@ -252,24 +267,35 @@ class RegressionRewardModel:
         if getattr(self.options, "consistency", False):
             for item, inp in zip(prepared, inputs, strict=True):
                 item.consistency = consistency_features(inp)
+        if self.grounding is not None:
+            for item, feats in zip(prepared, self.grounding.features(inputs, groups), strict=True):
+                item.grounding = feats
         return prepared
 
     def _fit_lexicon(self, examples: Sequence[GradedExample]) -> list[Counts | None]:
         """Add the good answers of ``examples`` to the lexicon; the counts to leave out of each
-        example's features: its group's good answers, and its own text when that was counted."""
+        example's features: what the lexicon would lack had the example's group been held out, i.e.
+        the good answers of its group, and its own text when counted, unless another group wrote the
+        same text (a template repeated across images stays counted: the lexicon counts each distinct
+        text once, so leaving it out would make every copy look unseen while training, and a head
+        trained on that scores the same text, met fluent when scoring, at random)."""
         assert self.lexicon is not None
         lex = self.lexicon
         good = [e for e in examples if e.target >= lex.min_target]
         lex.fit(answer_text(e) for e in good)
         by_group: dict[str, set[str]] = {}
+        writers: dict[str, set[str]] = {}
         for e in good:
-            by_group.setdefault(e.group_id or e.id, set()).add(answer_text(e))
+            group, text = e.group_id or e.id, answer_text(e)
+            by_group.setdefault(group, set()).add(text)
+            writers.setdefault(text, set()).add(group)
         leave_out: list[Counts | None] = []
         for e in examples:
-            text = answer_text(e)
-            texts = by_group.get(e.group_id or e.id, set())
+            text, group = answer_text(e), e.group_id or e.id
+            texts = by_group.get(group, set())
             if lex.counted(text):
                 texts = texts | {text}
+            texts = {t for t in texts if writers.get(t, {group}) <= {group}}
             counts = Counts()
             for t in texts:
                 counts.add(t)
@@ -428,7 +454,11 @@ class RegressionRewardModel:
         if opts.max_train_examples and len(examples) > opts.max_train_examples:
             examples = rng.sample(examples, opts.max_train_examples)
         leave_out = self._fit_lexicon(examples) if self.lexicon is not None else None
-        prepared = self._prepare(examples, leave_out)
+        own_groups = None
+        if self.grounding is not None:
+            self.grounding.fit(examples)
+            own_groups = [e.group_id or (e.image.key if e.image is not None else None) for e in examples]
+        prepared = self._prepare(examples, leave_out, own_groups)
         layers = self._cached_layers()
         cache = self._frozen_cache(prepared, layers, context) if layers else None
         targets = torch.tensor([e.target for e in examples], dtype=torch.float32)
@@ -535,6 +565,8 @@ class RegressionRewardModel:
         save_file(head, str(path / HEAD_FILE))
         if self.lexicon is not None:
             self.lexicon.save(path / LEXICON_FILE)
+        if self.grounding is not None:
+            self.grounding.save(path)
         digest = hashlib.sha256((path / HEAD_FILE).read_bytes()).hexdigest()[:12]
         config = {
             "format": FORMAT_VERSION, "kind": self.kind, "version": self.version or f"{self.kind}-{digest}",
@@ -560,7 +592,7 @@ class RegressionRewardModel:
                              f"use reward_model name {config.get('kind')!r}")
         # Models saved before the lexicon, exact-match and image × text features had none of them.
         older = {k: v for k, v in (("lexicon", False), ("match_features", False), ("fusion_dim", 0),
-                                   ("consistency", False), ("vision_grid", 1))
+                                   ("consistency", False), ("vision_grid", 1), ("grounding", False))
                  if k in type(self.options).model_fields}
         saved = type(self.options).model_validate({**older, **config["options"], "checkpoint": None})
         keep = {"score_batch_size", "batch_size", "threads", "device", "lr", "head_lr", "epochs", "max_steps",
@@ -573,6 +605,7 @@ class RegressionRewardModel:
             torch.set_num_threads(self.options.threads)
         self._backbone = self._build_backbone(backbone_dir)
         self.lexicon = DomainLexicon.load(path / LEXICON_FILE) if self.options.lexicon else None
+        self.grounding = GroundingBank.load(path) if getattr(self.options, "grounding", False) else None
         self.match_layer = int(config.get("match_layer", 0))
         self._net = self._make_net()
         missing, unexpected = self._net.load_state_dict(load_file(str(path / HEAD_FILE)), strict=False)

@@ -150,6 +150,10 @@ class MiniLMOptions(TrainOptions):
                                                          "(medgr2_reward.consistency)?")
     match_features: bool = Field(default=True, description="Add a learned vector to the word pieces that occur "
                                                            "in both question and answer (exact-match feature).")
+    grounding: bool = Field(default=False, description="Add image grounding features: how the labelled reference "
+                                                        "images most like this one were answered "
+                                                        "(medgr2_reward.grounding; multiple-choice inputs).")
+    grounding_k: int = Field(default=8, ge=1, description="How many nearest labelled images grounding reads.")
 
 
 class VLMRewardOptions(TrainOptions):

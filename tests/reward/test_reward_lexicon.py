@@ -132,3 +132,29 @@ def test_rank_loss_orders_pairs_inside_reports_or_across_the_batch():
     assert group_rank_loss(crossed, target, groups) == pytest.approx(group_rank_loss(right, target, groups))
     assert group_rank_loss(crossed, target) > group_rank_loss(right, target)
     assert group_rank_loss(right, torch.full((4,), 6.0), groups).item() == 0.0
+
+
+def test_a_template_other_groups_also_wrote_stays_counted_in_training_features(tmp_path):
+    """Leave-out removes what the lexicon would lack had the group been held out: a text only this
+    group wrote, not a template that other images share (else every copy of it looks unseen while
+    training and fluent when scoring, and the head learns the wrong lesson: on templated VQA data
+    the originals then scored 5 of 10 on average)."""
+    pytest.importorskip("torch")
+    from medgr2_reward.model import MiniLMRewardModel
+    from medgr2_reward.options import MiniLMOptions
+
+    from medgr2.data import GradedExample
+
+    template, unique = "The metadata records the region as breast.", "A spiculated mass in the upper quadrant."
+    ex = [GradedExample(question="Q?", answer=template, target=10.0, grade=1, group_id=g) for g in ("a", "b")]
+    ex.append(GradedExample(question="Q?", answer=unique, target=10.0, grade=1, group_id="c"))
+    ex.append(GradedExample(question="Q?", answer=template, target=-6.0, grade=4, group_id="c"))
+    rm = MiniLMRewardModel(MiniLMOptions(vision=False))
+    leave_out = rm._fit_lexicon(ex)
+    lex = rm.lexicon
+    assert lex is not None
+    held_out_view = lex.features(template)
+    assert leave_out[0] is None and lex.features(template, leave_out[0]) == held_out_view
+    assert leave_out[3] is not None and leave_out[3].unigrams["spiculated"] == 1  # its group's own text
+    assert lex.raw_features(template, leave_out[3])[2:] == [0.0, 0.0]  # the template is not its group's alone
+    assert lex.raw_features(unique, leave_out[2])[2] > lex.raw_features(unique)[2]  # own text: unseen words

