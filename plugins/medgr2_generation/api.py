@@ -317,12 +317,13 @@ class ApiGenerator(abc.ABC):
                         return await self._one(engine, items[index], template, context)
 
                     shown = [0.0]  # when the progress figures were last refreshed
+                    n_items = len(items)
 
                     def done(index: int, result: Any) -> None:
                         if isinstance(result, BaseException):
                             result = reject(items[index].id, "error", f"{type(result).__name__}: {result}")
                         now = time.perf_counter()
-                        if now - shown[0] < 0.2 and out.successes + out.content_rejects + out.transport_failures + 1 < len(items):
+                        if now - shown[0] < 0.2 and out.successes + out.content_rejects + out.transport_failures + 1 < n_items:
                             out.add(index, result)  # the figures are refreshed 5 times a second at most
                             return
                         shown[0] = now
@@ -338,6 +339,7 @@ class ApiGenerator(abc.ABC):
                     try:
                         finished = await engine.run_jobs(range(len(items)), job, done, workers=self._workers())
                     finally:
+                        out.flush_progress()
                         out.task = None
                         out.finish()
         finally:

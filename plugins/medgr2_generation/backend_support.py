@@ -308,20 +308,24 @@ class Outcomes:
     _next: int = 0
     _samples: list[VQASample] = field(default_factory=list)
     _rejects: list[Reject] = field(default_factory=list)
+    _steps: dict[str, int] = field(default_factory=dict)  # progress not yet given to the task
 
     def add(self, index: int, result: VQASample | Reject, **fields: Any) -> None:
+        """Count ``result`` and hand it on in order. The progress task gets the counts when ``fields`` come
+        (the caller's refresh: a few times a second) and at :meth:`flush_progress`, not one call per result."""
         if isinstance(result, Reject):
             self.reasons[result.reason] += 1
             failed = not is_final(result.reason)
             self.transport_failures += failed
             self.content_rejects += not failed
-            step = {"failed": 1} if failed else {"rejected": 1}
+            step = "failed" if failed else "rejected"
         else:
             self.successes += 1
-            step = {"done": 1}
+            step = "done"
         if self.task is not None:
-            self.task.advance(1, **step)
+            self._steps[step] = self._steps.get(step, 0) + 1
             if fields:
+                self.flush_progress()
                 self.task.update(**fields)
         if index != self._next:
             self._ahead[index] = result
@@ -331,6 +335,12 @@ class Outcomes:
         while self._ahead and self._next in self._ahead:
             self._hand_on(self._ahead.pop(self._next))
             self._next += 1
+
+    def flush_progress(self) -> None:
+        """Give the progress task the results counted since the last refresh (``advance(n, done=.., ...)``)."""
+        if self.task is not None and self._steps:
+            steps, self._steps = self._steps, {}
+            self.task.advance(sum(steps.values()), **steps)
 
     def _hand_on(self, result: VQASample | Reject) -> None:
         if self.sink is not None:

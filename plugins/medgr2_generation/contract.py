@@ -208,9 +208,13 @@ def validate_reply(data: dict[str, Any]) -> dict[str, Any]:
         "options": tuple(options),
         "answer": answer,
         "rationale": data["rationale"].strip(),
-        "modality": Modality(data["modality"]),
-        "question_type": QuestionType(data["question_type"]),
+        "modality": _MODALITY.get(data["modality"]) or Modality(data["modality"]),
+        "question_type": _QUESTION_TYPE.get(data["question_type"]) or QuestionType(data["question_type"]),
     }
+
+
+_MODALITY = {m.value: m for m in Modality}  # Modality(value) without the enum call (the same member)
+_QUESTION_TYPE = {q.value: q for q in QuestionType}
 
 
 def check_schema(value: Any, schema: dict[str, Any], path: str = "$") -> None:

@@ -27,6 +27,9 @@ from medgr2_generation.errors import SECRET_ENV_VARS, redact
 __all__ = ["OffsetIndex", "Reply", "ResponseCache", "might_hold_secret"]
 
 
+_now, _UTC = datetime.now, timezone.utc
+
+
 @dataclass
 class Reply:
     """One successful model reply (what the cache stores)."""
@@ -35,7 +38,7 @@ class Reply:
     input_tokens: int = 0
     output_tokens: int = 0
     finish_reason: str = ""
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    created_at: str = field(default_factory=lambda: _now(_UTC).isoformat())
 
     @property
     def truncated(self) -> bool:
@@ -92,13 +95,22 @@ def _redacted(reply: Reply) -> Reply:
 
 def _record(key: str, reply: Reply) -> bytes:
     """One cache line (the format every version of the cache wrote: ``{"key": ..., "reply": {...}}``)."""
-    return (_RECORD_JSON({"key": key, "reply": vars(reply)}) + "\n").encode("utf-8")
+    return ("".join(_RECORD_CHUNKS({"key": key, "reply": vars(reply)}, 0)) + "\n").encode("utf-8")
 
 
 _datasync = getattr(os, "fdatasync", os.fsync)  # the appended bytes and the new size: all a reload needs
 
 
 _RECORD_JSON = json.JSONEncoder(default=str, ensure_ascii=False).encode  # json.dumps(..., default=str, ensure_ascii=False)
+_C_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+if _C_MAKE_ENCODER is not None:
+    # the chunks of _RECORD_JSON's output from an encoder made once (JSONEncoder.encode makes one per call), with
+    # the same arguments but no circular-reference markers: a record is a flat dict of strings and numbers
+    _RECORD_CHUNKS = _C_MAKE_ENCODER(None, str, json.encoder.encode_basestring, None, ": ", ", ", False, False, True)
+else:  # no C accelerator: the plain encoder
+
+    def _RECORD_CHUNKS(record: Any, _level: int) -> tuple[str, ...]:  # noqa: N802
+        return (_RECORD_JSON(record),)
 
 
 class OffsetIndex:
@@ -272,12 +284,14 @@ class ResponseCache:
         return self._file
 
     def _write(self, records: list[tuple[str, Reply]]) -> list[int]:
-        """Append ``records`` (one flush + fsync); returns each record's offset."""
+        """Append ``records`` (one write, one flush + fsync); returns each record's offset."""
         f = self._open()
-        offsets = []
-        for key, reply in records:
-            offsets.append(f.tell())
-            f.write(_record(key, reply))
+        lines = [_record(key, reply) for key, reply in records]
+        offset, offsets = f.tell(), []
+        for line in lines:
+            offsets.append(offset)
+            offset += len(line)
+        f.write(b"".join(lines))
         f.flush()
         if self._fsync:
             _datasync(f.fileno())

@@ -153,3 +153,29 @@ def test_module_constants_are_what_the_quick_sample_assumes():
     assert backend_support._FAST, "VQASample / Provenance changed: update checked_sample (it now always validates)"
     assert Modality("xray") is Modality.XRAY and QuestionType("disease_diagnosis") is QuestionType.DISEASE_DIAGNOSIS
     assert datetime.fromisoformat(WHEN).tzinfo == timezone.utc
+
+
+def test_a_cache_record_is_the_json_every_version_wrote():
+    from medgr2_generation.reply_cache import _record
+
+    for text in ('{"a": 1}', 'quo"te \\ back \n new \u00e9 \u2028 \x01', ""):
+        reply = Reply(text=text, input_tokens=3, output_tokens=5, finish_reason="stop", created_at=WHEN)
+        want = json.dumps({"key": "k\u00e9y", "reply": vars(reply)}, default=str, ensure_ascii=False) + "\n"
+        assert _record("k\u00e9y", reply) == want.encode("utf-8")
+
+
+def test_progress_is_given_in_batches_with_the_same_totals(gen_registry, items_factory, tmp_path):
+    """Outcomes hands the progress task its counts at each refresh and at the end: the totals are those of one
+    advance per result (samples done, content rejects, transport failures)."""
+    from medgr2.progress import SilentReporter
+    from medgr2.testing.fake_servers import FakeOpenAIServer, FaultPlan
+
+    reporter = SilentReporter()
+    items = items_factory(12)
+    with FakeOpenAIServer(faults=FaultPlan(rates={"malformed": 0.5}, seed=1)) as server:
+        gen = gen_registry.create("generator", "openai", {"base_url": server.base_url, "reask": False,
+                                                          "concurrency": 3, "strategy": "direct"})
+        result = gen.generate(items, StageContext(work_dir=tmp_path, registry=gen_registry, reporter=reporter))
+    (task,) = reporter.tasks
+    assert task.done == 12 and task.counts["done"] == len(result.samples) and result.rejects
+    assert task.counts["rejected"] == len(result.rejects) and "failed" not in task.counts
