@@ -204,6 +204,11 @@ class ApiGenerator(abc.ABC):
         async def encoded() -> list[EncodedImage]:
             return [await images.get(r) for r in refs]
 
+        def ready() -> list[EncodedImage] | None:
+            done = [images.peek(r) for r in refs]
+            return None if None in done else done  # type: ignore[return-value]
+
+        encoded.ready = ready  # type: ignore[attr-defined]
         return encoded
 
     async def _ask(
@@ -229,7 +234,15 @@ class ApiGenerator(abc.ABC):
                 use_cache = False
                 self._retried += 1
 
-        async def build() -> Any:
+        peek = getattr(images, "ready", None)
+
+        def build() -> Any:
+            ready = peek() if peek is not None else None  # every image encoded already: the body now, no await
+            if ready is not None:
+                return self.request_body(prompt, ready, sent_schema)
+            return built()
+
+        async def built() -> Any:
             return self.request_body(prompt, await images(), sent_schema)
 
         return await engine.request(key, build, est, use_cache=use_cache)

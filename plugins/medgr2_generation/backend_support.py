@@ -98,6 +98,14 @@ class ImageCache:
         self.encoded = 0
         """Images encoded so far (a measure of reuse)."""
 
+    def peek(self, ref: Any) -> EncodedImage | None:
+        """The encoded image if it is done (counted as used, like :meth:`get`), else ``None``."""
+        key = ref.key
+        img = self._done.get(key)
+        if img is not None:
+            self._done.move_to_end(key)
+        return img
+
     async def get(self, ref: Any) -> EncodedImage:
         key = ref.key
         img = self._done.get(key)

@@ -42,6 +42,7 @@ Nothing here imports an SDK: the module is part of the light core.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import threading
 import time
@@ -462,8 +463,8 @@ class RequestEngine:
     ) -> Reply:
         """The reply for ``key``: from the cache, else sent (with retries) and cached.
 
-        ``build`` is the transport payload, or an ``async`` zero-argument function making it
-        (called only on a cache miss, once, e.g. to encode images lazily). Concurrent calls with
+        ``build`` is the transport payload, or a zero-argument function making it (or an awaitable of it),
+        called only on a cache miss, once (e.g. to encode images lazily). Concurrent calls with
         the same key share one request. ``use_cache=False`` sends it even when cached (the new
         reply replaces the cached one). Raises :class:`RequestFailed` when it gives up,
         :class:`Stopped` when stopped and :class:`~medgr2_generation.errors.PermanentError` when the engine
@@ -515,7 +516,12 @@ class RequestEngine:
 
     async def _send(self, key: str, build: Callable[[], Awaitable[Any]] | Any, est_tokens: int) -> Reply:
         """Build the payload, then the retry loop (see :meth:`request`)."""
-        payload = await build() if callable(build) else build
+        if callable(build):
+            payload = build()
+            if inspect.isawaitable(payload):  # made asynchronously (e.g. images still to encode)
+                payload = await payload
+        else:
+            payload = build
         opts = self.options
         attempt = 0
         while True:
