@@ -165,11 +165,19 @@ class StartPacer:
         interval = max(min_gap_s, window_s / rpm * cls.RPM_MARGIN if rpm else 0.0)
         return cls(interval) if interval > 0 else None
 
-    async def acquire(self, stop: threading.Event | None = None) -> None:
-        """Reserve the next start slot and wait for it (slots are handed out in call order)."""
+    def reserve(self, now: float) -> float:
+        """Reserve the next start slot (at ``now`` loop time); returns it. A slot less than :attr:`SLACK_S`
+        ahead needs no wait (see :meth:`acquire`)."""
+        slot = self._last = max(self._last + self.interval, now)
+        return slot
+
+    async def acquire(self, stop: threading.Event | None = None, slot: float | None = None) -> None:
+        """Reserve the next start slot and wait for it (slots are handed out in call order); ``slot``: one
+        :meth:`reserve` gave already."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        slot = self._last = max(self._last + self.interval, now)
+        if slot is None:
+            slot = self.reserve(now)
         # a wait under a millisecond is not slept: the event loop's poll rounds it up to 1 ms anyway, so
         # it would only cost a timer (the slots stay `interval` apart, so no rpm window gains a start)
         while (wait := slot - now) > self.SLACK_S:
@@ -204,6 +212,13 @@ class AdaptiveGate:
     def paused(self, now: float) -> float:
         """Seconds left of the shared pause (0: none)."""
         return max(0.0, self.pause_until - now)
+
+    def try_acquire(self) -> bool:
+        """Take a slot now when one is free and nobody waits (what :meth:`acquire` does without waiting)."""
+        if not self._waiters and self.active < max(1, int(self.limit)):
+            self.active += 1
+            return True
+        return False
 
     async def acquire(self, check: Callable[[], None]) -> float:
         """Wait for a slot (``check()`` raises to give up: it is polled every 0.25 s while anyone waits);
@@ -422,22 +437,26 @@ class RequestEngine:
     async def _admit(self) -> float:
         """Wait for a slot, the end of any shared pause and the rate limits; returns the admit time."""
         assert self._gate is not None
-        gate = self._gate
-        admitted = await gate.acquire(self._check)
+        gate, pacer = self._gate, self._pacer
+        loop = asyncio.get_running_loop()
+        # the common case without an await: a free slot, no pause, a start slot due (the same steps as waiting)
+        admitted = loop.time() if gate.try_acquire() else await gate.acquire(self._check)
         try:
-            loop = asyncio.get_running_loop()
             while True:
                 self._check()
                 if (wait := gate.paused(loop.time())) > 0:
                     await self._sleep(wait)
                     continue
-                if self._pacer is not None:
-                    await self._pacer.acquire(self.stop)
+                if pacer is not None:
+                    now = loop.time()
+                    slot = pacer.reserve(now)
+                    if slot - now > pacer.SLACK_S:
+                        await pacer.acquire(self.stop, slot)
                     self._check()
                 if gate.paused(loop.time()) <= 0:  # a pause that began while pacing: wait it out
                     return admitted
         except BaseException:
-            await gate.release()
+            gate.release_now()
             raise
 
     def peek(self, key: str) -> Reply | None:
@@ -558,7 +577,7 @@ class RequestEngine:
                     self.stats.input_tokens += reply.input_tokens
                     self.stats.output_tokens += reply.output_tokens
             finally:
-                await self._gate.release()
+                self._gate.release_now()
             if error is None:
                 if self.cache is not None:
                     # durable before the request returns, but with the slot already free: the next attempt

@@ -178,9 +178,9 @@ class LeanClient:
             ).encode("latin-1")
         return head
 
-    async def post(self, path: str, body: bytes) -> HttpResponse:
-        """POST ``body`` to ``base_path + path``; raises :class:`TimeoutError` past ``timeout_s``."""
-        return await self._deadlines.run(self.timeout_s, self._post(path, body))
+    def post(self, path: str, body: bytes) -> Awaitable[HttpResponse]:
+        """POST ``body`` to ``base_path + path`` (awaitable); raises :class:`TimeoutError` past ``timeout_s``."""
+        return self._deadlines.run(self.timeout_s, self._post(path, body))
 
     async def _post(self, path: str, body: bytes) -> HttpResponse:
         while self._idle:
@@ -225,7 +225,12 @@ class LeanClient:
             except asyncio.LimitOverrunError as exc:
                 raise ProtocolError(f"the reply head is over {MAX_HEAD} bytes") from exc
             status, headers, keep = _parse_head(raw)
-            data, delimited = await _read_body(reader, headers, status)
+            length = headers.get("content-length")
+            if (length is not None and length.isascii() and length.isdigit() and 200 <= status
+                    and status not in (204, 304) and "transfer-encoding" not in headers):
+                data, delimited = await reader.readexactly(int(length)), True  # _read_body's common case, inline
+            else:
+                data, delimited = await _read_body(reader, headers, status)
             keep = keep and delimited
             if not keep:
                 writer.close()
