@@ -253,25 +253,25 @@ def checked_sample(item: SeedItem, fields: dict[str, Any], prov: dict[str, Any])
     negative); ``None`` otherwise, and the caller validates. The fields come from
     :func:`~medgr2_generation.contract.validate_reply`, which checked the sample's rules already: validating
     them a second time through pydantic cost more than the rest of building the sample."""
-    if not _FAST or fields.keys() != _FIELD_NAMES or prov.keys() != _PROV_SET:
+    if not _FAST or fields.keys() != _FIELD_NAMES or tuple(prov) != _PROV_ORDER:  # (the models' field order)
         return None
     question, options, answer, rationale = fields["question"], fields["options"], fields["answer"], fields["rationale"]
     image, split, subject, p = item.image, item.split, item.subject_id, prov
+    model_id, strategy, template_hash = p["model_id"], p["prompt_strategy"], p["template_hash"]
     if not (options.__class__ is tuple and 2 <= len(options) <= 8
             and fields["modality"].__class__ is Modality and fields["question_type"].__class__ is QuestionType
             and image.__class__ is ImageRef
             and (split is None or (split.__class__ is str and split in _SPLITS))
-            and (subject is None or _texts((subject,)))
-            and _texts((question, answer, rationale, *options)) and question.strip() and answer in options
-            and _texts((p["source_dataset"], p["source_id"], p["generator"], p["generator_version"]))
-            and _texts([v for v in (p["model_id"], p["prompt_strategy"], p["template_hash"]) if v is not None])
+            and _texts((question, answer, rationale, *options, p["source_dataset"], p["source_id"], p["generator"],
+                        p["generator_version"], *[v for v in (subject, model_id, strategy, template_hash) if v is not None]))
+            and question.strip() and answer in options
             and p["cycle"].__class__ is int and p["cycle"] >= 0 and (p["seed"] is None or p["seed"].__class__ is int)
             and p["created_at"].__class__ is datetime):
         return None
     norm = [o.strip().lower() for o in options]
     if not all(norm) or len(set(norm)) != len(norm):
         return None
-    provenance = _made(Provenance, {**{k: p[k] for k in _PROV_ORDER}, "raw": {}}, _PROV_SET)
+    provenance = _made(Provenance, {**p, "raw": {}}, _PROV_SET)
     values = {"id": "", "images": (image,), "question": question, "options": options, "answer": answer,
               "rationale": rationale, "modality": fields["modality"], "question_type": fields["question_type"],
               "provenance": provenance, "reward": None, "split": split, "subject_id": subject, "tags": ()}

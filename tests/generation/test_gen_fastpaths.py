@@ -71,6 +71,7 @@ def test_a_sample_from_checked_fields_equals_the_validated_one(item_kw, field_kw
     fast = checked_sample(item, fields, prov)
     assert fast is not None
     _same(fast, _validated(item, fields, prov))
+    assert checked_sample(item, fields, dict(reversed(prov.items()))) is None  # another order: validation decides
 
 
 @pytest.mark.parametrize("change", [
