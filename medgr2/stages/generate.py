@@ -103,7 +103,7 @@ class ResultWriter:
         self._samples: Any = None
         self._rejects: Any = None
 
-    def __enter__(self) -> ResultWriter:
+    def __enter__(self) -> ResultWriter:  # noqa: PYI034 - typing.Self needs Python 3.11
         with ExitStack() as stack:
             self._samples = stack.enter_context(atomic_open(self.work_dir / SAMPLES))
             self._rejects = stack.enter_context(atomic_open(self.work_dir / REJECTS))
@@ -122,8 +122,8 @@ class ResultWriter:
             raise TypeError(f"a generator handed the stage a {type(result).__name__}; a sink takes VQASample "
                             "or Reject records only")
 
-    def __exit__(self, *exc: Any) -> None:
-        self._stack.__exit__(*exc)
+    def __exit__(self, *exc: object) -> None:
+        self._stack.__exit__(*exc)  # type: ignore[arg-type]
 
 
 class JsonlRecords(Sequence[M], Generic[M]):

@@ -109,7 +109,7 @@ if _C_MAKE_ENCODER is not None:
     _RECORD_CHUNKS = _C_MAKE_ENCODER(None, str, json.encoder.encode_basestring, None, ": ", ", ", False, False, True)
 else:  # no C accelerator: the plain encoder
 
-    def _RECORD_CHUNKS(record: Any, _level: int) -> tuple[str, ...]:  # noqa: N802
+    def _RECORD_CHUNKS(record: Any, _level: int) -> tuple[str, ...]:
         return (_RECORD_JSON(record),)
 
 

@@ -22,8 +22,8 @@ WHEN = "2026-12-06T10:00:00.123456+00:00"
 
 
 def _item(**kw) -> SeedItem:
-    base = dict(id="it-1", dataset="demo", modality=Modality.XRAY, split="train",
-                image=ImageRef(path="a.png", root="/r", sha256="sha-1"), labels={"diagnosis": "normal"})
+    base = {"id": "it-1", "dataset": "demo", "modality": Modality.XRAY, "split": "train",
+            "image": ImageRef(path="a.png", root="/r", sha256="sha-1"), "labels": {"diagnosis": "normal"}}
     return SeedItem(**{**base, **kw})
 
 
@@ -35,9 +35,9 @@ def _fields(**kw) -> dict:
 
 
 def _prov(item: SeedItem, **kw) -> dict:
-    base = dict(source_dataset=item.dataset, source_id=item.id, generator="openai", generator_version="0.1.0",
-                model_id="m", prompt_strategy="direct", template_hash="0123456789abcdef", cycle=2, seed=7,
-                created_at=datetime.fromisoformat(WHEN))
+    base = {"source_dataset": item.dataset, "source_id": item.id, "generator": "openai",
+            "generator_version": "0.1.0", "model_id": "m", "prompt_strategy": "direct",
+            "template_hash": "0123456789abcdef", "cycle": 2, "seed": 7, "created_at": datetime.fromisoformat(WHEN)}
     return {**base, **kw}
 
 

@@ -18,7 +18,6 @@ from medgr2.stages.generate import JsonlRecords, ResultWriter, generate
 from medgr2.store import write_jsonl
 from medgr2.testing.fake_servers import FakeOpenAIServer
 
-
 WHEN = datetime(2026, 12, 6, tzinfo=timezone.utc)
 
 
