@@ -108,12 +108,18 @@ class DataSection(Section):
     max_items: int | None = Field(default=None, ge=1, description="Cap on seed items per cycle (None: all).")
 
 
+CLOSING_SHARE = 0.5
+"""The ``labels`` builder's default share of rationales ending in a confident closing sentence, for the
+generator and the question builder alike (R_φ's references are then written in the generator's style, and
+a wrong answer's closing sentence does not give it away; ``medgr2_datasets.defects``)."""
+
+
 class GenerationSection(Section):
     """Step 1: the generator G."""
 
     generator: GeneratorSpec = Field(default_factory=lambda: GeneratorSpec(name="labels", options={"defects": {
         "wrong_confusable": 0.2, "contradicting_rationale": 0.05, "unanswerable": 0.05, "bad_rationale": 0.05,
-        "bad_options": 0.05}}),
+        "bad_options": 0.05}, "closing_share": CLOSING_SHARE}),
                                      description="The generator backend and its options.")
     limit: int | None = Field(default=None, ge=1, description="Stop after this many seed items.")
     update: GeneratorUpdaterSpec | None = Field(
@@ -228,7 +234,7 @@ class EvaluationSection(Section):
                     "any other evaluator.")
     scorer: str = Field(default="medgr2", description="The scoring protocol (see `medgr2 eval scorers`).")
     question_builder: GeneratorSpec = Field(
-        default_factory=lambda: GeneratorSpec(name="labels"),
+        default_factory=lambda: GeneratorSpec(name="labels", options={"closing_share": CLOSING_SHARE}),
         description="Builds ground-truth questions from held-out labelled items (and RM reference samples).")
     sources: list[DatasetSpec] = Field(default_factory=list,
                                        description="Evaluation sets; empty: the test split of data.sources.")

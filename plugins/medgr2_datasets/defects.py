@@ -8,7 +8,9 @@ in one of five ways that mirror how LLM generators fail, and records which in
 ``wrong_confusable``
     The answer is set to a *confusable* wrong class (melanoma for a nevus, MRI for CT, the
     neighbouring age band ...; see :data:`CONFUSABLE`), swapped into the options when absent, and
-    the rationale argues for it. The hardest kind: the text reads well; only the image shows it.
+    the rationale argues for it, in the style of the sample it spoils (with the confident closing
+    sentence :data:`SUPPORT` when that sample had one: ``LabelsOptions.closing_share``). The hardest
+    kind: the text reads like a right answer; only the image shows it is wrong.
 ``contradicting_rationale``
     The answer stays right but the rationale states another option, then concludes the answer.
 ``unanswerable``
@@ -77,7 +79,10 @@ CONFUSABLE: dict[str, tuple[str, ...]] = {
 Answers not listed fall back to the dataset's own options."""
 
 SUPPORT = " Its appearance is typical of {wrong}, which rules out the other options."
-"""Sentence appended to a ``wrong_confusable`` rationale so that it argues for the wrong answer."""
+"""The confident closing sentence: the ``labels`` generator ends a share of its rationales with it
+(``closing_share``), and a ``wrong_confusable`` rationale keeps it, for the wrong answer, when the
+sample it spoils had it. (Before wave 2's stop 26 every ``wrong_confusable`` rationale got it and no
+clean one did, so the sentence alone gave the defect away: R_φ's fluency features found it.)"""
 
 ORGANS = ("liver", "spleen", "left kidney", "heart", "urinary bladder", "pancreas", "stomach")
 PROBES: tuple[tuple[Modality, str, QuestionType, str, tuple[str, ...], str], ...] = (
@@ -128,8 +133,9 @@ def _wrong_confusable(s: VQASample, rng: random.Random, rationales: Mapping[str,
     else:
         wrong = rng.choice(wrongs)
     kind = s.provenance.raw.get("kind", "diagnosis")
+    closing = SUPPORT.format(wrong=wrong) if s.rationale.endswith(SUPPORT.format(wrong=s.answer)) else ""
     rationale = rationales.get(kind, rationales["diagnosis"]).format(
-        answer=wrong, dataset=s.provenance.source_dataset) + SUPPORT.format(wrong=wrong)
+        answer=wrong, dataset=s.provenance.source_dataset) + closing
     return evolve(s, options=tuple(options), answer=wrong, rationale=rationale,
                   **_mark(s, "wrong_confusable", true_answer=s.answer))
 

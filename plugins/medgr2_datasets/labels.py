@@ -35,7 +35,7 @@ from medgr2.data import (
     stable_hash,
 )
 from medgr2.interfaces import StageContext
-from medgr2_datasets.defects import apply_defects
+from medgr2_datasets.defects import SUPPORT, apply_defects
 from medgr2_datasets.options import LabelsOptions
 from medgr2_datasets.vocab import FALLBACK_SPACES, MODALITY_VOCAB, age_band, normalise_sex, readable
 
@@ -198,12 +198,17 @@ class LabelsGenerator:
             return None
         template = rng.choice(TEMPLATES[fact.kind])
         modality = item.modality.label if item.modality is not Modality.OTHER else "medical"
+        rationale = RATIONALES[fact.kind].format(answer=fact.answer, dataset=item.dataset)
+        share = self.options.closing_share
+        if share > 0:  # its own draw, so the other draws stay as they were
+            draw = random.Random(stable_hash(base.seed, base.cycle, item.id, fact.kind, "closing")).random()
+            rationale += SUPPORT.format(wrong=fact.answer) if draw < share else ""
         return VQASample(
             images=(item.image,),
             question=template.format(modality=modality),
             options=tuple(options),
             answer=fact.answer,
-            rationale=RATIONALES[fact.kind].format(answer=fact.answer, dataset=item.dataset),
+            rationale=rationale,
             modality=item.modality,
             question_type=KIND_TYPE[fact.kind],
             provenance=base.model_copy(

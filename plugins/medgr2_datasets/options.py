@@ -328,3 +328,10 @@ class LabelsOptions(_Options):
         default_factory=DefectRates,
         description="Defect model: share of samples per defect kind (all 0: clean; see DefectRates).",
     )
+    closing_share: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="Share of samples whose rationale ends with a confident closing sentence ('Its appearance is "
+                    "typical of X, which rules out the other options.'), as LLM generators often write. A "
+                    "wrong_confusable defect keeps the style of the sample it spoils, so the sentence does not "
+                    "give it away.",
+    )

@@ -50,8 +50,8 @@ def test_defaults_record_nothing_and_change_nothing(registry, tmp_path):
 
 
 def test_exact_counts_disjoint_kinds_and_what_each_changes(registry, tmp_path):
-    clean = run(registry, tmp_path).samples
-    res = run(registry, tmp_path, defects=RATES)
+    clean = run(registry, tmp_path, closing_share=0.5).samples
+    res = run(registry, tmp_path, defects=RATES, closing_share=0.5)
     spoiled = res.samples
     n = len(clean)
     assert len(spoiled) == n and n >= 150
@@ -69,7 +69,9 @@ def test_exact_counts_disjoint_kinds_and_what_each_changes(registry, tmp_path):
         elif kind == "wrong_confusable":
             assert s.answer != c.answer and s.provenance.raw["true_answer"] == c.answer
             assert s.question == c.question and s.answer in s.options
-            assert s.rationale.endswith(SUPPORT.format(wrong=s.answer))
+            # the style of the sample it spoils: the closing sentence, for the wrong answer, iff it had one
+            assert s.rationale.endswith(SUPPORT.format(wrong=s.answer)) == \
+                c.rationale.endswith(SUPPORT.format(wrong=c.answer))
             assert not re.search(rf"\b{re.escape(c.answer)}\b", s.rationale)
             confusable = [x.lower() for x in CONFUSABLE.get(c.answer.lower(), ())]
             if confusable:
@@ -100,6 +102,21 @@ def test_exact_counts_disjoint_kinds_and_what_each_changes(registry, tmp_path):
     hows = Counter(s.provenance.raw.get("how") for s in spoiled
                    if defect_of(s) in ("bad_rationale", "bad_options"))
     assert set(hows) == {"truncated", "scrambled", "implausible", "duplicated"}
+
+
+def test_closing_share_ends_that_share_of_rationales_with_the_confident_sentence(registry, tmp_path):
+    plain = run(registry, tmp_path).samples
+    styled = run(registry, tmp_path, closing_share=0.5).samples
+    closing = [s.rationale.endswith(SUPPORT.format(wrong=s.answer)) for s in styled]
+    assert 0.35 < sum(closing) / len(closing) < 0.65 and not any(
+        p.rationale.endswith(SUPPORT.format(wrong=p.answer)) for p in plain)
+    for p, s, c in zip(plain, styled, closing, strict=True):  # only the rationale's end differs
+        assert s.rationale == p.rationale + (SUPPORT.format(wrong=p.answer) if c else "")
+        assert s.model_dump(exclude={"rationale", "provenance"}) == p.model_dump(exclude={"rationale", "provenance"})
+    spoiled = run(registry, tmp_path, defects=RATES, closing_share=0.5).samples
+    wrong = [s for s in spoiled if defect_of(s) == "wrong_confusable"]
+    with_closing = sum(s.rationale.endswith(SUPPORT.format(wrong=s.answer)) for s in wrong)
+    assert 0 < with_closing < len(wrong)  # the sentence no longer marks the wrong answers
 
 
 def test_label_noise_is_recorded_and_not_drawn_twice(registry, tmp_path):
