@@ -379,6 +379,17 @@ def push_dataset_to_hub(folder: str | os.PathLike[str], repo_id: str, *, private
 REWARD_CONFIG = "reward_model.json"
 
 
+def _recorded(folder: Path, recorded: str) -> Path:
+    """A path a run recorded inside ``folder``: as written when it exists (absolute, or relative to
+    where the run was started and still valid here), else re-rooted at ``folder`` (the part after the
+    folder's own name), so a run folder can be read from anywhere."""
+    path = Path(recorded)
+    if path.is_absolute() or path.exists() or folder.name not in path.parts:
+        return path
+    at = len(path.parts) - 1 - path.parts[::-1].index(folder.name)
+    return folder.joinpath(*path.parts[at + 1:])
+
+
 def resolve_reward_folder(path: str | os.PathLike[str]) -> Path:
     """The R_φ version folder that ``path`` means.
 
@@ -390,15 +401,15 @@ def resolve_reward_folder(path: str | os.PathLike[str]) -> Path:
     if (p / REWARD_CONFIG).is_file():
         return p
     if (p / "latest.json").is_file():
-        return resolve_reward_folder(json.loads((p / "latest.json").read_text(encoding="utf-8"))["path"])
+        return resolve_reward_folder(_recorded(p, json.loads((p / "latest.json").read_text(encoding="utf-8"))["path"]))
     manifest = p / artifacts.MANIFEST
     if manifest.is_file():
         stages = json.loads(manifest.read_text(encoding="utf-8")).get("stages", {})
         for key in sorted(stages, reverse=True):
             if key.endswith(("/reward-update", "/reward-init")):
                 checkpoint = (stages[key].get("outputs") or {}).get("checkpoint")
-                if checkpoint and (Path(checkpoint) / REWARD_CONFIG).is_file():
-                    return Path(checkpoint)
+                if checkpoint and (_recorded(p, checkpoint) / REWARD_CONFIG).is_file():
+                    return _recorded(p, checkpoint)
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist: give a reward model folder (…/versions/vNNN), the folder "
                                 "`medgr2 train-rm` wrote into, or a run folder")

@@ -53,3 +53,24 @@ def test_nothing_loadable_says_what_is_expected(tmp_path):
         resolve_reward_folder(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="reward_model.json"):
         medgr2.load_reward_model(tmp_path)
+
+
+def test_paths_a_run_recorded_relative_to_where_it_started_resolve_from_anywhere(tmp_path, monkeypatch):
+    from medgr2.hub import REWARD_CONFIG
+
+    started = tmp_path / "project"  # the run was started here, with runs_dir "runs"
+    version = started / "runs" / "demo" / "cycle-000" / "reward-init" / "versions" / "v001"
+    version.mkdir(parents=True)
+    (version / REWARD_CONFIG).write_text("{}")
+    recorded = "runs/demo/cycle-000/reward-init/versions/v001"
+    (version.parent.parent / "latest.json").write_text(json.dumps({"version": "v", "path": recorded}))
+    run = started / "runs" / "demo"
+    (run / "manifest.json").write_text(json.dumps({"stages": {"cycle-000/reward-init": {
+        "outputs": {"checkpoint": recorded}}}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert resolve_reward_folder(run / "cycle-000" / "reward-init") == version
+    assert resolve_reward_folder(run) == version
+    monkeypatch.chdir(started)  # from where it started, the recorded path itself
+    assert resolve_reward_folder("runs/demo").resolve() == version
