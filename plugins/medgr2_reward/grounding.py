@@ -41,6 +41,8 @@ from medgr2_reward.consistency import options_of
 FEATURES = ("support", "agree", "other", "nearest")
 SIDE = 16
 """Images become ``SIDE × SIDE`` RGB pixel vectors, centred and scaled to unit length."""
+CACHE_SIZE = 8192
+"""Pixel vectors kept between lookups (3 KB each); an input's questions about one image come together."""
 
 
 def _norm(text: str) -> str:
@@ -74,6 +76,8 @@ class GroundingBank:
     def _vector(self, image: ImageRef) -> np.ndarray:
         key = image.key
         if key not in self._cache:
+            if len(self._cache) >= CACHE_SIZE:  # bounded: 200,000 candidates may show as many images
+                self._cache.clear()
             self._cache[key] = pixel_vector(image)
         return self._cache[key]
 
