@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import re
+import threading
 import time
 from array import array
 from bisect import bisect_left
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -186,9 +187,11 @@ class ResponseCache:
         self._exact: dict[str, int] = {}  # keys whose hash collides with another key's (almost never used)
         self._file: Any = None  # append handle (binary)
         self._reader: Any = None  # read handle (binary)
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: threading.Thread | None = None  # started by the first group commit
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()  # batches for the writer thread; None ends it
         self._pending: list[tuple[str, Reply, asyncio.Future[None]]] = []
         self._flushing = False
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # the loop whose callbacks run the commits
         self._load()
 
     def _load(self) -> None:
@@ -311,39 +314,64 @@ class ResponseCache:
         done: asyncio.Future[None] = loop.create_future()
         stored = _redacted(reply)
         self._pending.append((key, stored, done))
-        if not self._flushing:
-            self._flushing = True
-            loop.create_task(self._flush())
+        if not self._flushing or self._flush_loop is not loop:  # (a loop that ended mid-commit fires no more)
+            self._flushing, self._flush_loop = True, loop
+            self._schedule(loop)
         await done
         return stored
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
+    # The group commit runs on callbacks, not a task: a timer (the commit window) hands the pending records to
+    # the writer thread through a queue, and the thread hands the offsets (or its error) back with one
+    # call_soon_threadsafe. One batch is on the thread at a time; what arrives meanwhile waits for the next.
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._fsync and self.commit_window_s > 0:
+            loop.call_later(self.commit_window_s, self._hand_over, loop)  # later replies share the fsync
+        else:
+            loop.call_soon(self._hand_over, loop)
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._pending = self._pending, []
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medgr2-cache")
-        try:
-            while self._pending:
-                if self._fsync and self.commit_window_s > 0:
-                    await asyncio.sleep(self.commit_window_s)  # let the replies arriving meanwhile share the fsync
-                batch, self._pending = self._pending, []
-                try:
-                    offsets = await loop.run_in_executor(self._writer, self._write, [(k, r) for k, r, _ in batch])
-                except Exception as exc:  # noqa: BLE001 - every waiter gets the disk error
-                    for _, _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
-                    continue
-                for (key, _, done), offset in zip(batch, offsets):
-                    self._remember(key, offset)
-                    if not done.done():
-                        done.set_result(None)
-        finally:
+            self._writer = threading.Thread(target=self._write_loop, name="medgr2-cache", daemon=True)
+            self._writer.start()
+        self._jobs.put((loop, batch))
+
+    def _write_loop(self) -> None:
+        """The writer thread: write and fsync each batch, then hand the result to the loop."""
+        while (job := self._jobs.get()) is not None:
+            loop, batch = job
+            try:
+                result: list[int] | BaseException = self._write([(k, r) for k, r, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiter gets the disk error
+                result = exc
+            try:
+                loop.call_soon_threadsafe(self._committed, loop, batch, result)
+            except RuntimeError:  # the loop closed meanwhile: no one is waiting
+                pass
+
+    def _committed(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[str, Reply, asyncio.Future[None]]],
+                   result: list[int] | BaseException) -> None:
+        if isinstance(result, BaseException):
+            for _, _, done in batch:
+                if not done.done() and done.get_loop() is loop:
+                    done.set_exception(result)
+        else:
+            for (key, _, done), offset in zip(batch, result):
+                self._remember(key, offset)
+                if not done.done() and done.get_loop() is loop:
+                    done.set_result(None)
+        if loop is not self._flush_loop:
+            return  # a commit of a loop that has since been replaced: the new loop schedules its own
+        if self._pending:
+            self._schedule(loop)
+        else:
             self._flushing = False
 
     def close(self) -> None:
         """Finish pending writes and close the file."""
         if self._writer is not None:
-            self._writer.shutdown(wait=True)
+            self._jobs.put(None)
+            self._writer.join()
             self._writer = None
         for attr in ("_file", "_reader"):
             handle = getattr(self, attr)

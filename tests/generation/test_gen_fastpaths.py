@@ -180,3 +180,62 @@ def test_progress_is_given_in_batches_with_the_same_totals(gen_registry, items_f
     (task,) = reporter.tasks
     assert task.done == 12 and task.counts["done"] == len(result.samples) and result.rejects
     assert task.counts["rejected"] == len(result.rejects) and "failed" not in task.counts
+
+
+def test_the_group_commit_on_callbacks_writes_every_reply_before_its_put_returns(tmp_path):
+    """ResponseCache.put's group commit (a timer, the writer thread, one callback back): each put returns once its
+    line is in the file, replies arriving within the window share a commit, every line is the record ``add``
+    would write, and a reload finds them all."""
+    import asyncio
+
+    from medgr2_generation.reply_cache import ResponseCache, _record
+
+    path = tmp_path / "cache.jsonl"
+    cache = ResponseCache(path)
+    writes: list[int] = []
+    plain_write = cache._write
+    cache._write = lambda records: (writes.append(len(records)), plain_write(records))[1]  # type: ignore[method-assign]
+
+    async def one(i: int) -> None:
+        await asyncio.sleep(0.0005 * (i % 8))
+        stored = await cache.put(f"k{i}", Reply(text=f"t{i}", created_at=WHEN))
+        assert _record(f"k{i}", stored) in path.read_bytes().splitlines(keepends=True)  # on disk already
+        assert cache.get(f"k{i}") == stored
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(40)))
+
+    asyncio.run(main())
+    asyncio.run(main())  # a second loop on the same cache (the commit state is per loop): no hang, same answers
+    cache.close()
+    assert sum(writes) == 80 and len(writes) < 80  # grouped: fewer writes (and fsyncs) than replies
+    again = ResponseCache(path)
+    assert sorted(again.keys()) == sorted(f"k{i}" for i in range(40))
+    assert again.get("k7") == Reply(text="t7", created_at=WHEN)
+    again.close()
+
+
+def test_a_disk_error_in_a_group_commit_reaches_every_waiter_and_the_next_commit_still_runs(tmp_path):
+    import asyncio
+
+    from medgr2_generation.reply_cache import ResponseCache
+
+    cache = ResponseCache(tmp_path / "cache.jsonl")
+    plain_write = cache._write
+    fail = [True]
+
+    def write(records):
+        if fail[0]:
+            raise OSError("disk full")
+        return plain_write(records)
+
+    cache._write = write  # type: ignore[method-assign]
+
+    async def main() -> list:
+        return await asyncio.gather(*(cache.put(f"k{i}", Reply(text="t")) for i in range(5)), return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, OSError) and "disk full" in str(o) for o in outcomes)
+    fail[0] = False
+    assert all(isinstance(o, Reply) for o in asyncio.run(main())) and len(cache) == 5
+    cache.close()
