@@ -224,9 +224,23 @@ _PROV_ORDER = ("source_dataset", "source_id", "generator", "generator_version", 
                "template_hash", "cycle", "seed", "created_at")
 _SAMPLE_ORDER = ("id", "images", "question", "options", "answer", "rationale", "modality", "question_type",
                  "provenance", "reward", "split", "subject_id", "tags")
+def _rules(cls: type) -> tuple[Any, ...]:
+    """What validation of ``cls`` enforces beyond types: its validators' names and its fields' constraints."""
+    decorators = cls.__pydantic_decorators__
+    return (sorted(decorators.field_validators), sorted(decorators.model_validators),
+            {name: [repr(m) for m in f.metadata] for name, f in cls.model_fields.items() if f.metadata})
+
+
+_SAMPLE_RULES = (["_options_unique", "_question_not_blank"], ["_answer_and_id"],
+                 {"images": ["MinLen(min_length=1)"], "question": ["MinLen(min_length=1)"],
+                  "options": ["MinLen(min_length=2)", "MaxLen(max_length=8)"]})
+_PROV_RULES: tuple[Any, ...] = ([], [], {"cycle": ["Ge(ge=0)"]})
 _FAST = (_plain(VQASample) and _plain(Provenance) and tuple(VQASample.model_fields) == _SAMPLE_ORDER
-         and tuple(Provenance.model_fields) == (*_PROV_ORDER, "raw"))
-"""The models are as :func:`checked_sample` knows them (else it always defers to validation)."""
+         and tuple(Provenance.model_fields) == (*_PROV_ORDER, "raw")
+         and _rules(VQASample) == _SAMPLE_RULES and _rules(Provenance) == _PROV_RULES)
+"""The models are as :func:`checked_sample` knows them: the same fields in the same order, and the same
+validators and constraints, which it re-checks (a new rule turns the fast path off: it then always defers to
+validation, and ``test_gen_fastpaths`` says so)."""
 _PROV_SET = frozenset(_PROV_ORDER)
 
 

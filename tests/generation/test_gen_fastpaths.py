@@ -156,6 +156,26 @@ def test_module_constants_are_what_the_quick_sample_assumes():
     assert datetime.fromisoformat(WHEN).tzinfo == timezone.utc
 
 
+def test_a_new_rule_on_the_sample_is_seen_by_the_quick_sample_guard():
+    from pydantic import Field, field_validator
+
+    from medgr2.data import VQASample
+    from medgr2_generation import backend_support
+
+    class Stricter(VQASample):
+        @field_validator("rationale")
+        @classmethod
+        def _short(cls, v: str) -> str:
+            return v
+
+    class Capped(VQASample):
+        rationale: str = Field(default="", max_length=500)
+
+    assert backend_support._rules(VQASample) == backend_support._SAMPLE_RULES
+    for changed in (Stricter, Capped):  # the quick sample would not check these: the guard must differ
+        assert backend_support._rules(changed) != backend_support._SAMPLE_RULES
+
+
 def test_a_cache_record_is_the_json_every_version_wrote():
     from medgr2_generation.reply_cache import _record
 
