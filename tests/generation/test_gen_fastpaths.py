@@ -157,10 +157,10 @@ def test_module_constants_are_what_the_quick_sample_assumes():
 
 
 def test_a_new_rule_on_the_sample_is_seen_by_the_quick_sample_guard():
+    from medgr2_generation import backend_support
     from pydantic import Field, field_validator
 
     from medgr2.data import VQASample
-    from medgr2_generation import backend_support
 
     class Stricter(VQASample):
         @field_validator("rationale")
