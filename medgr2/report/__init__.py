@@ -2,10 +2,11 @@
 
 ``write_report(run_dir)`` reads only the run directory's artifacts, so it can be rebuilt at any time
 (``medgr2 report RUN_DIR``). Sections: "At a glance" (:mod:`medgr2.report.summary`: accuracy before and
-after each training stage, R_φ's calibration, defects before and after filtering, each explained); the ledger; warnings (what degenerated, or "none"); the
-sections plugins contribute (kind ``report_section``: R_φ calibration comes from the reward plugin);
-per cycle the funnel, reward histograms by modality, galleries of accepted and rejected samples,
-training curves and evaluation tables; the config.
+after each training stage, R_φ's calibration, defects before and after filtering, each explained);
+the ledger; warnings (what degenerated, or "none"); the sections plugins contribute (kind
+``report_section``: R_φ calibration comes from the reward plugin); per cycle the funnel, the mix
+before and after each selection filter, reward histograms by modality, galleries of accepted and
+rejected samples, training curves and evaluation tables; the config.
 """
 
 from __future__ import annotations
@@ -124,6 +125,33 @@ def _funnel(cycle_dir: Path) -> str:
     return out
 
 
+def _share(n: int, total: int) -> str:
+    return f"{n} ({100 * n / total:.1f} %)" if total else str(n)
+
+
+def _mix(cycle_dir: Path, answers: int = 10) -> str:
+    """The mix before and after each selection filter (its ``mix-<filter>.json``): counts and shares per
+    modality, question type and dataset, and the ``answers`` answers whose share moved most (a filter
+    that trusts common diagnoses more than rare ones shows here)."""
+    parts = []
+    for path in sorted((cycle_dir / "filter").glob("mix-*.json")):
+        facts = read_json(path)
+        n_in, n_kept = int(facts.get("in") or 0), int(facts.get("kept") or 0)
+        rows: list[list[Any]] = []
+        for field, counts in (facts.get("by") or {}).items():
+            before, after = counts.get("before") or {}, counts.get("after") or {}
+            values = list(before)
+            if field == "answer" and len(values) > answers:
+                moved = {v: abs(after.get(v, 0) / max(n_kept, 1) - before[v] / max(n_in, 1)) for v in values}
+                values = sorted(values, key=lambda v: -moved[v])[:answers]
+                field = f"answer ({answers} of {len(before)} that moved most)"
+            rows += [[field, v, _share(before[v], n_in), _share(after.get(v, 0), n_kept)] for v in values]
+        strata = ", ".join(facts.get("stratify_by") or []) or "nothing"
+        parts.append(f"<h4>{escape(facts.get('filter', path.stem))}: {n_in} → {n_kept}, stratified by "
+                     f"{escape(strata)}</h4>" + table(["field", "value", "before", "after"], rows))
+    return "<h3>Mix before and after selection</h3>" + "".join(parts) if parts else ""
+
+
 def _galleries(cycle_dir: Path, registry: Any, n: int = 8) -> str:
     scored = read_jsonl(cycle_dir / "score" / artifacts.SCORED, VQASample)
     if not scored:
@@ -204,7 +232,7 @@ def build_html(run_dir: Path, registry: Any = None) -> str:
     for cycle_dir in sorted(run_dir.glob("cycle-[0-9][0-9][0-9]")):
         if cycle_dir.name == "cycle-000":
             continue
-        body.append(f"<h2>{escape(cycle_dir.name)}</h2><h3>Funnel</h3>{_funnel(cycle_dir)}")
+        body.append(f"<h2>{escape(cycle_dir.name)}</h2><h3>Funnel</h3>{_funnel(cycle_dir)}{_mix(cycle_dir)}")
         body.append(_galleries(cycle_dir, registry))
         curves = [_history_curves(cycle_dir / s / POLICY_DIR / TRAIN_RESULT, f"{s.upper()} curves")
                   for s in ("sft", "grpo")]

@@ -14,22 +14,22 @@ class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-Stratum = Literal["modality", "question_type", "dataset"]
-"""What a selection filter can stratify by: the sample's modality, question type, or source dataset."""
+Stratum = Literal["modality", "question_type", "dataset", "answer"]
+"""What a selection filter can stratify by: the sample's modality, question type, source dataset, or
+answer (case and spacing folded), which keeps the class balance of the answers the generator wrote."""
 
 
 class _Stratified(_Options):
     stratify_by: list[Stratum] = Field(
         default_factory=list,
-        description="Keep the same share of every stratum (modality, question_type, dataset or a "
-                    "combination), "
-                    "so selection does not shift the mix; [] ranks all samples together.")
+        description="Keep the same share of every stratum (modality, question_type, dataset, answer or a "
+                    "combination), so selection does not shift the mix; [] ranks all samples together.")
 
     @model_validator(mode="after")
     def _unique_strata(self) -> _Stratified:
         if len(set(self.stratify_by)) != len(self.stratify_by):
             raise ValueError(f"stratify_by names a field twice: {self.stratify_by}; give each of modality, "
-                             "question_type, dataset at most once")
+                             "question_type, dataset, answer at most once")
         return self
 
 

@@ -1,10 +1,12 @@
 """Reward-based selection: ``threshold`` (r > tau), ``top_k`` and the seeded ``rand_k`` baseline.
 
-Each can keep the mix: with ``stratify_by`` (modality, question_type, dataset) the number to keep
-is shared out over the strata in proportion to their sizes (:func:`apportion`) and each stratum is
-ranked (or drawn) on its own, so a reward model that scores one modality lower as a whole cannot
-empty it. Every call writes the mix before and after (counts per modality, question type and
-dataset, and per stratum) to ``mix-<filter>.json`` in ``context.work_dir`` (:func:`write_mix`).
+Each can keep the mix: with ``stratify_by`` (modality, question_type, dataset, answer) the number to
+keep is shared out over the strata in proportion to their sizes (:func:`apportion`) and each stratum
+is ranked (or drawn) on its own, so a reward model that scores one modality lower as a whole cannot
+empty it. ``answer`` keeps the class balance: a reward model that trusts the common diagnosis more
+than a rare one would otherwise keep mostly the common one. Every call writes the mix before and
+after (counts per modality, question type, dataset and answer, and per stratum) to
+``mix-<filter>.json`` in ``context.work_dir`` (:func:`write_mix`).
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ from medgr2.interfaces import StageContext
 from medgr2_filters.keys import decide, reward_or_fail, reward_or_none
 from medgr2_filters.options import RandKOptions, ThresholdOptions, TopKOptions
 
-MIX_FIELDS = ("modality", "question_type", "dataset")
+MIX_FIELDS = ("modality", "question_type", "dataset", "answer")
 
 
 def stratum_value(sample: VQASample, field: str) -> str:
-    """The sample's value of one stratification field (``dataset``: its source dataset, else ``unknown``)."""
+    """The sample's value of one stratification field (``dataset``: its source dataset, else ``unknown``;
+    ``answer``: the answer text with case and runs of spaces folded)."""
     if field == "modality":
         return sample.modality.value
     if field == "question_type":
         return sample.question_type.value
     if field == "dataset":
         return sample.provenance.source_dataset or "unknown"
+    if field == "answer":
+        return " ".join(sample.answer.split()).casefold()
     raise ValueError(f"unknown stratification field {field!r}; use one of {', '.join(MIX_FIELDS)}")
 
 
@@ -70,7 +75,7 @@ def _strata(samples: Sequence[VQASample], fields: Sequence[str]) -> dict[str, li
 
 def mix(samples: Sequence[VQASample], decisions: Sequence[FilterDecision], stratify_by: Sequence[str] = ()
         ) -> dict[str, Any]:
-    """Counts per modality, question type and dataset (and per stratum) before and after a filter."""
+    """Counts per modality, question type, dataset and answer (and per stratum) before and after a filter."""
     kept = [s for s, d in zip(samples, decisions, strict=True) if d.keep]
     out: dict[str, Any] = {"in": len(samples), "kept": len(kept), "stratify_by": list(stratify_by), "by": {}}
     for field in MIX_FIELDS:

@@ -105,6 +105,41 @@ def test_top_k_two_fields_and_rounding(registry, ctx):
     assert facts["strata"]["disease_diagnosis/HAM10000"] == {"in": 10, "kept": 2}
 
 
+def diagnoses():
+    """40 dermoscopy diagnoses: 30 "melanocytic nevus" scored high (5..9.35), 10 melanoma written in
+    three spellings scored low (0..4.5): a reward model that trusts the common diagnosis more."""
+    def one(i, answer, reward):
+        return VQASample(images=(ImageRef(path=f"{i}.png", root="/d", sha256=f"{i:064x}"),),
+                         question=f"Diagnosis {i}?", options=("melanocytic nevus", "dermatofibroma", "melanoma" if "nevus" in answer else answer),
+                         answer=answer, modality=Modality.DERMOSCOPY, question_type=QT.DISEASE_DIAGNOSIS,
+                         provenance=Provenance(source_dataset="HAM10000"), reward=RewardBreakdown(total=reward))
+
+    out = [one(i, "melanocytic nevus", 5 + 0.15 * i) for i in range(30)]
+    out += [one(100 + i, ("melanoma", "Melanoma", "melanoma  in situ")[i % 3], 0.5 * i) for i in range(10)]
+    random.Random(1).shuffle(out)
+    return out
+
+
+def test_stratify_by_answer_keeps_the_class_balance(registry, ctx, tmp_path):
+    from medgr2.report import _mix
+
+    samples = diagnoses()
+    plain = registry.create("filter", "top_k", {"fraction": 0.5, "stratify_by": ["question_type"]})
+    assert kept_by(samples, plain.apply(samples, [], ctx), "answer") == {"melanocytic nevus": 20}
+    facts = json.loads((ctx.work_dir / "mix-top_k.json").read_text())
+    assert facts["by"]["answer"] == {"before": {"melanocytic nevus": 30, "melanoma": 7, "melanoma in situ": 3},
+                                     "after": {"melanocytic nevus": 20, "melanoma": 0, "melanoma in situ": 0}}
+    balanced = registry.create("filter", "top_k", {"fraction": 0.5, "stratify_by": ["question_type", "answer"]})
+    out = balanced.apply(samples, [], ctx)
+    # case and spacing folded: "melanoma" + "Melanoma" is one stratum of 7, "melanoma  in situ" one of 3
+    assert kept_by(samples, out, "answer") == {"melanocytic nevus": 15, "melanoma": 4, "melanoma in situ": 1}
+    assert {s.reward.total for s, d in zip(samples, out) if d.keep and "situ" in s.answer} == {4.0}  # its best of 1.0, 2.5, 4.0
+    html = _mix(tmp_path)  # ctx.work_dir is tmp_path / "filter", as a cycle's filter stage
+    assert "top_k: 40 → 20, stratified by question_type, answer" in html
+    assert "<td>melanoma</td><td>7 (17.5 %)</td><td>4 (20.0 %)</td>" in html
+    assert _mix(tmp_path / "no-such-cycle") == ""
+
+
 def test_threshold_stratified_is_a_per_stratum_quantile(registry, ctx):
     samples = corpus()
     plain = registry.create("filter", "threshold", {"tau": 7.0}).apply(samples, [], ctx)
