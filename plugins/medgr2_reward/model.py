@@ -54,6 +54,9 @@ CONFIG_FILE = "reward_model.json"
 HEAD_FILE = "head.safetensors"
 LEXICON_FILE = "lexicon.json"
 FORMAT_VERSION = 1
+IMAGE_CACHE_SIZE = 8192
+"""Images whose pixels the CNN keeps (64 x 64 float32: 16 KiB each, 128 MiB at most); when full it starts
+again, so scoring 200,000 candidates does not hold every image (1.6 GB before the bound)."""
 
 
 def squash(z: torch.Tensor) -> torch.Tensor:
@@ -201,6 +204,9 @@ class RegressionRewardModel:
             key = it.image.key
             if key not in self._image_cache:
                 import numpy as np
+
+                if len(self._image_cache) >= IMAGE_CACHE_SIZE:
+                    self._image_cache.clear()
 
                 img = open_image(it.image).convert("L").resize((size, size))
                 arr = torch.from_numpy(np.asarray(img, dtype="float32") / 255.0)

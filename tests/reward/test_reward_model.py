@@ -110,7 +110,7 @@ def test_continual_training_makes_a_new_version(trained, tmp_path):
     assert (work / "versions" / "v001" / "reward_model.json").is_file()
 
 
-def test_image_fusion_trains_and_reloads(tmp_path):
+def test_image_fusion_trains_and_reloads(tmp_path, monkeypatch):
     from PIL import Image
 
     refs = []
@@ -125,6 +125,12 @@ def test_image_fusion_trains_and_reloads(tmp_path):
     assert dark > light
     again = MiniLMRewardModel(_opts(vision=True, image_size=16, checkpoint=str(tmp_path / "w" / "versions" / "v001")))
     assert again.score([ex[0], ex[1]]) == pytest.approx([dark, light], abs=1e-6)
+    import medgr2_reward.model as model_module
+
+    monkeypatch.setattr(model_module, "IMAGE_CACHE_SIZE", 1)  # the pixel cache is bounded, scores unchanged
+    again._image_cache.clear()
+    assert again.score([ex[0], ex[1], ex[2]]) == pytest.approx([dark, light, dark], abs=1e-6)
+    assert len(again._image_cache) == 1
 
 
 def test_a_model_saved_before_the_fusion_grid_and_consistency_features_still_loads(tmp_path):
