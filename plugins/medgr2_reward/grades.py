@@ -177,6 +177,17 @@ def build_grade_examples(refs: Sequence[Reference], synonyms: Synonyms | None,
 
 def _make(ref: Reference, grade: int, rng: random.Random, synonyms: Synonyms | None, donors: _Donors,
           opts: GradeOptions, split: str) -> GradedExample | None:
+    ex = _graded(ref, grade, rng, synonyms, donors, opts, split)
+    # answer alone (as a policy answering with the option writes it): kept only where the answer decides
+    # the grade, i.e. the right answer (grade 1) or a wrong one (grade 4), never a right one with a bad rationale
+    if (ex is not None and ref.options and opts.answer_only_share > 0 and grade in (1, 4)
+            and (grade == 1) == (ex.answer == ref.text) and rng.random() < opts.answer_only_share):
+        return ex.model_copy(update={"rationale": ""})
+    return ex
+
+
+def _graded(ref: Reference, grade: int, rng: random.Random, synonyms: Synonyms | None, donors: _Donors,
+            opts: GradeOptions, split: str) -> GradedExample | None:
     answer, rationale = ref.text, ref.rationale
     where = _perturb_target(ref)
     if grade in (2, 3):

@@ -37,6 +37,13 @@ class GradeOptions(BaseModel):
         description="Grade 4 of VQA references: share that keep the right answer beside the rationale written "
                     "for another image's different answer (a rationale that argues for something else). The "
                     "rest pair a wrong option with another sample's rationale.")
+    answer_only_share: float = Field(
+        default=0.25, ge=0, le=1,
+        description="Grades 1 and 4 of VQA references: share written without the rationale, as a policy that "
+                    "answers with the option alone writes them (answer_format text or letter): the right answer "
+                    "alone is graded 10, a wrong one -6. Without them R_φ has never seen an answer without a "
+                    "rationale and scores GRPO's completions at chance (docs/reward-model.md; 0.25 chosen on "
+                    "Table 2's validation split).")
     held_out_fraction: float = Field(default=0.2, ge=0, lt=1,
                                      description="Share of report/study groups held out (split 'test').")
     grades: tuple[int, ...] = Field(default=(1, 2, 3, 4), description="Which grades to build (1-4).")

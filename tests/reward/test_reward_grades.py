@@ -156,7 +156,8 @@ def _sample(i: int, answer: str, rationale: str = "") -> VQASample:
 def test_vqa_samples_grade4_forms_and_rationale_is_perturbed(image_share, rationale_share, form):
     samples = [_sample(i, ["pneumonia", "normal"][i % 2], f"The film shows {['pneumonia', 'normal'][i % 2]} {i}.")
                for i in range(10)]
-    opts = GradeOptions(held_out_fraction=0, other_image_share=image_share, other_rationale_share=rationale_share)
+    opts = GradeOptions(held_out_fraction=0, other_image_share=image_share, other_rationale_share=rationale_share,
+                        answer_only_share=0)
     gs = build_grade_examples(from_samples(samples), syn, opts)
     rationales = {s.rationale: s for s in samples}
     grade4 = [e for e in gs.examples if e.grade == 4]
@@ -176,6 +177,27 @@ def test_vqa_samples_grade4_forms_and_rationale_is_perturbed(image_share, ration
             assert (e.answer, e.rationale) == (donor.answer, donor.rationale) and donor.answer != sample.answer
         else:  # the right answer, argued for by a rationale of the other answer
             assert e.answer == sample.answer and donor.answer != sample.answer
+
+
+def test_answer_only_examples_grade_the_answer_alone():
+    """answer_only_share: grades 1 and 4 written as a policy answering with the option writes them; never a
+    right answer without its rationale graded down; 0 builds every example with its rationale."""
+    samples = [_sample(i, ["pneumonia", "normal"][i % 2], f"The film shows {['pneumonia', 'normal'][i % 2]} {i}.")
+               for i in range(40)]
+    refs = from_samples(samples)
+    base = build_grade_examples(refs, syn, GradeOptions(held_out_fraction=0, answer_only_share=0))
+    assert all(e.rationale for e in base.examples)
+    opts = GradeOptions(held_out_fraction=0, answer_only_share=0.5, other_rationale_share=0.5)
+    gs = build_grade_examples(refs, syn, opts)
+    alone = [e for e in gs.examples if not e.rationale]
+    assert {e.grade for e in alone} == {1, 4} and len(gs.examples) == len(base.examples)
+    assert 10 < len(alone) < 40  # about half of the 40 grade-1 and the wrong-answer grade-4 examples
+    for e in alone:
+        right = samples[int(e.group_id.split(":p")[1])].answer
+        assert (e.answer == right) == (e.grade == 1) and e.target == GRADE_TARGETS[e.grade]
+    # a grade-4 example that keeps the right answer beside another image's rationale keeps its rationale
+    assert any(e.grade == 4 and e.rationale and e.answer == samples[int(e.group_id.split(":p")[1])].answer
+               for e in gs.examples)
 
 
 def test_grade4_shares_must_fit_in_one():

@@ -145,6 +145,9 @@ def base_config(args: argparse.Namespace, seed: int, references: Path | None = N
         rm["epochs"] = args.rm_epochs
     if references is not None:
         cfg["reward"]["grade_set"]["options"]["references"] = [{"format": "samples", "path": str(references)}]
+    if args.rm_grading:
+        grading = cfg["reward"]["grade_set"]["options"].setdefault("grading", {})
+        grading.update(args.rm_grading)
     # reward-update runs after this cycle's evaluation: it cannot change any figure here
     cfg["reward"]["retrain_each_cycle"] = False
     sft = cfg["policy"]["sft"]["options"]
@@ -629,6 +632,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rm-items", type=int, default=600, help="train images (not generated from) whose clean "
                    "label-built questions build R_φ's graded set")
     p.add_argument("--rm-epochs", type=float, default=None, help="R_φ epochs (default: the quickstart's)")
+    p.add_argument("--rm-grading", type=json.loads, default=None,
+                   help="R_φ's grade-set options as JSON, over the quickstart's (e.g. '{\"answer_only_share\": 0.25}')")
     p.add_argument("--rm-from", choices=["others", "generated"], default="others",
                    help="R_φ's graded set from clean questions about other train images, or about the images the "
                         "generator uses (as the quickstart does)")
