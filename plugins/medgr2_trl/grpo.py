@@ -51,6 +51,23 @@ def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / math.sqrt(sxx * syy)
 
 
+def _group_auroc(scores: Sequence[float], match: Sequence[float], g: int) -> tuple[float, int] | None:
+    """Within each group of ``g`` completions of one prompt: the share of (right, wrong) pairs whose right
+    completion ``scores`` ranks higher (ties count half), and how many groups had both; None without any.
+
+    This is what GRPO's group-relative advantage sees of a term: whether it prefers the right completion
+    of the *same* question (a correlation over the whole batch also compares the questions' levels)."""
+    wins, pairs, mixed = 0.0, 0, 0
+    for start in range(0, len(scores) - len(scores) % g, g):
+        right = [x for x, m in zip(scores[start:start + g], match[start:start + g], strict=True) if m >= 0.5]
+        wrong = [x for x, m in zip(scores[start:start + g], match[start:start + g], strict=True) if m < 0.5]
+        if right and wrong:
+            mixed += 1
+            pairs += len(right) * len(wrong)
+            wins += sum((r > w) + 0.5 * (r == w) for r in right for w in wrong)
+    return (wins / pairs, mixed) if pairs else None
+
+
 class RewardMonitor:
     """Collects the terms' outputs for one batch and logs the reward-hacking monitors.
 
@@ -90,6 +107,11 @@ class RewardMonitor:
             if corr is not None:
                 out["monitor/rphi_match_corr"] = corr
             out["monitor/match_rate"] = sum(match) / max(1, len(match))
+            within = _group_auroc(batch["reward_model"], match, g)
+            if groups:
+                out["monitor/frac_mixed_groups"] = (within[1] if within else 0) / len(groups)
+            if within is not None:
+                out["monitor/rphi_group_auroc"] = within[0]
         return out
 
 

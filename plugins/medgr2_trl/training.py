@@ -156,8 +156,8 @@ def checkpoint_step(checkpoint: Path | None) -> int:
     return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
 
 
-_SHOWN = ("loss", "reward", "reward_std", "kl", "monitor/rphi_match_corr", "monitor/frac_tied_groups",
-          "learning_rate")
+_SHOWN = ("loss", "reward", "reward_std", "kl", "monitor/rphi_match_corr", "monitor/rphi_group_auroc",
+          "monitor/frac_tied_groups", "learning_rate")
 
 
 def metrics_callback(path: Path, history: list[dict[str, Any]], reporter: Any) -> Any:

@@ -47,6 +47,15 @@ def test_monitor_ties_and_correlation():
     assert got["monitor/frac_tied_groups"] == 0.5  # the first group ties, the second does not
     assert got["monitor/rphi_match_corr"] == pytest.approx(0.8165, abs=1e-3)  # 0.4 / sqrt(0.32 * 0.75)
     assert got["monitor/match_rate"] == 0.75
+    # within groups: only the second has a right and a wrong completion, and R_phi prefers the right one
+    assert got["monitor/frac_mixed_groups"] == 0.5 and got["monitor/rphi_group_auroc"] == 1.0
+    # a batch-wide correlation can be positive while R_phi prefers the wrong answer of the same question:
+    # the right answers sit in the question R_phi scores higher as a whole
+    levels = {"reward_model": [0.8, 0.85, 0.9, 0.1, 0.2, 0.15], "answer_match": [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]}
+    got = RewardMonitor(["reward_model", "answer_match"], [0.8, 0.2], num_generations=3).monitors(
+        levels, ["x"] * 6, {"answer": ["a"] * 6, "options": [["a", "b"]] * 6})
+    assert got["monitor/rphi_match_corr"] > 0.6 and got["monitor/rphi_group_auroc"] == 0.0
+    assert got["monitor/frac_mixed_groups"] == 0.5
     logged = {}
     monitor.record("reward_model", batch["reward_model"], ["x"] * 4, {**columns, "log_metric": logged.__setitem__})
     assert not logged  # waits for every term
