@@ -168,7 +168,7 @@ def grpo_spec(args: argparse.Namespace) -> dict[str, Any]:
     from medgr2.config import RunConfig
 
     spec = RunConfig().policy.grpo.model_dump(mode="json")
-    spec["options"].update(max_steps=args.grpo_steps, num_threads=args.threads)
+    spec["options"].update(max_steps=args.grpo_steps, num_threads=args.threads, **(args.grpo_options or {}))
     return spec
 
 
@@ -632,6 +632,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rm-items", type=int, default=600, help="train images (not generated from) whose clean "
                    "label-built questions build R_φ's graded set")
     p.add_argument("--rm-epochs", type=float, default=None, help="R_φ epochs (default: the quickstart's)")
+    p.add_argument("--grpo-options", type=json.loads, default=None,
+                   help="GRPO trainer options as JSON, over the quickstart's (e.g. '{\"temperature\": 1.2}')")
     p.add_argument("--rm-grading", type=json.loads, default=None,
                    help="R_φ's grade-set options as JSON, over the quickstart's (e.g. '{\"answer_only_share\": 0.25}')")
     p.add_argument("--rm-from", choices=["others", "generated"], default="others",
