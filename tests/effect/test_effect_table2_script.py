@@ -59,6 +59,26 @@ def test_cli_rejects_bad_input(t2, capsys):
     assert "unknown condition" in capsys.readouterr().err
 
 
+def test_grading_and_grpo_options_reach_the_configs(t2, capsys):
+    args = t2.parse_args(["--rm-grading", '{"answer_only_share": 0}', "--grpo-options", '{"temperature": 1.2}'])
+    assert t2.base_config(args, 0)["reward"]["grade_set"]["options"]["grading"] == {"answer_only_share": 0}
+    spec = t2.grpo_spec(args)
+    assert spec["options"]["temperature"] == 1.2 and spec["options"]["max_steps"] == args.grpo_steps
+    with pytest.raises(SystemExit):
+        t2.parse_args(["--grpo-options", "[1]"])
+    assert "--grpo-options must be a JSON object" in capsys.readouterr().err
+
+
+def test_policy_stamp_follows_the_weights(t2, tmp_path):
+    """The script's evaluation cache is keyed by this stamp: a policy retrained into the same folder
+    (same path, new weights) must not reuse the old results."""
+    (tmp_path / "model.safetensors").write_bytes(b"a")
+    before = t2.policy_stamp(tmp_path)
+    assert str(tmp_path) in before and t2.policy_stamp(tmp_path) == before
+    (tmp_path / "model.safetensors").write_bytes(b"bb")
+    assert t2.policy_stamp(tmp_path) != before
+
+
 def test_configs_start_from_the_quickstart_defaults(t2, tmp_path, registry):
     args = t2.parse_args(["--out", str(tmp_path), "--defects", '{"wrong_confusable": 0.3}', "--threads", "2"])
     base = t2.base_config(args, seed=1)

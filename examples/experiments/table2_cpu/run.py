@@ -224,6 +224,13 @@ def val_questions(args: argparse.Namespace, run_dir: Path, cfg: dict[str, Any], 
     return read_jsonl(path, VQASample)
 
 
+def policy_stamp(policy: Path) -> str:
+    """What identifies a trained policy for the evaluation cache: its path and its weight files' names,
+    sizes and modification times (a policy retrained into the same folder gets a new stamp)."""
+    files = sorted(Path(policy).glob("*.safetensors"))
+    return "\n".join([str(policy)] + [f"{f.name} {f.stat().st_size} {f.stat().st_mtime_ns}" for f in files])
+
+
 def evaluate_policy(policy: Path, samples: list[Any], mode: str, out_dir: Path, args: argparse.Namespace,
                     registry: Any, seed: int) -> tuple[list[bool], list[bool], dict[str, Any]]:
     """(correct, valid, overall metrics) of ``policy`` on ``samples`` under ``mode``; cached in ``out_dir``."""
@@ -232,8 +239,8 @@ def evaluate_policy(policy: Path, samples: list[Any], mode: str, out_dir: Path, 
     from medgr2.progress import SilentReporter
     from medgr2.store import read_json, read_jsonl
 
-    key = out_dir / "policy.txt"  # the cache holds this policy's results only
-    if not (out_dir / "report.json").exists() or not key.exists() or key.read_text() != str(policy):
+    key, stamp = out_dir / "policy.txt", policy_stamp(policy)  # the cache holds this policy's results only
+    if not (out_dir / "report.json").exists() or not key.exists() or key.read_text() != stamp:
         shutil.rmtree(out_dir, ignore_errors=True)
         options = {"mode": mode, "num_threads": args.threads, "batch_size": 16, "max_new_tokens": 24,
                    "bootstrap": 0}
@@ -241,7 +248,7 @@ def evaluate_policy(policy: Path, samples: list[Any], mode: str, out_dir: Path, 
         ctx = StageContext(work_dir=out_dir, seed=seed, registry=registry, reporter=SilentReporter(),
                            answer_format="text", scorer="medgr2")
         ev.evaluate(samples, policy, out_dir, ctx)
-        key.write_text(str(policy))
+        key.write_text(stamp)
     preds = read_jsonl(out_dir / "predictions.jsonl", Prediction)
     correct, valid = per_item(preds, samples, registry)
     return correct, valid, read_json(out_dir / "report.json", EvalReport).overall.model_dump(mode="json")
@@ -615,6 +622,19 @@ def _defects(text: str) -> dict[str, float]:
     return value
 
 
+def _options(flag: str, example: str) -> Any:
+    """An argparse type: a JSON object of options for ``flag`` (the error names the flag and an example)."""
+    def parse(text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"{flag} must be a JSON object such as '{example}' ({exc})") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"{flag} must be a JSON object such as '{example}'")
+        return value
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -632,9 +652,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rm-items", type=int, default=600, help="train images (not generated from) whose clean "
                    "label-built questions build R_φ's graded set")
     p.add_argument("--rm-epochs", type=float, default=None, help="R_φ epochs (default: the quickstart's)")
-    p.add_argument("--grpo-options", type=json.loads, default=None,
+    p.add_argument("--grpo-options", type=_options("--grpo-options", '{"temperature": 1.2}'), default=None,
                    help="GRPO trainer options as JSON, over the quickstart's (e.g. '{\"temperature\": 1.2}')")
-    p.add_argument("--rm-grading", type=json.loads, default=None,
+    p.add_argument("--rm-grading", type=_options("--rm-grading", '{"answer_only_share": 0.25}'), default=None,
                    help="R_φ's grade-set options as JSON, over the quickstart's (e.g. '{\"answer_only_share\": 0.25}')")
     p.add_argument("--rm-from", choices=["others", "generated"], default="others",
                    help="R_φ's graded set from clean questions about other train images, or about the images the "
