@@ -224,6 +224,8 @@ _PROV_ORDER = ("source_dataset", "source_id", "generator", "generator_version", 
                "template_hash", "cycle", "seed", "created_at")
 _SAMPLE_ORDER = ("id", "images", "question", "options", "answer", "rationale", "modality", "question_type",
                  "provenance", "reward", "split", "subject_id", "tags")
+
+
 def _rules(cls: type) -> tuple[Any, ...]:
     """What validation of ``cls`` enforces beyond types: its validators' names and its fields' constraints."""
     decorators = cls.__pydantic_decorators__

@@ -37,12 +37,11 @@ import numpy as np
 
 from medgr2.data import ImageRef, RewardInput
 from medgr2_reward.consistency import options_of
+from medgr2_reward.memo import ImageMemo
 
 FEATURES = ("support", "agree", "other", "nearest")
 SIDE = 16
 """Images become ``SIDE × SIDE`` RGB pixel vectors, centred and scaled to unit length."""
-CACHE_SIZE = 8192
-"""Pixel vectors kept between lookups (3 KB each); an input's questions about one image come together."""
 
 
 def _norm(text: str) -> str:
@@ -68,18 +67,10 @@ class GroundingBank:
         self.vectors = np.zeros((0, SIDE * SIDE * 3), dtype=np.float32)
         self.answers: list[str] = []
         self.groups: list[str] = []
-        self._cache: dict[str, np.ndarray] = {}
+        self._vector = ImageMemo(pixel_vector)  # 3 KB a vector: 24 MB when full
 
     def __len__(self) -> int:
         return len(self.answers)
-
-    def _vector(self, image: ImageRef) -> np.ndarray:
-        key = image.key
-        if key not in self._cache:
-            if len(self._cache) >= CACHE_SIZE:  # bounded: 200,000 candidates may show as many images
-                self._cache.clear()
-            self._cache[key] = pixel_vector(image)
-        return self._cache[key]
 
     def fit(self, examples: Sequence[object]) -> int:
         """Add the good examples with an image and a multiple-choice question (graded examples: their

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medgr2.data import GradedExample, RewardInput, TrainResult, stable_hash, utcnow
+from medgr2.data import GradedExample, ImageRef, RewardInput, TrainResult, stable_hash, utcnow
 from medgr2.interfaces import StageContext
 from medgr2.store import atomic_write_text
 from medgr2_reward.backbones import (
@@ -47,6 +47,7 @@ from medgr2_reward.consistency import consistency_features
 from medgr2_reward.grounding import FEATURES as GROUNDING
 from medgr2_reward.grounding import GroundingBank
 from medgr2_reward.lexicon import FEATURES, Counts, DomainLexicon
+from medgr2_reward.memo import ImageMemo
 from medgr2_reward.options import SCORE_MAX, SCORE_MIN, MiniLMOptions, TrainOptions, VLMRewardOptions
 
 CENTER, HALF_RANGE = (SCORE_MAX + SCORE_MIN) / 2, (SCORE_MAX - SCORE_MIN) / 2
@@ -54,9 +55,6 @@ CONFIG_FILE = "reward_model.json"
 HEAD_FILE = "head.safetensors"
 LEXICON_FILE = "lexicon.json"
 FORMAT_VERSION = 1
-IMAGE_CACHE_SIZE = 8192
-"""Images whose pixels the CNN keeps (64 x 64 float32: 16 KiB each, 128 MiB at most); when full it starts
-again, so scoring 200,000 candidates does not hold every image (1.6 GB before the bound)."""
 
 
 def squash(z: torch.Tensor) -> torch.Tensor:
@@ -136,7 +134,8 @@ class RegressionRewardModel:
         self.parent_version: str | None = None
         self._backbone: Any = None
         self._net: RewardNet | None = None
-        self._image_cache: dict[str, torch.Tensor] = {}
+        # the CNN's input per image (64 x 64 float32, 16 KiB: 128 MiB when full; it held every image, 1.6 GB at 200k)
+        self._image_cache: ImageMemo[torch.Tensor] = ImageMemo(self._cnn_input)
         self.match_layer = 0  # the encoder layer whose input gets the exact-match vector
         self.lexicon = DomainLexicon(options.lexicon_min_target) if options.lexicon else None
         self.grounding = self._new_grounding()
@@ -191,9 +190,17 @@ class RegressionRewardModel:
 
     # ------------------------------------------------------------------ scoring
 
-    def _pixels(self, items: Sequence[Prepared]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cnn_input(self, image: ImageRef) -> torch.Tensor:
+        """One image as the CNN reads it: grey, ``image_size`` square, normalised (memoised per image)."""
+        import numpy as np
+
         from medgr2.images import open_image
 
+        size = getattr(self.options, "image_size", 64)
+        arr = torch.from_numpy(np.asarray(open_image(image).convert("L").resize((size, size)), dtype="float32") / 255.0)
+        return ((arr - 0.5) / 0.25).unsqueeze(0)
+
+    def _pixels(self, items: Sequence[Prepared]) -> tuple[torch.Tensor, torch.Tensor]:
         size = getattr(self.options, "image_size", 64)
         out, flags = [], []
         for it in items:
@@ -201,17 +208,7 @@ class RegressionRewardModel:
                 out.append(torch.zeros(1, size, size))
                 flags.append(0.0)
                 continue
-            key = it.image.key
-            if key not in self._image_cache:
-                import numpy as np
-
-                if len(self._image_cache) >= IMAGE_CACHE_SIZE:
-                    self._image_cache.clear()
-
-                img = open_image(it.image).convert("L").resize((size, size))
-                arr = torch.from_numpy(np.asarray(img, dtype="float32") / 255.0)
-                self._image_cache[key] = ((arr - 0.5) / 0.25).unsqueeze(0)
-            out.append(self._image_cache[key])
+            out.append(self._image_cache(it.image))
             flags.append(1.0)
         dev = self._device()
         return torch.stack(out).to(dev), torch.tensor(flags, device=dev)

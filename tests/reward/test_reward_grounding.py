@@ -104,3 +104,15 @@ def test_a_minilm_reward_model_with_grounding_saves_and_scores_the_same_after_lo
     again = MiniLMRewardModel(MiniLMOptions(checkpoint=str(folder), threads=1))
     assert again.grounding is not None and again.options.grounding
     assert again.score(ex) == pytest.approx(rm.score(ex), abs=1e-4)
+
+
+def test_image_memo_computes_once_per_image_and_stays_bounded():
+    from medgr2_reward.memo import ImageMemo
+
+    calls = []
+    memo = ImageMemo(lambda image: calls.append(image.key) or len(calls), size=2)
+    refs = [ImageRef(path=f"{i}.png", root="/d", sha256=f"{i:064x}") for i in range(3)]
+    assert [memo(refs[0]), memo(refs[0]), memo(refs[1])] == [1, 1, 2] and len(calls) == 2
+    assert memo(refs[2]) == 3 and len(memo) == 1  # full at 2: it started again
+    memo.clear()
+    assert len(memo) == 0 and memo(refs[2]) == 4

@@ -125,9 +125,7 @@ def test_image_fusion_trains_and_reloads(tmp_path, monkeypatch):
     assert dark > light
     again = MiniLMRewardModel(_opts(vision=True, image_size=16, checkpoint=str(tmp_path / "w" / "versions" / "v001")))
     assert again.score([ex[0], ex[1]]) == pytest.approx([dark, light], abs=1e-6)
-    import medgr2_reward.model as model_module
-
-    monkeypatch.setattr(model_module, "IMAGE_CACHE_SIZE", 1)  # the pixel cache is bounded, scores unchanged
+    monkeypatch.setattr(again._image_cache, "size", 1)  # the pixel cache is bounded, scores unchanged
     again._image_cache.clear()
     assert again.score([ex[0], ex[1], ex[2]]) == pytest.approx([dark, light, dark], abs=1e-6)
     assert len(again._image_cache) == 1

@@ -611,17 +611,6 @@ def write_outputs(out: Path, seeds: list[dict[str, Any]], resamples: int) -> str
 # ------------------------------------------------------------------ command line
 
 
-def _defects(text: str) -> dict[str, float]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"--defects must be a JSON object such as "
-                                         f"'{{\"wrong_confusable\": 0.2}}' ({exc})") from None
-    if not isinstance(value, dict) or not all(isinstance(v, (int, float)) for v in value.values()):
-        raise argparse.ArgumentTypeError("--defects must map defect kinds to rates, e.g. '{\"wrong_confusable\": 0.2}'")
-    return value
-
-
 def _options(flag: str, example: str) -> Any:
     """An argparse type: a JSON object of options for ``flag`` (the error names the flag and an example)."""
     def parse(text: str) -> dict[str, Any]:
@@ -633,6 +622,13 @@ def _options(flag: str, example: str) -> Any:
             raise argparse.ArgumentTypeError(f"{flag} must be a JSON object such as '{example}'")
         return value
     return parse
+
+
+def _defects(text: str) -> dict[str, float]:
+    value = _options("--defects", '{"wrong_confusable": 0.2}')(text)
+    if not all(isinstance(v, (int, float)) for v in value.values()):
+        raise argparse.ArgumentTypeError("--defects must map defect kinds to rates, e.g. '{\"wrong_confusable\": 0.2}'")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
