@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, ValuesView
 from typing import Generic, TypeVar
 
 from medgr2.data import ImageRef
@@ -32,6 +32,10 @@ class ImageMemo(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._values)
+
+    def values(self) -> ValuesView[T]:
+        """The values kept now (e.g. to measure what the memo holds)."""
+        return self._values.values()
 
     def clear(self) -> None:
         """Forget every value (e.g. when the image size they were computed at changes)."""
